@@ -1,0 +1,19 @@
+//! Configuration: the YAML file of SPEC §3, loaded and validated in passes.
+//!
+//! Loading is multi-pass so that one run reports *every* problem in the file, each with
+//! `file:line:column`, the offending text and a hint:
+//!
+//! 1. YAML syntax and schema (unknown fields with "did you mean", types, durations, ranges);
+//! 2. references (SLO names in gates and rules, windows, unique names);
+//! 3. CEL parse and type check of every rule's `when` ([`crate::expr`]);
+//! 4. PromQL parse of every selector and query ([`crate::query`]).
+//!
+//! A later pass runs on whatever the earlier passes could make sense of, so a config with a
+//! YAML type error in one SLO still gets its rules checked. The validated [`Config`] is only
+//! returned when no pass found anything.
+
+mod load;
+mod model;
+
+pub use load::{load_file, load_str, ConfigError, Diagnostic};
+pub use model::*;

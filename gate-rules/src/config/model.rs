@@ -1,0 +1,208 @@
+//! The validated configuration: what the rest of gate reads.
+//!
+//! These types are produced only by [`crate::config::load_str`] after every validation pass
+//! succeeded, so their invariants hold everywhere else: SLO names referenced by gates exist,
+//! rules compiled, selectors parse, durations are positive. They serialize back to YAML-shaped
+//! JSON for `gate check --effective`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::decide::Decision;
+use crate::duration::PromDuration;
+use crate::expr::CompiledExpr;
+
+/// The whole configuration file, defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Where the telemetry comes from.
+    pub prometheus: PrometheusConfig,
+    /// The label carrying the train ID on SLI series (default `train_id`).
+    pub train_label: String,
+    /// Service-level objectives, by name, in file order.
+    pub slos: Vec<Slo>,
+    /// Gates, in file order.
+    pub gates: Vec<Gate>,
+    /// Webhook receivers, in file order.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// The Prometheus-compatible query API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrometheusConfig {
+    /// Base URL, including any path prefix (e.g. Mimir's `/prometheus`). Default `http://127.0.0.1:9090`.
+    pub url: String,
+    /// Per-query timeout (default `10s`).
+    pub timeout: PromDuration,
+    /// Extra headers sent on every query (e.g. `X-Scope-OrgID`).
+    pub headers: BTreeMap<String, String>,
+    /// Environment variable holding a bearer token, if any.
+    pub bearer_token_env: Option<String>,
+}
+
+/// One counter of an SLI: either a selector (the engine wraps it in `increase(...[window])`)
+/// or full PromQL containing `$window`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "promql", rename_all = "snake_case")]
+pub enum Counter {
+    /// A counter selector such as `http_requests_total{code=~"5.."}`.
+    Selector(String),
+    /// Full PromQL with a `$window` placeholder, e.g. `sum(increase(x[$window])) - sum(...)`.
+    Query(String),
+}
+
+/// What the first counter of an SLI counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadOrGood {
+    /// The counter counts bad events (`errors`, `errors_query`).
+    Errors,
+    /// The counter counts good events (`good`, `good_query`); errors = total − good.
+    Good,
+}
+
+/// A service-level objective.
+#[derive(Debug, Clone, Serialize)]
+pub struct Slo {
+    /// Unique name, referenced by gates and rules.
+    pub name: String,
+    /// Percent of events that must be good, in (0, 100).
+    pub objective: f64,
+    /// Error-budget period (default `30d`).
+    pub period: PromDuration,
+    /// Whether `events` counts errors or good events.
+    pub counts: BadOrGood,
+    /// The errors (or good) counter.
+    pub events: Counter,
+    /// The total counter.
+    pub total: Counter,
+}
+
+impl Slo {
+    /// The error budget as a fraction: `1 - objective/100`.
+    pub fn budget(&self) -> f64 {
+        1.0 - self.objective / 100.0
+    }
+}
+
+/// How a train's error rate is compared for `error_delta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineKind {
+    /// The baseline train's counts over an equal window ending at this train's start.
+    PreviousTrain,
+    /// The service-wide counts over an equal window before this train's start.
+    BeforeStart,
+    /// No baseline: `error_delta` is always unknown.
+    None,
+}
+
+/// What an inconclusive or failing evaluation turns into. Never `promote`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldDecision {
+    /// Hold the train.
+    Pause,
+    /// Keep waiting.
+    Pending,
+}
+
+impl HoldDecision {
+    /// The decision this hold maps to.
+    pub fn decision(self) -> Decision {
+        match self {
+            HoldDecision::Pause => Decision::Pause,
+            HoldDecision::Pending => Decision::Pending,
+        }
+    }
+}
+
+/// A gate: the SLOs and rules a train must pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    /// Unique name.
+    pub name: String,
+    /// SLOs this gate reads (each must exist).
+    pub slos: Vec<String>,
+    /// Daemon evaluation interval (default `30s`).
+    pub interval: PromDuration,
+    /// Earliest promotion after the train started (default `30m`).
+    pub verify_for: PromDuration,
+    /// How long a promoted train is still watched (default `2h`).
+    pub watch_for: PromDuration,
+    /// Minimum events since start, per SLO, for conclusive evidence (default `100`).
+    pub min_requests: u64,
+    /// Baseline for `error_delta` (default `previous_train`).
+    pub baseline: BaselineKind,
+    /// Decision when evidence is inconclusive after `verify_for` (default `pause`).
+    pub on_inconclusive: HoldDecision,
+    /// Decision after `max_consecutive_errors` telemetry failures (default `pause`).
+    pub on_telemetry_error: HoldDecision,
+    /// Telemetry failures in a row before `on_telemetry_error` applies (default `3`).
+    pub max_consecutive_errors: u32,
+    /// Clean evaluations that lift a rule-caused pause (default `4`).
+    pub resume_after: u32,
+    /// Significance level of `error_delta(...).significant` (default `0.01`).
+    pub alpha: f64,
+    /// Rules, in file order.
+    pub rules: Vec<Rule>,
+}
+
+/// A gate rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rule {
+    /// Name, unique within its gate.
+    pub name: String,
+    /// The CEL condition as written.
+    pub when: String,
+    /// The decision when the condition holds: `rollback`, `pause` or `promote`.
+    pub then: Decision,
+    /// Consecutive evaluations the condition must hold before it takes effect (daemon; default 1).
+    #[serde(rename = "for")]
+    pub for_evaluations: u32,
+    /// The compiled condition.
+    #[serde(skip)]
+    pub expr: CompiledExpr,
+}
+
+/// Payload format of a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// gate's own JSON body.
+    Json,
+    /// CloudEvents 1.0 structured mode with CDEvents types.
+    Cloudevents,
+}
+
+/// A webhook receiver.
+#[derive(Debug, Clone, Serialize)]
+pub struct Webhook {
+    /// Unique name.
+    pub name: String,
+    /// Receiver URL (may carry credentials; never logged in full).
+    pub url: String,
+    /// Decisions that are sent (default: all four).
+    pub on: Vec<Decision>,
+    /// Payload format (default `json`).
+    pub format: WebhookFormat,
+    /// Environment variable holding the HMAC secret, if any.
+    pub secret_env: Option<String>,
+    /// Per-attempt timeout (default `10s`).
+    pub timeout: PromDuration,
+    /// Attempts before dead-lettering; `None` keeps trying for 24 h.
+    pub max_attempts: Option<u32>,
+}
+
+impl Config {
+    /// The SLO with this name.
+    pub fn slo(&self, name: &str) -> Option<&Slo> {
+        self.slos.iter().find(|s| s.name == name)
+    }
+
+    /// The gate with this name.
+    pub fn gate(&self, name: &str) -> Option<&Gate> {
+        self.gates.iter().find(|g| g.name == name)
+    }
+}

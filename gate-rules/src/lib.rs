@@ -1,0 +1,30 @@
+//! `gate-rules` is the pure core of gate: everything that decides, nothing that does I/O.
+//!
+//! The data flows one way through its modules:
+//!
+//! * [`config`] loads and validates the YAML configuration (all errors at once, with positions);
+//! * [`expr`] compiles each rule's CEL `when` and lists the signals it reads;
+//! * [`query`] turns SLI selectors into PromQL through the PromQL AST (never by pasting strings);
+//! * [`signals`] holds the numbers fetched for one train and derives the values rules read,
+//!   using [`math`] (burn rate, budget, error delta) and [`stats`] (significance test);
+//! * [`decide`] is the decision table: signals + previous state → decision with evidence.
+//!
+//! The engine (`gate-engine`) fetches the numbers; this crate never talks to the network,
+//! never reads the clock (times are passed in) and never touches the filesystem except to read
+//! the config file in [`config::load_file`].
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod decide;
+pub mod duration;
+pub mod expr;
+pub mod math;
+pub mod query;
+pub mod signals;
+pub mod stats;
+pub mod train_id;
+
+pub use config::Config;
+pub use decide::{decide, Decision};
+pub use duration::PromDuration;
+pub use train_id::TrainId;
