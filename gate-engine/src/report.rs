@@ -1,0 +1,390 @@
+//! The evaluation report: one train's decision with all its evidence, as JSON.
+//!
+//! This is the object `gate eval --format json` prints, `GET /v1/trains/{id}` returns as the
+//! latest evaluation, the store keeps with every decision change and webhooks carry as
+//! `evidence`. One type for all of them keeps the outputs identical (SPEC §5).
+//!
+//! Numbers that JSON cannot represent (`+Inf` relative deltas, NaN from a misbehaving
+//! backend) are written as the strings `"+Inf"`, `"-Inf"`, `"NaN"` — the way Prometheus
+//! writes them — through [`Num`], never silently as `null`, which means *no data*.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use gate_rules::config::Slo;
+use gate_rules::decide::Evaluation;
+use gate_rules::expr::SignalRef;
+use gate_rules::signals::{Resolved, Resolver, Signals};
+use gate_rules::Decision;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::planner::{Plan, PlannedQuery, TrainSpec};
+
+/// A number that keeps NaN and ±Inf in JSON (as Prometheus-style strings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Num(pub f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v == f64::INFINITY {
+            s.serialize_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            s.serialize_str("-Inf")
+        } else {
+            s.serialize_f64(v)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(f64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(v) => Ok(Num(v)),
+            Raw::S(s) => match s.as_str() {
+                "NaN" => Ok(Num(f64::NAN)),
+                "+Inf" | "Inf" => Ok(Num(f64::INFINITY)),
+                "-Inf" => Ok(Num(f64::NEG_INFINITY)),
+                other => other.parse().map(Num).map_err(serde::de::Error::custom),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v.is_infinite() {
+            f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else if v != 0.0 && (v.abs() < 0.001 || v.abs() >= 1e6) {
+            write!(f, "{v:.3e}")
+        } else {
+            let s = format!("{v:.3}");
+            f.write_str(s.trim_end_matches('0').trim_end_matches('.'))
+        }
+    }
+}
+
+/// The error delta as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DeltaReport {
+    /// Train ratio − baseline ratio.
+    pub absolute: Num,
+    /// Relative change (`+Inf` when the baseline had no errors).
+    pub relative: Num,
+    /// One-sided p-value.
+    pub p_value: Num,
+    /// `p_value < alpha`.
+    pub significant: bool,
+    /// The train's error ratio since start.
+    pub train_ratio: Num,
+    /// The baseline's error ratio.
+    pub baseline_ratio: Num,
+}
+
+/// Events seen since the train started, per SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SinceStart {
+    /// All events.
+    pub requests: Num,
+    /// Bad events.
+    pub errors: Num,
+}
+
+/// The signals the rules read, by kind, SLO and window. `null` means no data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignalsReport {
+    /// `burn_rate[slo][window]`.
+    pub burn_rate: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    /// `error_ratio[slo][window]`.
+    pub error_ratio: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    /// `requests[slo][window]`: events over each window the rules read.
+    pub requests: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    /// `errors[slo][window]`: bad events over each window the rules read.
+    pub errors: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    /// `budget_remaining[slo]` (service-wide).
+    pub budget_remaining: BTreeMap<String, Option<Num>>,
+    /// `error_delta[slo]`.
+    pub error_delta: BTreeMap<String, Option<DeltaReport>>,
+    /// Events since the train started, per SLO of the gate (`null`: no series).
+    pub since_start: BTreeMap<String, Option<SinceStart>>,
+    /// Custom `query("…")` results.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, Option<Num>>,
+}
+
+/// One rule's outcome as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleReport {
+    /// Rule name.
+    pub name: String,
+    /// Its `then`.
+    pub then: Decision,
+    /// Its condition as written.
+    pub when: String,
+    /// `true`, `false`, or `null` (unknown).
+    pub fired: Option<bool>,
+    /// Each signal it read, keyed by the call as written.
+    pub values: BTreeMap<String, serde_json::Value>,
+    /// Why it is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_reason: Option<String>,
+    /// Consecutive evaluations its condition held, against `for`.
+    pub streak: u32,
+    /// The rule's `for`.
+    #[serde(rename = "for")]
+    pub for_evaluations: u32,
+}
+
+/// A query that was sent, for the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryReport {
+    /// What it measured, e.g. `window checkout-availability 1h (total)`.
+    pub purpose: String,
+    /// The exact PromQL.
+    pub promql: String,
+}
+
+/// One train's evaluation with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationReport {
+    /// Train ID.
+    pub train: String,
+    /// Gate name.
+    pub gate: String,
+    /// The decision.
+    pub decision: Decision,
+    /// One-line reason.
+    pub reason: String,
+    /// The deciding rule, if any.
+    pub rule: Option<String>,
+    /// Evaluation time (RFC 3339).
+    #[serde(with = "rfc3339")]
+    pub evaluated_at: DateTime<Utc>,
+    /// When the train started (RFC 3339).
+    #[serde(with = "rfc3339")]
+    pub started_at: DateTime<Utc>,
+    /// Seconds since start at the evaluation.
+    pub age_secs: i64,
+    /// `verify_for` of the gate, in seconds.
+    pub verify_for_secs: u64,
+    /// The baseline train, if any.
+    pub baseline: Option<String>,
+    /// How the baseline was measured.
+    pub baseline_desc: Option<String>,
+    /// Evidence was inconclusive (unknown rule or too little traffic).
+    pub inconclusive: bool,
+    /// The telemetry failure, if the evaluation was an error.
+    pub telemetry_error: Option<String>,
+    /// Every rule's outcome.
+    pub rules: Vec<RuleReport>,
+    /// The signals the rules read.
+    pub signals: SignalsReport,
+    /// The queries sent for this evaluation.
+    pub queries: Vec<QueryReport>,
+}
+
+/// RFC 3339 with seconds precision and `Z`.
+pub mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes as RFC 3339.
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    /// Parses RFC 3339.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Formats a time as gate prints it everywhere.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn num(v: Option<f64>) -> Option<Num> {
+    v.map(Num)
+}
+
+/// Everything needed to build a report.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportInput<'a> {
+    /// The train.
+    pub train: &'a TrainSpec,
+    /// The resolver over the train's signals (`None` when telemetry failed).
+    pub resolver: Option<Resolver<'a>>,
+    /// The plan that was executed.
+    pub plan: &'a Plan,
+    /// The decision function's result.
+    pub evaluation: &'a Evaluation,
+}
+
+/// Builds the report for one train.
+pub fn build(input: ReportInput<'_>) -> EvaluationReport {
+    let ReportInput {
+        train,
+        resolver,
+        plan,
+        evaluation,
+    } = input;
+    let gate = resolver.map(|r| r.gate);
+    let mut signals = SignalsReport::default();
+    if let Some(r) = resolver {
+        fill_signals(&mut signals, &r);
+    }
+    let rules = evaluation
+        .rules
+        .iter()
+        .map(|o| {
+            let rule = gate.and_then(|g| g.rules.iter().find(|r| r.name == o.name));
+            RuleReport {
+                name: o.name.clone(),
+                then: o.then,
+                when: rule.map(|r| r.when.clone()).unwrap_or_default(),
+                fired: o.fired,
+                values: o.values.clone(),
+                unknown_reason: o.unknown_reason.clone(),
+                streak: o.streak,
+                for_evaluations: rule.map(|r| r.for_evaluations).unwrap_or(1),
+            }
+        })
+        .collect();
+    EvaluationReport {
+        train: train.id.to_string(),
+        gate: gate.map(|g| g.name.clone()).unwrap_or_default(),
+        decision: evaluation.decision,
+        reason: evaluation.reason.clone(),
+        rule: evaluation.rule.clone(),
+        evaluated_at: plan.at,
+        started_at: train.started_at,
+        age_secs: crate::planner::age_secs(train, plan.at),
+        verify_for_secs: gate
+            .map(|g| g.verify_for.as_duration().as_secs())
+            .unwrap_or(0),
+        baseline: train.baseline.as_ref().map(|b| b.to_string()),
+        baseline_desc: resolver.and_then(|r| r.signals.baseline_desc.clone()),
+        inconclusive: evaluation.inconclusive,
+        telemetry_error: evaluation.telemetry_error.clone(),
+        rules,
+        signals,
+        queries: queries_for(plan, resolver.map(|r| r.slos).unwrap_or(&[]), train),
+    }
+}
+
+fn fill_signals(out: &mut SignalsReport, r: &Resolver<'_>) {
+    let signals: &Signals = r.signals;
+    for rule in &r.gate.rules {
+        for s in &rule.expr.signals {
+            let value = r.resolve(s);
+            let number = match &value {
+                Resolved::Number(n) => *n,
+                Resolved::Delta(_) => None,
+            };
+            match s {
+                SignalRef::BurnRate { slo, window } => {
+                    put2(&mut out.burn_rate, slo, window.to_string(), num(number))
+                }
+                SignalRef::ErrorRatio { slo, window } => {
+                    put2(&mut out.error_ratio, slo, window.to_string(), num(number))
+                }
+                SignalRef::Requests { slo, window } => {
+                    put2(&mut out.requests, slo, window.to_string(), num(number))
+                }
+                SignalRef::Errors { slo, window } => {
+                    put2(&mut out.errors, slo, window.to_string(), num(number))
+                }
+                SignalRef::BudgetRemaining { slo } => {
+                    out.budget_remaining.insert(slo.clone(), num(number));
+                }
+                SignalRef::ErrorDelta { slo } => {
+                    let delta = match value {
+                        Resolved::Delta(Some(d)) => Some(DeltaReport {
+                            absolute: Num(d.absolute),
+                            relative: Num(d.relative),
+                            p_value: Num(d.p_value),
+                            significant: d.significant,
+                            train_ratio: Num(d.train_ratio),
+                            baseline_ratio: Num(d.baseline_ratio),
+                        }),
+                        _ => None,
+                    };
+                    out.error_delta.insert(slo.clone(), delta);
+                }
+                SignalRef::Query { promql } => {
+                    out.query.insert(promql.clone(), num(number));
+                }
+                SignalRef::Age => {}
+            }
+        }
+    }
+    for slo in &r.gate.slos {
+        let counts = signals.since_start.get(slo).copied().flatten();
+        out.since_start.insert(
+            slo.clone(),
+            counts.map(|c| SinceStart {
+                requests: Num(c.total),
+                errors: Num(c.errors),
+            }),
+        );
+    }
+}
+
+fn put2(
+    map: &mut BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    slo: &str,
+    window: String,
+    v: Option<Num>,
+) {
+    map.entry(slo.to_string()).or_default().insert(window, v);
+}
+
+/// The queries of a plan as evidence for one train. Anchored baseline queries combine every
+/// train's term; only this train's term is shown.
+fn queries_for(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Vec<QueryReport> {
+    plan.queries
+        .iter()
+        .map(|q: &PlannedQuery| QueryReport {
+            purpose: purpose(q),
+            promql: match q.target {
+                crate::planner::Target::Baseline { .. } => {
+                    crate::planner::baseline_term(plan, q, slos, train)
+                        .unwrap_or_else(|| q.promql.clone())
+                }
+                _ => q.promql.clone(),
+            },
+        })
+        .collect()
+}
+
+fn purpose(q: &PlannedQuery) -> String {
+    use crate::planner::{Part, Target};
+    let part = match q.part {
+        Some(Part::Events) => " (errors)",
+        Some(Part::Total) => " (total)",
+        None => "",
+    };
+    match &q.target {
+        Target::Window { slo, window } => format!("{slo} over {window}{part}"),
+        Target::SinceStart { slo } => format!("{slo} since start{part}"),
+        Target::Baseline { slo } => format!("{slo} baseline{part}"),
+        Target::Service { slo } => format!("{slo} service-wide over the SLO period{part}"),
+        Target::Custom { promql } => format!("query({promql:?})"),
+    }
+}
