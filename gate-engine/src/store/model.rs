@@ -1,0 +1,453 @@
+//! The typed values that go into and come out of the store.
+//!
+//! Everything here is plain data: the store turns it into rows and back, nothing else. Times
+//! are `DateTime<Utc>` passed in by callers and kept at millisecond precision (the columns are
+//! unix milliseconds), so a value read back may have lost its sub-millisecond part. Evidence
+//! and webhook payloads are opaque `serde_json::Value`s: the store keeps them, it never looks
+//! inside.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use gate_rules::decide::{Decision, TrainState};
+use gate_rules::TrainId;
+use serde::{Deserialize, Serialize};
+
+/// A train registration as the pipeline sent it (`POST /v1/trains`).
+///
+/// The body is kept verbatim: registering the same ID again with an equal body is idempotent,
+/// with a different body it is a conflict. `started_at` stays `None` when the caller did not
+/// give one (the store then uses the registration time), so a retried request without
+/// `started_at` is still the same body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTrain {
+    /// The train ID.
+    pub id: TrainId,
+    /// The gate that judges the train.
+    pub gate: String,
+    /// When the train started; `None`: at registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The baseline train for `baseline: previous_train`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<TrainId>,
+    /// Free-form labels shown with the train.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The outcome of [`crate::store::Store::register`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registration {
+    /// The train is new.
+    Created(TrainRecord),
+    /// The train was already registered with the same body: nothing changed.
+    Existing(TrainRecord),
+}
+
+impl Registration {
+    /// The train, new or existing.
+    pub fn record(&self) -> &TrainRecord {
+        match self {
+            Registration::Created(r) | Registration::Existing(r) => r,
+        }
+    }
+
+    /// Whether this call created the train.
+    pub fn is_created(&self) -> bool {
+        matches!(self, Registration::Created(_))
+    }
+}
+
+/// Where a train is in its life. Set by the caller with each write, except `stopped`
+/// ([`crate::store::Store::stop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Being verified: decision `pending`.
+    Verifying,
+    /// Promoted and still watched for `watch_for`.
+    Promoted,
+    /// Held.
+    Paused,
+    /// Rolled back (the decision is latched).
+    RolledBack,
+    /// Finished: no longer evaluated (e.g. the watch after promotion ended).
+    Done,
+    /// Stopped by an operator (`DELETE /v1/trains/{id}`); kept in history.
+    Stopped,
+}
+
+impl Lifecycle {
+    /// All states.
+    pub const ALL: [Lifecycle; 6] = [
+        Lifecycle::Verifying,
+        Lifecycle::Promoted,
+        Lifecycle::Paused,
+        Lifecycle::RolledBack,
+        Lifecycle::Done,
+        Lifecycle::Stopped,
+    ];
+
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Verifying => "verifying",
+            Lifecycle::Promoted => "promoted",
+            Lifecycle::Paused => "paused",
+            Lifecycle::RolledBack => "rolled_back",
+            Lifecycle::Done => "done",
+            Lifecycle::Stopped => "stopped",
+        }
+    }
+
+    /// Whether the daemon still evaluates a train in this state (all but `done`, `stopped`).
+    pub fn is_active(self) -> bool {
+        !matches!(self, Lifecycle::Done | Lifecycle::Stopped)
+    }
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Lifecycle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Lifecycle::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| format!("unknown lifecycle state `{s}`"))
+    }
+}
+
+/// Which trains [`crate::store::Store::trains`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainFilter {
+    /// Trains still evaluated ([`Lifecycle::is_active`]).
+    Active,
+    /// Every train ever registered.
+    All,
+}
+
+/// A train as stored: registration, current decision and latest evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainRecord {
+    /// The train ID.
+    pub id: TrainId,
+    /// Its gate.
+    pub gate: String,
+    /// When it started (the registration time if none was given).
+    pub started_at: DateTime<Utc>,
+    /// Its baseline train, if any.
+    pub baseline: Option<TrainId>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Where it is in its life.
+    pub lifecycle: Lifecycle,
+    /// The current decision (`pending` from registration until the first change).
+    pub decision: Decision,
+    /// Bumped by every decision change and override; 0 at registration.
+    pub seq: u64,
+    /// The one-line reason for the current decision (latest evaluation or override).
+    pub reason: String,
+    /// The rule that decided, if one did.
+    pub rule: Option<String>,
+    /// When the latest evaluation ran, if one has.
+    pub evaluated_at: Option<DateTime<Utc>>,
+    /// What the decision function remembers between evaluations.
+    pub state: TrainState,
+    /// The latest evaluation with its evidence, as the caller wrote it.
+    pub evaluation: Option<serde_json::Value>,
+    /// When the train was registered.
+    pub registered_at: DateTime<Utc>,
+    /// When the decision last became `promote`.
+    pub promoted_at: Option<DateTime<Utc>>,
+    /// When the train was stopped.
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
+/// A webhook event to queue with a decision change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxEvent {
+    /// Unique event ID (receivers de-duplicate by it).
+    pub event_id: String,
+    /// The webhook's name in the config.
+    pub webhook: String,
+    /// The body to send.
+    pub payload: serde_json::Value,
+}
+
+/// One evaluation of one train, to be written by
+/// [`crate::store::Store::record_evaluations`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationWrite {
+    /// The train.
+    pub train: TrainId,
+    /// The train's `seq` the evaluation started from. If the stored seq differs (an override
+    /// landed meanwhile), the write is skipped as [`WriteOutcome::Stale`] so the override's
+    /// state is not overwritten.
+    pub based_on_seq: u64,
+    /// The decision.
+    pub decision: Decision,
+    /// Its one-line reason.
+    pub reason: String,
+    /// The deciding rule, if any.
+    pub rule: Option<String>,
+    /// When the evaluation ran.
+    pub evaluated_at: DateTime<Utc>,
+    /// The state to remember for the next evaluation.
+    pub state: TrainState,
+    /// The full evaluation with its evidence.
+    pub evidence: serde_json::Value,
+    /// The train's lifecycle state after this evaluation.
+    pub lifecycle: Lifecycle,
+    /// Webhook events for the decision change; written only when the decision changed.
+    pub events: Vec<NewOutboxEvent>,
+}
+
+/// What happened to one [`EvaluationWrite`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Same decision as stored: latest evaluation and state updated, no history, no events.
+    Unchanged,
+    /// The decision changed: history and webhook events written under this new seq.
+    Changed {
+        /// The train's new seq.
+        seq: u64,
+    },
+    /// Not written: the stored seq is no longer the one the evaluation started from.
+    Stale {
+        /// The stored seq.
+        seq: u64,
+    },
+    /// Not written: the train is stopped.
+    Stopped,
+    /// Not written: no train with this ID.
+    UnknownTrain,
+}
+
+/// An operator override (`POST /v1/trains/{id}/override`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideAction {
+    /// Force `promote`.
+    Promote,
+    /// Force `pause`.
+    Pause,
+    /// Force `rollback`.
+    Rollback,
+    /// Lift a pause or a pinned decision; the rules decide again.
+    Resume,
+}
+
+impl OverrideAction {
+    /// All actions.
+    pub const ALL: [OverrideAction; 4] = [
+        OverrideAction::Promote,
+        OverrideAction::Pause,
+        OverrideAction::Rollback,
+        OverrideAction::Resume,
+    ];
+
+    /// The name used in the API and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverrideAction::Promote => "promote",
+            OverrideAction::Pause => "pause",
+            OverrideAction::Rollback => "rollback",
+            OverrideAction::Resume => "resume",
+        }
+    }
+}
+
+impl fmt::Display for OverrideAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OverrideAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OverrideAction::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown override `{s}` (expected promote, pause, rollback or resume)")
+            })
+    }
+}
+
+/// An override to write with [`crate::store::Store::record_override`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverrideWrite {
+    /// The train.
+    pub train: TrainId,
+    /// What the operator asked for.
+    pub action: OverrideAction,
+    /// The decision that results.
+    pub decision: Decision,
+    /// The operator's reason.
+    pub reason: String,
+    /// Who asked.
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The state after the override (e.g. with `pinned` set or cleared).
+    pub state: TrainState,
+    /// The train's lifecycle state after the override.
+    pub lifecycle: Lifecycle,
+    /// Webhook events for the change.
+    pub events: Vec<NewOutboxEvent>,
+}
+
+/// Where a webhook event is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// A 2xx was received.
+    Delivered,
+    /// Given up after `max_attempts`: dead-lettered until redriven.
+    Dead,
+}
+
+impl DeliveryState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+            DeliveryState::Dead,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+        .ok_or_else(|| format!("unknown delivery state `{s}`"))
+    }
+}
+
+/// A pending webhook event due for an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// Unique event ID.
+    pub event_id: String,
+    /// The train.
+    pub train: TrainId,
+    /// The train's seq the event belongs to.
+    pub seq: u64,
+    /// The webhook's name.
+    pub webhook: String,
+    /// The body to send.
+    pub payload: serde_json::Value,
+    /// When the event was queued.
+    pub created_at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// The delivery record of one webhook event, for `events`, `status` and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    /// Unique event ID.
+    pub event_id: String,
+    /// The webhook's name.
+    pub webhook: String,
+    /// The train's seq the event belongs to.
+    pub seq: u64,
+    /// Where the delivery is.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the event was queued.
+    pub created_at: DateTime<Utc>,
+    /// When the next attempt is due (meaningful while pending).
+    pub next_attempt_at: DateTime<Utc>,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// The last HTTP status received, if any.
+    pub last_status: Option<u16>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When it was dead-lettered.
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+/// Counts of webhook events not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct OutboxBacklog {
+    /// Waiting for an attempt.
+    pub pending: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// One entry of a train's audit trail (`GET /v1/trains/{id}/events`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// The train was registered (seq 0, decision `pending`).
+    Registered {
+        /// When.
+        at: DateTime<Utc>,
+        /// The body as registered.
+        registration: NewTrain,
+    },
+    /// An evaluation changed the decision.
+    Decision {
+        /// The seq it got.
+        seq: u64,
+        /// The new decision.
+        decision: Decision,
+        /// The decision before.
+        previous: Decision,
+        /// Its reason.
+        reason: String,
+        /// The deciding rule, if any.
+        rule: Option<String>,
+        /// When the evaluation ran.
+        evaluated_at: DateTime<Utc>,
+        /// The evaluation with its evidence.
+        evidence: serde_json::Value,
+    },
+    /// An operator override.
+    Override {
+        /// The seq it got.
+        seq: u64,
+        /// What was asked.
+        action: OverrideAction,
+        /// The resulting decision.
+        decision: Decision,
+        /// The decision before.
+        previous: Decision,
+        /// The operator's reason.
+        reason: String,
+        /// Who asked.
+        actor: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A webhook event and its delivery.
+    Delivery(Delivery),
+    /// The train was stopped.
+    Stopped {
+        /// When.
+        at: DateTime<Utc>,
+    },
+}

@@ -1,0 +1,317 @@
+//! The webhook outbox: events queued with decision changes, handed to the sender in order.
+//!
+//! Events are inserted by the decision-change transactions in `trains.rs` and never deleted:
+//! a delivered or dead event is the delivery record shown in the train's audit trail. The
+//! sender asks for due events, tries them, and reports each outcome; per (train, webhook) only
+//! the oldest pending event is ever due, which is what keeps delivery in order per train. The
+//! row id (insertion order) is that order: within a train, a later seq is always inserted later.
+
+use chrono::{DateTime, Utc};
+use gate_rules::TrainId;
+use rusqlite::{params, Connection, Row};
+
+use super::error::{SqlContext, StoreError};
+use super::model::{Delivery, NewOutboxEvent, OutboxBacklog, OutboxEvent};
+use super::{ms, Field, Store};
+
+impl Store {
+    /// Pending events whose next attempt is due at `now`, at most `limit`, oldest first — only
+    /// the oldest pending event of each (train, webhook): a later event waits for the earlier
+    /// one to be delivered or dead-lettered, even when its own time has come.
+    pub fn due_events(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("list due webhook events", |tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT o.event_id, o.train, o.seq, o.webhook, o.payload_json, o.created_at, \
+                     o.attempts FROM outbox o \
+                     WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
+                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' \
+                         AND p.train = o.train AND p.webhook = o.webhook AND p.id < o.id) \
+                     ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+                )
+                .ctx("list due webhook events")?;
+            let rows = st
+                .query_map(params![ms(now), limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                })
+                .ctx("list due webhook events")?;
+            let mut due = Vec::new();
+            for row in rows {
+                let (event_id, train, seq, webhook, payload, created_at, attempts) =
+                    row.ctx("list due webhook events")?;
+                let field = |column| Field {
+                    column,
+                    key: &event_id,
+                };
+                due.push(OutboxEvent {
+                    train: field("outbox.train").parse(&train)?,
+                    seq: field("outbox.seq").count(seq)?,
+                    webhook,
+                    payload: field("outbox.payload_json").json(&payload)?,
+                    created_at: field("outbox.created_at").time(created_at)?,
+                    attempts: field("outbox.attempts").count(attempts)?,
+                    event_id,
+                });
+            }
+            Ok(due)
+        })
+    }
+
+    /// Records a successful delivery (a 2xx with this `status`).
+    pub fn mark_delivered(
+        &self,
+        event_id: &str,
+        status: u16,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.update_pending(
+            "mark a webhook event delivered",
+            event_id,
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?2, \
+             delivered_at = ?3 WHERE event_id = ?1 AND state = 'pending'",
+            params![event_id, status, ms(at)],
+        )
+    }
+
+    /// Records a failed attempt (`status` if a response came back) and when to try again.
+    pub fn mark_failed(
+        &self,
+        event_id: &str,
+        error: &str,
+        status: Option<u16>,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.update_pending(
+            "mark a webhook attempt failed",
+            event_id,
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, last_status = ?3, \
+             next_attempt_at = ?4 WHERE event_id = ?1 AND state = 'pending'",
+            params![event_id, error, status, ms(next_attempt_at)],
+        )
+    }
+
+    /// Records the final failed attempt and dead-letters the event; the next event of the same
+    /// train and webhook becomes due.
+    pub fn mark_dead(
+        &self,
+        event_id: &str,
+        error: &str,
+        status: Option<u16>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.update_pending(
+            "dead-letter a webhook event",
+            event_id,
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2, \
+             last_status = ?3, dead_at = ?4 WHERE event_id = ?1 AND state = 'pending'",
+            params![event_id, error, status, ms(at)],
+        )
+    }
+
+    /// Puts dead-lettered events (of one train, or all) back in the queue, due at `now` with
+    /// their attempts reset; returns how many. A redriven event goes back to its place in its
+    /// train's order, so it is delivered before any later event still pending; events already
+    /// delivered after it stay delivered.
+    pub fn redrive_dead(
+        &self,
+        train: Option<&TrainId>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.write("redrive dead webhook events", |tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2, \
+                     dead_at = NULL WHERE state = 'dead' AND (?1 IS NULL OR train = ?1)",
+                )
+                .and_then(|mut st| st.execute(params![train.map(TrainId::as_str), ms(now)]))
+                .ctx("redrive dead webhook events")?;
+            Ok(n as u64)
+        })
+    }
+
+    /// How many events are pending and dead-lettered (for `/metrics` and `status`).
+    pub fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        self.read("count the webhook backlog", |tx| {
+            let count = |state: &str| -> Result<u64, StoreError> {
+                let n: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM outbox WHERE state = ?1")
+                    .and_then(|mut st| st.query_row([state], |r| r.get(0)))
+                    .ctx("count the webhook backlog")?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            };
+            Ok(OutboxBacklog {
+                pending: count("pending")?,
+                dead: count("dead")?,
+            })
+        })
+    }
+
+    /// Every webhook event of a train with its delivery state, in queue order (empty for an
+    /// unknown train).
+    pub fn delivery_states(&self, train: &TrainId) -> Result<Vec<Delivery>, StoreError> {
+        self.read("read webhook deliveries", |tx| {
+            Ok(load_deliveries(tx, train)?
+                .into_iter()
+                .map(|(_, delivery)| delivery)
+                .collect())
+        })
+    }
+
+    fn update_pending(
+        &self,
+        context: &'static str,
+        event_id: &str,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<(), StoreError> {
+        self.write(context, |tx| {
+            let n = tx
+                .prepare_cached(sql)
+                .and_then(|mut st| st.execute(params))
+                .ctx(context)?;
+            if n == 0 {
+                return Err(StoreError::UnknownEvent(event_id.to_string()));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Queues webhook events for a decision change, inside the caller's transaction. `payloads`
+/// are the events' payloads, already encoded.
+pub(super) fn insert_events(
+    conn: &Connection,
+    train: &TrainId,
+    seq: u64,
+    at: i64,
+    events: &[NewOutboxEvent],
+    payloads: &[String],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn
+        .prepare_cached(
+            "INSERT INTO outbox (event_id, train, seq, webhook, payload_json, created_at, state, \
+             attempts, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6)",
+        )
+        .ctx("queue a webhook event")?;
+    for (event, payload) in events.iter().zip(payloads) {
+        st.execute(params![
+            event.event_id,
+            train.as_str(),
+            super::seq_sql(seq),
+            event.webhook,
+            payload,
+            at,
+        ])
+        .ctx("queue a webhook event")?;
+    }
+    Ok(())
+}
+
+/// A train's webhook events with their row ids (queue order).
+pub(super) fn load_deliveries(
+    conn: &Connection,
+    train: &TrainId,
+) -> Result<Vec<(i64, Delivery)>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, event_id, webhook, seq, state, attempts, created_at, next_attempt_at, \
+             last_error, last_status, delivered_at, dead_at FROM outbox WHERE train = ?1 \
+             ORDER BY id",
+        )
+        .ctx("read webhook deliveries")?;
+    let rows = st
+        .query_map([train.as_str()], RawDelivery::from_row)
+        .ctx("read webhook deliveries")?;
+    let mut deliveries = Vec::new();
+    for raw in rows {
+        let raw = raw.ctx("read webhook deliveries")?;
+        deliveries.push((raw.id, raw.decode()?));
+    }
+    Ok(deliveries)
+}
+
+struct RawDelivery {
+    id: i64,
+    event_id: String,
+    webhook: String,
+    seq: i64,
+    state: String,
+    attempts: i64,
+    created_at: i64,
+    next_attempt_at: i64,
+    last_error: Option<String>,
+    last_status: Option<i64>,
+    delivered_at: Option<i64>,
+    dead_at: Option<i64>,
+}
+
+impl RawDelivery {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawDelivery> {
+        Ok(RawDelivery {
+            id: r.get(0)?,
+            event_id: r.get(1)?,
+            webhook: r.get(2)?,
+            seq: r.get(3)?,
+            state: r.get(4)?,
+            attempts: r.get(5)?,
+            created_at: r.get(6)?,
+            next_attempt_at: r.get(7)?,
+            last_error: r.get(8)?,
+            last_status: r.get(9)?,
+            delivered_at: r.get(10)?,
+            dead_at: r.get(11)?,
+        })
+    }
+
+    fn decode(self) -> Result<Delivery, StoreError> {
+        let RawDelivery {
+            id: _,
+            event_id,
+            webhook,
+            seq,
+            state,
+            attempts,
+            created_at,
+            next_attempt_at,
+            last_error,
+            last_status,
+            delivered_at,
+            dead_at,
+        } = self;
+        let field = |column| Field {
+            column,
+            key: &event_id,
+        };
+        Ok(Delivery {
+            webhook,
+            seq: field("outbox.seq").count(seq)?,
+            state: field("outbox.state").parse(&state)?,
+            attempts: field("outbox.attempts").count(attempts)?,
+            created_at: field("outbox.created_at").time(created_at)?,
+            next_attempt_at: field("outbox.next_attempt_at").time(next_attempt_at)?,
+            last_error,
+            last_status: last_status
+                .map(|s| field("outbox.last_status").count(s))
+                .transpose()?,
+            delivered_at: field("outbox.delivered_at").opt_time(delivered_at)?,
+            dead_at: field("outbox.dead_at").opt_time(dead_at)?,
+            event_id,
+        })
+    }
+}
