@@ -1,8 +1,44 @@
 //! PromQL building through the AST.
+//!
+//! Every query gate sends is built here from the SLI counters of the config
+//! ([`Counter::Selector`] or [`Counter::Query`]) and from the custom `query("...")` calls of the
+//! rules. The engine's planner calls the builders ([`window_query`], [`service_query`],
+//! [`anchored_query`], [`custom_query`]) and sends the strings to Prometheus; config loading
+//! calls [`validate_selector`] and [`validate_query`] so that a bad selector is reported by
+//! `gate check`, not at 3 a.m.
+//!
+//! The design choice a newcomer would question: **no string is ever pasted into PromQL.** The
+//! configured selector or query is parsed with `promql-parser`, the train matcher is added to
+//! the AST, the surrounding `sum by (...)`, `increase(...[w])`, `label_replace(...)` and `@`
+//! are AST nodes, and the result is printed with the parser's `Display`, which escapes label
+//! values (`\\`, `"`, newlines). A train ID such as `x"} or vector(1) #` therefore stays one
+//! label value; the property test at the bottom proves it for arbitrary strings.
+//!
+//! The train matcher is added to *every* series selector: plain and range selectors, inside
+//! function calls, binary operations, subqueries, and aggregation parameters (which
+//! `promql_parser::util::walk_expr_mut` does not visit), and to each group of an `or` matcher
+//! list (`{a="1" or b="2"}` becomes `{a="1",t="x" or b="2",t="x"}`). A matcher the selector
+//! already has on the train label is **replaced**: gate decides which trains a query reads.
+//!
+//! One train gets `label="id"`; several get `label=~"id1|id2"` with the IDs regex-escaped
+//! (a `.` in an ID must not match any character).
+
+use std::time::{Duration, SystemTime};
+
+use promql_parser::label::{Labels, MatchOp, Matcher, Matchers};
+use promql_parser::parser::token::{TokenType, T_EQL_REGEX, T_LOR, T_SUM};
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{
+    self, AggregateExpr, AtModifier, BinaryExpr, Call, Expr, Function, FunctionArgs, LabelModifier,
+    MatrixSelector, StringLiteral, VectorSelector,
+};
 
 use crate::config::Counter;
 use crate::duration::PromDuration;
 use crate::train_id::TrainId;
+
+/// The placeholder for the window in `*_query` counters.
+pub const WINDOW_PLACEHOLDER: &str = "$window";
 
 /// A PromQL problem in a selector or query from the config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +49,15 @@ pub struct QueryError {
     pub offset: Option<usize>,
     /// What is wrong.
     pub message: String,
+}
+
+impl QueryError {
+    fn new(message: impl Into<String>) -> Self {
+        QueryError {
+            offset: None,
+            message: message.into(),
+        }
+    }
 }
 
 /// Which trains a query selects.
@@ -40,15 +85,19 @@ pub struct Anchored<'a> {
 }
 
 /// Checks that a config selector is a valid PromQL vector selector.
+///
+/// It must be a plain series selector such as `http_requests_total{code=~"5.."}`: no range
+/// (`[5m]`, gate adds the window), no function, no `@` (gate anchors baselines itself).
 pub fn validate_selector(selector: &str) -> Result<(), QueryError> {
-    let _ = selector;
-    todo!()
+    parse_selector(selector).map(|_| ())
 }
 
 /// Checks that a full `*_query` (or `query()` argument) parses, with `$window` substituted.
+///
+/// The query must return an instant vector (gate wraps it in `sum by (<label>)`) and contain
+/// at least one series selector (the train matcher goes there).
 pub fn validate_query(promql: &str) -> Result<(), QueryError> {
-    let _ = promql;
-    todo!()
+    parse_query(&promql.replace(WINDOW_PLACEHOLDER, "5m")).map(|_| ())
 }
 
 /// `sum by (<label>) (increase(<selector>{<label> matcher}[<window>]))`, or for a
@@ -60,30 +109,812 @@ pub fn window_query(
     label: &str,
     filter: TrainFilter<'_>,
 ) -> Result<String, QueryError> {
-    let _ = (counter, window, label, filter);
-    todo!()
+    let ids = filter_ids(filter);
+    window_query_ids(counter, window, label, ids.as_deref())
 }
 
 /// Service-wide counts: `sum(increase(<selector>[<window>]))`, no train matcher.
 pub fn service_query(counter: &Counter, window: PromDuration) -> Result<String, QueryError> {
-    let _ = (counter, window);
-    todo!()
+    Ok(sum(counter_expr(counter, window, None)?).to_string())
 }
 
 /// One query for many trains' baselines: for each item,
 /// `label_replace(sum(increase(<selector>{<label>="<source>"}[<window>] @ <at>)), "<label>", "<train>", "", "")`,
 /// joined with `or`.
+///
+/// For a [`Counter::Query`] every selector and subquery of the query gets the `@ <at>`
+/// modifier (replacing any it had); selectors inside a subquery keep following the
+/// subquery's steps.
 pub fn anchored_query(
     counter: &Counter,
     label: &str,
     items: &[Anchored<'_>],
 ) -> Result<String, QueryError> {
-    let _ = (counter, label, items);
-    todo!()
+    let items: Vec<AnchoredIds<'_>> = items
+        .iter()
+        .map(|item| AnchoredIds {
+            train: item.train.as_str(),
+            source: item.source.map(TrainId::as_str),
+            window: item.window,
+            at: item.at,
+        })
+        .collect();
+    anchored_query_ids(counter, label, &items)
 }
 
 /// A rule's custom `query("...")`: matcher added to every selector, wrapped in `sum by (<label>)`.
-pub fn custom_query(promql: &str, label: &str, filter: TrainFilter<'_>) -> Result<String, QueryError> {
-    let _ = (promql, label, filter);
-    todo!()
+pub fn custom_query(
+    promql: &str,
+    label: &str,
+    filter: TrainFilter<'_>,
+) -> Result<String, QueryError> {
+    let ids = filter_ids(filter);
+    custom_query_ids(promql, label, ids.as_deref())
+}
+
+/// The train IDs of a filter as strings; `None` for [`TrainFilter::All`].
+fn filter_ids<'a>(filter: TrainFilter<'a>) -> Option<Vec<&'a str>> {
+    match filter {
+        TrainFilter::Trains(trains) => Some(trains.iter().map(TrainId::as_str).collect()),
+        TrainFilter::All => None,
+    }
+}
+
+/// [`window_query`] over raw label values, so tests can pass strings no [`TrainId`] allows.
+fn window_query_ids(
+    counter: &Counter,
+    window: PromDuration,
+    label: &str,
+    ids: Option<&[&str]>,
+) -> Result<String, QueryError> {
+    check_label_name(label)?;
+    let matcher = ids.map(|ids| train_matcher(label, ids)).transpose()?;
+    let expr = counter_expr(counter, window, matcher.as_ref())?;
+    Ok(sum_by(label, expr).to_string())
+}
+
+/// [`custom_query`] over raw label values.
+fn custom_query_ids(promql: &str, label: &str, ids: Option<&[&str]>) -> Result<String, QueryError> {
+    check_label_name(label)?;
+    if promql.contains(WINDOW_PLACEHOLDER) {
+        return Err(QueryError::new(format!(
+            "`{WINDOW_PLACEHOLDER}` has no value in a rule's query(): write the range, e.g. [5m]"
+        )));
+    }
+    let mut expr = parse_query(promql)?;
+    if let Some(ids) = ids {
+        let matcher = train_matcher(label, ids)?;
+        for_each_selector_mut(&mut expr, &mut |vs| set_matcher(&mut vs.matchers, &matcher));
+    }
+    Ok(sum_by(label, expr).to_string())
+}
+
+/// [`Anchored`] over raw label values.
+struct AnchoredIds<'a> {
+    train: &'a str,
+    source: Option<&'a str>,
+    window: PromDuration,
+    at: i64,
+}
+
+/// [`anchored_query`] over raw label values.
+fn anchored_query_ids(
+    counter: &Counter,
+    label: &str,
+    items: &[AnchoredIds<'_>],
+) -> Result<String, QueryError> {
+    check_label_name(label)?;
+    let mut result: Option<Expr> = None;
+    for item in items {
+        let matcher = item
+            .source
+            .map(|source| Matcher::new(MatchOp::Equal, label, source));
+        let mut expr = counter_expr(counter, item.window, matcher.as_ref())?;
+        anchor(&mut expr, &at_modifier(item.at)?);
+        let term = label_replace(sum(expr), label, item.train);
+        result = Some(match result {
+            None => term,
+            Some(lhs) => Expr::Binary(BinaryExpr {
+                op: TokenType::new(T_LOR),
+                lhs: Box::new(lhs),
+                rhs: Box::new(term),
+                modifier: None,
+            }),
+        });
+    }
+    result
+        .map(|expr| expr.to_string())
+        .ok_or_else(|| QueryError::new("an anchored query needs at least one train"))
+}
+
+/// The counter as an expression over `window`, with `matcher` on every selector:
+/// `increase(<selector>[<window>])`, or the query with `$window` substituted.
+fn counter_expr(
+    counter: &Counter,
+    window: PromDuration,
+    matcher: Option<&Matcher>,
+) -> Result<Expr, QueryError> {
+    match counter {
+        Counter::Selector(selector) => {
+            let mut vs = parse_selector(selector)?;
+            if let Some(matcher) = matcher {
+                set_matcher(&mut vs.matchers, matcher);
+            }
+            Ok(increase(vs, window))
+        }
+        Counter::Query(query) => {
+            // The substituted text is a PromDuration's Display, which gate generates.
+            let text = query.replace(WINDOW_PLACEHOLDER, &window.to_string());
+            let mut expr = parse_query(&text)?;
+            if let Some(matcher) = matcher {
+                for_each_selector_mut(&mut expr, &mut |vs| set_matcher(&mut vs.matchers, matcher));
+            }
+            Ok(expr)
+        }
+    }
+}
+
+fn parse(text: &str) -> Result<Expr, QueryError> {
+    parser::parse(text).map_err(|message| QueryError::new(format!("invalid PromQL: {message}")))
+}
+
+fn parse_selector(selector: &str) -> Result<VectorSelector, QueryError> {
+    match parse(selector)? {
+        Expr::VectorSelector(vs) if vs.at.is_some() => Err(QueryError::new(format!(
+            "`{selector}` uses the @ modifier: give the plain counter selector; gate sets evaluation times itself"
+        ))),
+        Expr::VectorSelector(vs) => Ok(vs),
+        Expr::MatrixSelector(_) => Err(QueryError::new(format!(
+            "`{selector}` has a range: give the counter selector without `[...]`; gate adds the window"
+        ))),
+        _ => Err(QueryError::new(format!(
+            "`{selector}` is not a series selector such as `http_requests_total{{code=~\"5..\"}}`; \
+             write full PromQL in `errors_query`/`total_query` instead"
+        ))),
+    }
+}
+
+fn parse_query(text: &str) -> Result<Expr, QueryError> {
+    let expr = parse(text)?;
+    let returns = match expr.value_type() {
+        ValueType::Vector => None,
+        ValueType::Matrix => Some("a range vector"),
+        ValueType::Scalar => Some("a scalar"),
+        ValueType::String => Some("a string"),
+    };
+    if let Some(returns) = returns {
+        return Err(QueryError::new(format!(
+            "the query returns {returns}; it must return an instant vector"
+        )));
+    }
+    let mut selectors = 0;
+    for_each_selector(&expr, &mut |_| selectors += 1);
+    if selectors == 0 {
+        return Err(QueryError::new(
+            "the query has no series selector, so gate cannot restrict it to a train",
+        ));
+    }
+    Ok(expr)
+}
+
+/// Label names gate puts into PromQL: `[a-zA-Z_][a-zA-Z0-9_]*`, which every
+/// Prometheus-compatible backend accepts without quoting.
+fn check_label_name(label: &str) -> Result<(), QueryError> {
+    let mut chars = label.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(QueryError::new(format!(
+            "`{label}` is not a label name (letters, digits and _, not starting with a digit)"
+        )))
+    }
+}
+
+/// `label="id"` for one ID, `label=~"id1|id2"` (regex-escaped) for several.
+fn train_matcher(label: &str, ids: &[&str]) -> Result<Matcher, QueryError> {
+    match ids {
+        [] => Err(QueryError::new(
+            "a train-scoped query needs at least one train",
+        )),
+        [id] => Ok(Matcher::new(MatchOp::Equal, label, id)),
+        ids => {
+            let pattern = ids
+                .iter()
+                .map(|id| regex_escape(id))
+                .collect::<Vec<_>>()
+                .join("|");
+            Matcher::new_matcher(T_EQL_REGEX, label.to_string(), pattern).map_err(QueryError::new)
+        }
+    }
+}
+
+/// Escapes the regex metacharacters of RE2 (Prometheus) and Rust's `regex` alike, as Go's
+/// `regexp.QuoteMeta` does.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Puts `matcher` on a selector's matchers, replacing any matcher on the same label, in the
+/// plain list or, for an `or` selector, in every group.
+fn set_matcher(matchers: &mut Matchers, matcher: &Matcher) {
+    matchers.matchers.retain(|m| m.name != matcher.name);
+    if matchers.or_matchers.is_empty() {
+        matchers.matchers.push(matcher.clone());
+    } else {
+        for group in &mut matchers.or_matchers {
+            group.retain(|m| m.name != matcher.name);
+            group.push(matcher.clone());
+        }
+    }
+}
+
+/// Calls `f` on every vector selector of `expr`, including those of range selectors and of
+/// aggregation parameters.
+fn for_each_selector_mut(expr: &mut Expr, f: &mut dyn FnMut(&mut VectorSelector)) {
+    match expr {
+        Expr::Aggregate(aggregate) => {
+            if let Some(param) = &mut aggregate.param {
+                for_each_selector_mut(param, f);
+            }
+            for_each_selector_mut(&mut aggregate.expr, f);
+        }
+        Expr::Unary(unary) => for_each_selector_mut(&mut unary.expr, f),
+        Expr::Binary(binary) => {
+            for_each_selector_mut(&mut binary.lhs, f);
+            for_each_selector_mut(&mut binary.rhs, f);
+        }
+        Expr::Paren(paren) => for_each_selector_mut(&mut paren.expr, f),
+        Expr::Subquery(subquery) => for_each_selector_mut(&mut subquery.expr, f),
+        Expr::Call(call) => {
+            for arg in &mut call.args.args {
+                for_each_selector_mut(arg, f);
+            }
+        }
+        Expr::Extension(extension) => {
+            let mut children = extension.expr.children().to_vec();
+            for child in &mut children {
+                for_each_selector_mut(child, f);
+            }
+            extension.expr = extension.expr.with_new_children(children);
+        }
+        Expr::VectorSelector(vs) => f(vs),
+        Expr::MatrixSelector(ms) => f(&mut ms.vs),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+    }
+}
+
+/// Calls `f` on every vector selector of `expr` (read-only twin of [`for_each_selector_mut`]).
+fn for_each_selector<'e>(expr: &'e Expr, f: &mut dyn FnMut(&'e VectorSelector)) {
+    match expr {
+        Expr::Aggregate(aggregate) => {
+            if let Some(param) = &aggregate.param {
+                for_each_selector(param, f);
+            }
+            for_each_selector(&aggregate.expr, f);
+        }
+        Expr::Unary(unary) => for_each_selector(&unary.expr, f),
+        Expr::Binary(binary) => {
+            for_each_selector(&binary.lhs, f);
+            for_each_selector(&binary.rhs, f);
+        }
+        Expr::Paren(paren) => for_each_selector(&paren.expr, f),
+        Expr::Subquery(subquery) => for_each_selector(&subquery.expr, f),
+        Expr::Call(call) => {
+            for arg in &call.args.args {
+                for_each_selector(arg, f);
+            }
+        }
+        Expr::Extension(extension) => {
+            for child in extension.expr.children() {
+                for_each_selector(child, f);
+            }
+        }
+        Expr::VectorSelector(vs) => f(vs),
+        Expr::MatrixSelector(ms) => f(&ms.vs),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+    }
+}
+
+/// Sets `at` on every selector and subquery of `expr`, not descending into subqueries (whose
+/// inner selectors follow the subquery's steps).
+fn anchor(expr: &mut Expr, at: &AtModifier) {
+    match expr {
+        Expr::Aggregate(aggregate) => {
+            if let Some(param) = &mut aggregate.param {
+                anchor(param, at);
+            }
+            anchor(&mut aggregate.expr, at);
+        }
+        Expr::Unary(unary) => anchor(&mut unary.expr, at),
+        Expr::Binary(binary) => {
+            anchor(&mut binary.lhs, at);
+            anchor(&mut binary.rhs, at);
+        }
+        Expr::Paren(paren) => anchor(&mut paren.expr, at),
+        Expr::Subquery(subquery) => subquery.at = Some(at.clone()),
+        Expr::Call(call) => {
+            for arg in &mut call.args.args {
+                anchor(arg, at);
+            }
+        }
+        Expr::Extension(extension) => {
+            let mut children = extension.expr.children().to_vec();
+            for child in &mut children {
+                anchor(child, at);
+            }
+            extension.expr = extension.expr.with_new_children(children);
+        }
+        Expr::VectorSelector(vs) => vs.at = Some(at.clone()),
+        Expr::MatrixSelector(ms) => ms.vs.at = Some(at.clone()),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+    }
+}
+
+fn at_modifier(at: i64) -> Result<AtModifier, QueryError> {
+    u64::try_from(at)
+        .ok()
+        .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+        .map(AtModifier::At)
+        .ok_or_else(|| QueryError::new(format!("{at} is not a valid time for the @ modifier")))
+}
+
+/// `increase(<vs>[<window>])`.
+fn increase(vs: VectorSelector, window: PromDuration) -> Expr {
+    Expr::Call(Call {
+        func: Function::new(
+            "increase",
+            vec![ValueType::Matrix],
+            0,
+            ValueType::Vector,
+            false,
+        ),
+        args: FunctionArgs::new_args(Expr::MatrixSelector(MatrixSelector {
+            vs,
+            range: window.as_duration(),
+        })),
+    })
+}
+
+/// `sum(<expr>)`.
+fn sum(expr: Expr) -> Expr {
+    Expr::Aggregate(AggregateExpr {
+        op: TokenType::new(T_SUM),
+        expr: Box::new(expr),
+        param: None,
+        modifier: None,
+    })
+}
+
+/// `sum by (<label>) (<expr>)`.
+fn sum_by(label: &str, expr: Expr) -> Expr {
+    Expr::Aggregate(AggregateExpr {
+        op: TokenType::new(T_SUM),
+        expr: Box::new(expr),
+        param: None,
+        modifier: Some(LabelModifier::Include(Labels::new(vec![label]))),
+    })
+}
+
+/// `label_replace(<expr>, "<label>", "<value>", "", "")`: sets `label` to `value`.
+fn label_replace(expr: Expr, label: &str, value: &str) -> Expr {
+    let string = |val: &str| {
+        Box::new(Expr::StringLiteral(StringLiteral {
+            val: val.to_string(),
+        }))
+    };
+    Expr::Call(Call {
+        func: Function::new(
+            "label_replace",
+            vec![
+                ValueType::Vector,
+                ValueType::String,
+                ValueType::String,
+                ValueType::String,
+                ValueType::String,
+            ],
+            0,
+            ValueType::Vector,
+            false,
+        ),
+        args: FunctionArgs {
+            args: vec![
+                Box::new(expr),
+                string(label),
+                string(value),
+                string(""),
+                string(""),
+            ],
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ids(list: &[&str]) -> Vec<TrainId> {
+        list.iter().map(|id| id.parse().unwrap()).collect()
+    }
+
+    fn selector(text: &str) -> Counter {
+        Counter::Selector(text.to_string())
+    }
+
+    fn dur(text: &str) -> PromDuration {
+        text.parse().unwrap()
+    }
+
+    /// Every vector selector of a query, as (metric name, matchers as printed).
+    fn selectors_of(query: &str) -> Vec<VectorSelector> {
+        let expr = parser::parse(query).unwrap_or_else(|e| panic!("{query:?} does not parse: {e}"));
+        let mut found = Vec::new();
+        for_each_selector(&expr, &mut |vs| found.push(vs.clone()));
+        found
+    }
+
+    /// The values of the matchers on `label` in every matcher group of a selector.
+    fn label_matchers<'a>(vs: &'a VectorSelector, label: &str) -> Vec<&'a Matcher> {
+        let groups: Vec<&Vec<Matcher>> = if vs.matchers.or_matchers.is_empty() {
+            vec![&vs.matchers.matchers]
+        } else {
+            vs.matchers.or_matchers.iter().collect()
+        };
+        groups
+            .into_iter()
+            .flat_map(|group| group.iter().filter(|m| m.name == label))
+            .collect()
+    }
+
+    #[test]
+    fn window_query_one_train() {
+        let q = window_query(
+            &selector(r#"http_requests_total{service="checkout", code=~"5.."}"#),
+            dur("1h"),
+            "train_id",
+            TrainFilter::Trains(&ids(&["t-123"])),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"sum by (train_id) (increase(http_requests_total{code=~"5..",service="checkout",train_id="t-123"}[1h]))"#
+        );
+    }
+
+    #[test]
+    fn window_query_several_trains_escapes_dots() {
+        let q = window_query(
+            &selector("http_requests_total"),
+            dur("90m"),
+            "train_id",
+            TrainFilter::Trains(&ids(&["2026.11.22-rc1", "t-2"])),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"sum by (train_id) (increase(http_requests_total{train_id=~"2026\\.11\\.22-rc1|t-2"}[1h30m]))"#
+        );
+        let vs = &selectors_of(&q)[0];
+        let m = label_matchers(vs, "train_id")[0];
+        assert!(m.is_match("2026.11.22-rc1"));
+        assert!(m.is_match("t-2"));
+        assert!(
+            !m.is_match("2026x11.22-rc1"),
+            "a dot must not match any character"
+        );
+        assert!(!m.is_match("t-"));
+    }
+
+    #[test]
+    fn window_query_all_trains_has_no_matcher() {
+        let q = window_query(
+            &selector("x_total"),
+            dur("5m"),
+            "train_id",
+            TrainFilter::All,
+        )
+        .unwrap();
+        assert_eq!(q, "sum by (train_id) (increase(x_total[5m]))");
+    }
+
+    #[test]
+    fn window_query_replaces_an_existing_train_matcher() {
+        let q = window_query(
+            &selector(r#"x_total{train_id!="", job="a"}"#),
+            dur("5m"),
+            "train_id",
+            TrainFilter::Trains(&ids(&["t-1"])),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"sum by (train_id) (increase(x_total{job="a",train_id="t-1"}[5m]))"#
+        );
+    }
+
+    #[test]
+    fn window_query_for_a_full_query() {
+        let counter = Counter::Query(
+            "sum by (train_id) (increase(a_total[$window])) + sum by (train_id) (increase(b_total{x=\"1\"}[$window]))"
+                .to_string(),
+        );
+        let q = window_query(
+            &counter,
+            dur("30m"),
+            "train_id",
+            TrainFilter::Trains(&ids(&["t-9"])),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"sum by (train_id) (sum by (train_id) (increase(a_total{train_id="t-9"}[30m])) + sum by (train_id) (increase(b_total{train_id="t-9",x="1"}[30m])))"#
+        );
+    }
+
+    #[test]
+    fn or_matcher_groups_each_get_the_train() {
+        let q = window_query(
+            &selector(r#"x_total{code="500" or code="503"}"#),
+            dur("5m"),
+            "train_id",
+            TrainFilter::Trains(&ids(&["t-1"])),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"sum by (train_id) (increase(x_total{code="500", train_id="t-1" or code="503", train_id="t-1"}[5m]))"#
+        );
+        let vs = &selectors_of(&q)[0];
+        assert_eq!(vs.matchers.or_matchers.len(), 2);
+        for group in &vs.matchers.or_matchers {
+            assert!(
+                group
+                    .iter()
+                    .any(|m| m.name == "train_id" && m.value == "t-1"),
+                "{group:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn aggregation_params_and_subqueries_get_the_matcher() {
+        let q = custom_query(
+            "topk(scalar(count(k)), x) or quantile_over_time(0.9, y[5m]) \
+             or max_over_time(rate(z[5m])[1h:1m]) or count_values(\"v\", w)",
+            "train_id",
+            TrainFilter::Trains(&ids(&["t-1"])),
+        )
+        .unwrap();
+        let found = selectors_of(&q);
+        let names: Vec<_> = found.iter().map(|vs| vs.name.clone().unwrap()).collect();
+        assert_eq!(names, ["k", "x", "y", "z", "w"]);
+        for vs in &found {
+            let ms = label_matchers(vs, "train_id");
+            assert_eq!(ms.len(), 1, "{vs}");
+            assert_eq!(ms[0].value, "t-1");
+        }
+        assert!(
+            q.starts_with("sum by (train_id) (topk(scalar(count(k{train_id=\"t-1\"}))"),
+            "{q}"
+        );
+    }
+
+    #[test]
+    fn service_query_has_no_matcher() {
+        assert_eq!(
+            service_query(&selector(r#"x_total{job="a"}"#), dur("30d")).unwrap(),
+            r#"sum(increase(x_total{job="a"}[30d]))"#
+        );
+        assert_eq!(
+            service_query(
+                &Counter::Query("sum(rate(x_total[$window])) * 60".into()),
+                dur("1h")
+            )
+            .unwrap(),
+            "sum(sum(rate(x_total[1h])) * 60)"
+        );
+    }
+
+    #[test]
+    fn anchored_query_builds_one_term_per_train() {
+        let t2 = "t-2".parse::<TrainId>().unwrap();
+        let t1 = "t-1".parse::<TrainId>().unwrap();
+        let t3 = "t-3".parse::<TrainId>().unwrap();
+        let q = anchored_query(
+            &selector(r#"x_total{code=~"5.."}"#),
+            "train_id",
+            &[
+                Anchored {
+                    train: &t2,
+                    source: Some(&t1),
+                    window: dur("1h"),
+                    at: 1_700_000_000,
+                },
+                Anchored {
+                    train: &t3,
+                    source: None,
+                    window: dur("30m"),
+                    at: 1_700_003_600,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"label_replace(sum(increase(x_total{code=~"5..",train_id="t-1"}[1h] @ 1700000000.000)), "train_id", "t-2", "", "") or label_replace(sum(increase(x_total{code=~"5.."}[30m] @ 1700003600.000)), "train_id", "t-3", "", "")"#
+        );
+        assert_eq!(selectors_of(&q).len(), 2);
+    }
+
+    #[test]
+    fn anchored_query_for_a_full_query_anchors_selectors_and_subqueries() {
+        let t2 = "t-2".parse::<TrainId>().unwrap();
+        let t1 = "t-1".parse::<TrainId>().unwrap();
+        let q = anchored_query(
+            &Counter::Query(
+                "increase(a_total[$window]) + max_over_time(rate(b_total[1m])[$window:1m])".into(),
+            ),
+            "train_id",
+            &[Anchored {
+                train: &t2,
+                source: Some(&t1),
+                window: dur("1h"),
+                at: 100,
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"label_replace(sum(increase(a_total{train_id="t-1"}[1h] @ 100.000) + max_over_time(rate(b_total{train_id="t-1"}[1m])[1h:1m] @ 100.000)), "train_id", "t-2", "", "")"#
+        );
+        assert!(parser::parse(&q).is_ok());
+    }
+
+    #[test]
+    fn builders_refuse_what_they_cannot_build() {
+        let none: [TrainId; 0] = [];
+        assert!(window_query(
+            &selector("x"),
+            dur("5m"),
+            "train_id",
+            TrainFilter::Trains(&none)
+        )
+        .is_err());
+        assert!(window_query(&selector("x"), dur("5m"), "train id", TrainFilter::All).is_err());
+        assert!(window_query(&selector("x"), dur("5m"), "0t", TrainFilter::All).is_err());
+        assert!(anchored_query(&selector("x"), "train_id", &[]).is_err());
+        assert!(custom_query("sum(x[$window])", "train_id", TrainFilter::All).is_err());
+        let t = "t".parse::<TrainId>().unwrap();
+        let before_epoch = Anchored {
+            train: &t,
+            source: None,
+            window: dur("5m"),
+            at: -1,
+        };
+        assert!(anchored_query(&selector("x"), "train_id", &[before_epoch]).is_err());
+    }
+
+    #[test]
+    fn validate_selector_accepts_plain_selectors_only() {
+        for ok in [
+            "x_total",
+            r#"x_total{code=~"5..", job="a"}"#,
+            r#"{__name__="x", a="1" or b="2"}"#,
+            "x offset 5m",
+        ] {
+            assert_eq!(validate_selector(ok), Ok(()), "{ok}");
+        }
+        for (bad, needle) in [
+            ("x_total[5m]", "has a range"),
+            ("rate(x_total[5m])", "not a series selector"),
+            ("sum(x_total)", "not a series selector"),
+            ("x_total @ 100", "@ modifier"),
+            ("x_total{", "invalid PromQL"),
+            ("", "invalid PromQL"),
+        ] {
+            let err = validate_selector(bad).unwrap_err();
+            assert!(err.message.contains(needle), "{bad}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn validate_query_substitutes_the_window() {
+        assert_eq!(validate_query("sum(increase(x_total[$window]))"), Ok(()));
+        assert_eq!(validate_query("x_total"), Ok(()));
+        for (bad, needle) in [
+            ("sum(increase(x_total[$window])", "invalid PromQL"),
+            ("x_total[$window]", "range vector"),
+            ("1 + 1", "scalar"),
+            ("vector(1)", "no series selector"),
+        ] {
+            let err = validate_query(bad).unwrap_err();
+            assert!(err.message.contains(needle), "{bad}: {}", err.message);
+        }
+    }
+
+    /// The counters of the property test and how many selectors each has.
+    fn counters() -> Vec<(Counter, usize)> {
+        vec![
+            (selector(r#"http_requests_total{code=~"5..", train_id="other"}"#), 1),
+            (Counter::Query("sum by (train_id) (increase(a[$window])) / on(train_id) sum by (train_id) (increase(b{x=\"y\" or z=\"w\"}[$window]))".into()), 2),
+            (Counter::Query("topk(1, a) + quantile_over_time(0.5, rate(b[1m])[$window:1m])".into()), 2),
+        ]
+    }
+
+    proptest! {
+        /// Arbitrary label values cannot escape their matcher: the query parses back, every
+        /// selector carries exactly the given value, and no selector was added or lost.
+        #[test]
+        fn train_values_cannot_inject_promql(
+            id in prop_oneof![
+                any::<String>(),
+                Just("\"} or vector(1) #".to_string()),
+                Just("a\\\"b\nc{}".to_string()),
+                "[\"\\\\{}()|.*\\n\\r\\t #`'a-zé☃]{0,12}",
+            ],
+            other in "[\"\\\\{}|.*\\n a-z]{0,6}",
+        ) {
+            let window = PromDuration::from_secs(300);
+            for (counter, expected) in counters() {
+                let q = window_query_ids(&counter, window, "train_id", Some(&[id.as_str()])).unwrap();
+                let found = selectors_of(&q);
+                prop_assert_eq!(found.len(), expected, "{}", q);
+                for vs in &found {
+                    let ms = label_matchers(vs, "train_id");
+                    prop_assert!(!ms.is_empty());
+                    for m in ms {
+                        prop_assert_eq!(&m.op, &MatchOp::Equal);
+                        prop_assert_eq!(&m.value, &id);
+                    }
+                }
+
+                // Several trains: the regex matches exactly the given values.
+                let q = window_query_ids(&counter, window, "train_id", Some(&[id.as_str(), other.as_str()])).unwrap();
+                let found = selectors_of(&q);
+                prop_assert_eq!(found.len(), expected, "{}", q);
+                for vs in &found {
+                    for m in label_matchers(vs, "train_id") {
+                        prop_assert!(m.is_match(&id), "{} does not match {:?}", m, id);
+                        prop_assert!(m.is_match(&other), "{} does not match {:?}", m, other);
+                        let longer = format!("{id}{other}x");
+                        prop_assert!(!m.is_match(&longer), "{} matches {:?}", m, longer);
+                    }
+                }
+
+                // Anchored: the source is the matcher, the train the label_replace value.
+                let items = [AnchoredIds { train: &other, source: Some(&id), window, at: 1_700_000_000 }];
+                let q = anchored_query_ids(&counter, "train_id", &items).unwrap();
+                let expr = parser::parse(&q).unwrap();
+                let mut found = Vec::new();
+                for_each_selector(&expr, &mut |vs| found.push(vs.clone()));
+                prop_assert_eq!(found.len(), expected, "{}", q);
+                for vs in &found {
+                    for m in label_matchers(vs, "train_id") {
+                        prop_assert_eq!(&m.value, &id);
+                    }
+                }
+                let Expr::Call(call) = &expr else { panic!("{q}: not a call") };
+                let Expr::StringLiteral(value) = call.args.args[2].as_ref() else { panic!("{q}") };
+                prop_assert_eq!(&value.val, &other);
+            }
+
+            let q = custom_query_ids("sum(rate(a[5m])) + b", "train_id", Some(&[id.as_str()])).unwrap();
+            let found = selectors_of(&q);
+            prop_assert_eq!(found.len(), 2, "{}", q);
+            for vs in &found {
+                prop_assert_eq!(&label_matchers(vs, "train_id")[0].value, &id);
+            }
+        }
+    }
 }
