@@ -12,8 +12,14 @@
 //! YAML type error in one SLO still gets its rules checked. The validated [`Config`] is only
 //! returned when no pass found anything.
 
+mod diagnostic;
+mod effective;
 mod load;
 mod model;
+mod raw;
+mod validate;
+mod yaml;
 
+pub use effective::effective_yaml;
 pub use load::{load_file, load_str, ConfigError, Diagnostic};
 pub use model::*;

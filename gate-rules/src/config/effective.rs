@@ -1,0 +1,187 @@
+//! The effective config: a validated [`Config`] written back as a config file, every default
+//! spelled out (`gate check --effective`).
+//!
+//! The model's own `Serialize` describes the model (`events` with a `kind`, `counts`), which is
+//! what an API consumer wants; an engineer checking defaults wants their file back. So this
+//! module mirrors the file format of SPEC §3 field by field, in the file's order, and the output
+//! loads again into the same config.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::model::{
+    BadOrGood, BaselineKind, Config, Counter, Gate, HoldDecision, Slo, Webhook, WebhookFormat,
+};
+use crate::decide::Decision;
+
+/// The config as YAML in the file format, defaults included.
+pub fn effective_yaml(config: &Config) -> String {
+    let file = File::from(config);
+    serde_saphyr::to_string(&file)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(&file).unwrap_or_default())
+}
+
+#[derive(Serialize)]
+struct File<'a> {
+    prometheus: Prometheus<'a>,
+    train_label: &'a str,
+    slos: Vec<SloFile<'a>>,
+    gates: Vec<GateFile<'a>>,
+    webhooks: Vec<WebhookFile<'a>>,
+}
+
+#[derive(Serialize)]
+struct Prometheus<'a> {
+    url: &'a str,
+    timeout: String,
+    headers: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bearer_token_env: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SloFile<'a> {
+    name: &'a str,
+    objective: f64,
+    period: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    good: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors_query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    good_query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_query: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct GateFile<'a> {
+    name: &'a str,
+    slos: &'a [String],
+    interval: String,
+    verify_for: String,
+    watch_for: String,
+    min_requests: u64,
+    baseline: BaselineKind,
+    on_inconclusive: HoldDecision,
+    on_telemetry_error: HoldDecision,
+    max_consecutive_errors: u32,
+    resume_after: u32,
+    alpha: f64,
+    rules: Vec<RuleFile<'a>>,
+}
+
+#[derive(Serialize)]
+struct RuleFile<'a> {
+    name: &'a str,
+    when: &'a str,
+    then: Decision,
+    #[serde(rename = "for")]
+    for_evaluations: u32,
+}
+
+#[derive(Serialize)]
+struct WebhookFile<'a> {
+    name: &'a str,
+    url: &'a str,
+    on: &'a [Decision],
+    format: WebhookFormat,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_env: Option<&'a str>,
+    timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+}
+
+impl<'a> From<&'a Config> for File<'a> {
+    fn from(c: &'a Config) -> Self {
+        File {
+            prometheus: Prometheus {
+                url: &c.prometheus.url,
+                timeout: c.prometheus.timeout.to_string(),
+                headers: &c.prometheus.headers,
+                bearer_token_env: c.prometheus.bearer_token_env.as_deref(),
+            },
+            train_label: &c.train_label,
+            slos: c.slos.iter().map(SloFile::from).collect(),
+            gates: c.gates.iter().map(GateFile::from).collect(),
+            webhooks: c.webhooks.iter().map(WebhookFile::from).collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a Slo> for SloFile<'a> {
+    fn from(s: &'a Slo) -> Self {
+        let mut file = SloFile {
+            name: &s.name,
+            objective: s.objective,
+            period: s.period.to_string(),
+            errors: None,
+            good: None,
+            errors_query: None,
+            good_query: None,
+            total: None,
+            total_query: None,
+        };
+        let slot = match (&s.events, s.counts) {
+            (Counter::Selector(p), BadOrGood::Errors) => (&mut file.errors, p),
+            (Counter::Selector(p), BadOrGood::Good) => (&mut file.good, p),
+            (Counter::Query(p), BadOrGood::Errors) => (&mut file.errors_query, p),
+            (Counter::Query(p), BadOrGood::Good) => (&mut file.good_query, p),
+        };
+        *slot.0 = Some(slot.1.as_str());
+        match &s.total {
+            Counter::Selector(p) => file.total = Some(p),
+            Counter::Query(p) => file.total_query = Some(p),
+        }
+        file
+    }
+}
+
+impl<'a> From<&'a Gate> for GateFile<'a> {
+    fn from(g: &'a Gate) -> Self {
+        GateFile {
+            name: &g.name,
+            slos: &g.slos,
+            interval: g.interval.to_string(),
+            verify_for: g.verify_for.to_string(),
+            watch_for: g.watch_for.to_string(),
+            min_requests: g.min_requests,
+            baseline: g.baseline,
+            on_inconclusive: g.on_inconclusive,
+            on_telemetry_error: g.on_telemetry_error,
+            max_consecutive_errors: g.max_consecutive_errors,
+            resume_after: g.resume_after,
+            alpha: g.alpha,
+            rules: g
+                .rules
+                .iter()
+                .map(|r| RuleFile {
+                    name: &r.name,
+                    when: &r.when,
+                    then: r.then,
+                    for_evaluations: r.for_evaluations,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a Webhook> for WebhookFile<'a> {
+    fn from(w: &'a Webhook) -> Self {
+        WebhookFile {
+            name: &w.name,
+            url: &w.url,
+            on: &w.on,
+            format: w.format,
+            secret_env: w.secret_env.as_deref(),
+            timeout: w.timeout.to_string(),
+            max_attempts: w.max_attempts,
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! Passes 2–4: references, rule expressions, PromQL; then the validated model.
+//!
+//! Runs on the raw config of pass 1 ([`super::raw`]), on whatever it could make sense of:
+//!
+//! 2. **references** — SLO, gate, webhook names unique; rule names unique within a gate; every
+//!    SLO a gate lists exists (with "did you mean");
+//! 3. **rule expressions** — each `when` goes through [`crate::expr::compile`], which parses the
+//!    CEL, checks gate's functions, SLO names (against every SLO in the file) and windows, and
+//!    type-checks. Its errors are positioned inside the expression; [`super::yaml::offset_map`]
+//!    turns them into file positions, whatever the quoting of the scalar. A rule may only read
+//!    the SLOs its gate lists, because `min_requests` is checked on exactly those; when a gate
+//!    omits `slos`, they default to the SLOs its rules read, and a gate that would read none is
+//!    refused (it would promote on no evidence: never promote blind);
+//! 4. **PromQL** — every selector and `*_query` parses ([`crate::query`]), and a `*_query` uses
+//!    `$window` (otherwise every window would measure the same thing).
+//!
+//! The model ([`Config`]) is assembled only when no pass found a problem, defaults applied
+//! here and nowhere else.
+
+use super::diagnostic::{did_you_mean, Sink, Span};
+use super::model::{
+    BadOrGood, BaselineKind, Config, Counter, Gate, HoldDecision, PrometheusConfig, Rule, Slo,
+    Webhook, WebhookFormat,
+};
+use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
+use super::yaml::offset_map;
+use crate::decide::Decision;
+use crate::duration::PromDuration;
+use crate::expr::{self, CompiledExpr, SignalRef};
+use crate::query;
+
+/// Default Prometheus URL.
+const DEFAULT_PROMETHEUS_URL: &str = "http://127.0.0.1:9090";
+/// Default label carrying the train ID.
+const DEFAULT_TRAIN_LABEL: &str = "train_id";
+
+/// Runs passes 2–4 and, when the whole file is clean, returns the model.
+pub(super) fn validate(raw: &RawConfig, sink: &mut Sink<'_>) -> Option<Config> {
+    // Pass 2: references.
+    let slo_names = unique_names(sink, raw.slos.iter().map(|s| &s.name), "SLO");
+    unique_names(sink, raw.gates.iter().map(|g| &g.name), "gate");
+    unique_names(sink, raw.webhooks.iter().map(|w| &w.name), "webhook");
+    for gate in &raw.gates {
+        unique_names(sink, gate.rules.iter().map(|r| &r.name), "rule");
+        check_gate_slos(sink, gate, &slo_names);
+    }
+
+    // Pass 3: rule expressions.
+    let names: Vec<&str> = slo_names.iter().map(|n| n.value.as_str()).collect();
+    let compiled: Vec<Vec<Option<CompiledExpr>>> = raw
+        .gates
+        .iter()
+        .map(|gate| {
+            gate.rules
+                .iter()
+                .map(|rule| compile_rule(sink, rule, &names))
+                .collect()
+        })
+        .collect();
+    let gate_slos: Vec<Option<Vec<String>>> = raw
+        .gates
+        .iter()
+        .zip(&compiled)
+        .map(|(gate, exprs)| resolve_gate_slos(sink, gate, exprs))
+        .collect();
+
+    // Pass 4: PromQL.
+    for slo in &raw.slos {
+        check_promql(sink, slo);
+    }
+
+    if !sink.is_empty() {
+        return None;
+    }
+    build(raw, compiled, gate_slos)
+}
+
+/// Reports repeated names; returns the first occurrence of each.
+fn unique_names<'r>(
+    sink: &mut Sink<'_>,
+    names: impl Iterator<Item = &'r Field<String>>,
+    kind: &str,
+) -> Vec<&'r At<String>> {
+    let mut seen: Vec<&At<String>> = Vec::new();
+    for name in names.filter_map(Field::get) {
+        if let Some(first) = seen.iter().find(|s| s.value == name.value) {
+            let (line, _) = sink.index().line_col(sink.text(), first.span.start);
+            sink.error(
+                name.span,
+                format!(
+                    "duplicate {kind} name `{}` (first defined on line {line})",
+                    name.value
+                ),
+                Some(format!("{kind} names must be unique; rename or remove one")),
+            );
+        } else {
+            seen.push(name);
+        }
+    }
+    seen
+}
+
+fn check_gate_slos(sink: &mut Sink<'_>, gate: &RawGate, slo_names: &[&At<String>]) {
+    let Some(listed) = gate.slos.get() else {
+        return;
+    };
+    let gate_name = gate.name.value().map_or("", String::as_str);
+    for (i, slo) in listed.value.iter().enumerate() {
+        if listed.value[..i].iter().any(|s| s.value == slo.value) {
+            sink.error(
+                slo.span,
+                format!("SLO `{}` is listed twice in gate `{gate_name}`", slo.value),
+                None,
+            );
+            continue;
+        }
+        if slo_names.iter().any(|n| n.value == slo.value) {
+            continue;
+        }
+        let hint = did_you_mean(&slo.value, slo_names.iter().map(|n| n.value.as_str()))
+            .unwrap_or_else(|| defined_slos(slo_names));
+        sink.error(
+            slo.span,
+            format!("unknown SLO `{}` in gate `{gate_name}`", slo.value),
+            Some(hint),
+        );
+    }
+}
+
+fn defined_slos(slo_names: &[&At<String>]) -> String {
+    if slo_names.is_empty() {
+        "no SLO is defined: add it under `slos`".to_string()
+    } else {
+        let names: Vec<&str> = slo_names.iter().map(|n| n.value.as_str()).collect();
+        format!("defined SLOs: {}", names.join(", "))
+    }
+}
+
+/// The file span of `len` bytes at `offset` inside a string scalar's decoded value.
+fn inner_span(text: &str, scalar: &At<String>, offset: usize, len: usize) -> Span {
+    let raw = text
+        .get(scalar.span.start..scalar.span.start + scalar.span.len)
+        .unwrap_or_default();
+    let map = offset_map(raw, &scalar.value);
+    let last = map.len().saturating_sub(1);
+    let start = map.get(offset.min(last)).copied().unwrap_or(0);
+    let end = map
+        .get(offset.saturating_add(len).min(last))
+        .copied()
+        .unwrap_or(start)
+        .max(start);
+    Span::new(scalar.span.start + start, end - start)
+}
+
+fn compile_rule(sink: &mut Sink<'_>, rule: &RawRule, slo_names: &[&str]) -> Option<CompiledExpr> {
+    let when = rule.when.get()?;
+    match expr::compile(&when.value, slo_names) {
+        Ok(compiled) => Some(compiled),
+        Err(errors) => {
+            for error in errors {
+                let span = inner_span(sink.text(), when, error.offset, error.len);
+                sink.error(span, error.message, error.hint);
+            }
+            None
+        }
+    }
+}
+
+/// The SLO a signal reads, if it reads one.
+fn signal_slo(signal: &SignalRef) -> Option<&str> {
+    match signal {
+        SignalRef::BurnRate { slo, .. }
+        | SignalRef::ErrorRatio { slo, .. }
+        | SignalRef::Requests { slo, .. }
+        | SignalRef::Errors { slo, .. }
+        | SignalRef::BudgetRemaining { slo }
+        | SignalRef::ErrorDelta { slo } => Some(slo),
+        SignalRef::Age | SignalRef::Query { .. } => None,
+    }
+}
+
+/// The SLOs of a gate: as listed (every rule's SLOs must be among them), or by default the
+/// SLOs its rules read. `None` when that cannot be known (a problem was reported).
+fn resolve_gate_slos(
+    sink: &mut Sink<'_>,
+    gate: &RawGate,
+    exprs: &[Option<CompiledExpr>],
+) -> Option<Vec<String>> {
+    let gate_name = gate.name.value().map_or("", String::as_str);
+    let listed: Option<Vec<String>> = match &gate.slos {
+        Field::Invalid => return None,
+        Field::Absent => None,
+        Field::Present(at) => Some(at.value.iter().map(|s| s.value.clone()).collect()),
+    };
+    let mut read: Vec<String> = Vec::new();
+    for (rule, expr) in gate.rules.iter().zip(exprs) {
+        let (Some(expr), Some(when)) = (expr, rule.when.get()) else {
+            continue;
+        };
+        for slo in expr.signals.iter().filter_map(signal_slo) {
+            if let Some(listed) = &listed {
+                if !listed.iter().any(|s| s == slo) && !read.iter().any(|s| s == slo) {
+                    let rule_name = rule.name.value().map_or("", String::as_str);
+                    sink.error(
+                        slo_mention(sink.text(), when, slo),
+                        format!(
+                            "rule `{rule_name}` reads SLO `{slo}`, which gate `{gate_name}` does not list in `slos`"
+                        ),
+                        Some(format!(
+                            "add `{slo}` to the gate's `slos` (min_requests is checked on those)"
+                        )),
+                    );
+                }
+            }
+            if !read.iter().any(|s| s == slo) {
+                read.push(slo.to_string());
+            }
+        }
+    }
+    let all_compiled = exprs.iter().all(Option::is_some)
+        && gate.rules.iter().all(|r| r.when.get().is_some())
+        && gate.rules_ok;
+    let slos = match listed {
+        Some(listed) => listed,
+        None if !all_compiled => return None,
+        None => read,
+    };
+    if slos.is_empty() {
+        let at = gate.name.get().map_or(gate.span, |n| n.span);
+        sink.error(
+            at,
+            format!("gate `{gate_name}` reads no SLO: it would promote on no evidence"),
+            Some("list the SLOs it checks in `slos`, or write rules that read them".to_string()),
+        );
+        return None;
+    }
+    Some(slos)
+}
+
+/// Where a `when` expression names an SLO: its first quoted mention, else the whole scalar.
+fn slo_mention(text: &str, when: &At<String>, slo: &str) -> Span {
+    for quote in ['"', '\''] {
+        let needle = format!("{quote}{slo}{quote}");
+        if let Some(offset) = when.value.find(&needle) {
+            return inner_span(text, when, offset, needle.len());
+        }
+    }
+    when.span
+}
+
+fn check_promql(sink: &mut Sink<'_>, slo: &RawSlo) {
+    let selectors = [
+        ("errors", &slo.errors),
+        ("good", &slo.good),
+        ("total", &slo.total),
+    ];
+    for (field, value) in selectors {
+        let Some(at) = value.get() else { continue };
+        if let Err(err) = query::validate_selector(&at.value) {
+            let span = match err.offset {
+                Some(offset) => inner_span(sink.text(), at, offset, 1),
+                None => at.span,
+            };
+            sink.error(
+                span,
+                format!("invalid selector in `{field}`: {}", err.message),
+                Some(format!(
+                    "`{field}` takes a counter selector such as `http_requests_total{{code=~\"5..\"}}`; full PromQL goes in `{field}_query`"
+                )),
+            );
+        }
+    }
+    let queries = [
+        ("errors_query", &slo.errors_query),
+        ("good_query", &slo.good_query),
+        ("total_query", &slo.total_query),
+    ];
+    for (field, value) in queries {
+        let Some(at) = value.get() else { continue };
+        if !at.value.contains("$window") {
+            sink.error(
+                at.span,
+                format!("`{field}` does not use `$window`"),
+                Some(
+                    "write the range as `[$window]`, e.g. `sum(increase(x_total[$window]))`"
+                        .to_string(),
+                ),
+            );
+            continue;
+        }
+        if let Err(err) = query::validate_query(&at.value) {
+            let span = match err.offset {
+                Some(offset) => inner_span(sink.text(), at, offset, 1),
+                None => at.span,
+            };
+            sink.error(
+                span,
+                format!("invalid PromQL in `{field}`: {}", err.message),
+                None,
+            );
+        }
+    }
+}
+
+fn build(
+    raw: &RawConfig,
+    compiled: Vec<Vec<Option<CompiledExpr>>>,
+    gate_slos: Vec<Option<Vec<String>>>,
+) -> Option<Config> {
+    let prometheus = PrometheusConfig {
+        url: raw.prometheus.url.or(DEFAULT_PROMETHEUS_URL.to_string())?,
+        timeout: raw.prometheus.timeout.or(PromDuration::from_secs(10))?,
+        headers: raw.prometheus.headers.or(Default::default())?,
+        bearer_token_env: optional(&raw.prometheus.bearer_token_env)?,
+    };
+    let slos = raw.slos.iter().map(build_slo).collect::<Option<Vec<_>>>()?;
+    let gates = raw
+        .gates
+        .iter()
+        .zip(compiled)
+        .zip(gate_slos)
+        .map(|((gate, exprs), slos)| build_gate(gate, exprs, slos?))
+        .collect::<Option<Vec<_>>>()?;
+    let webhooks = raw
+        .webhooks
+        .iter()
+        .map(build_webhook)
+        .collect::<Option<Vec<_>>>()?;
+    Some(Config {
+        prometheus,
+        train_label: raw.train_label.or(DEFAULT_TRAIN_LABEL.to_string())?,
+        slos,
+        gates,
+        webhooks,
+    })
+}
+
+/// `Some(None)` when absent, `Some(Some(v))` when present, `None` when invalid.
+fn optional<T: Clone>(field: &Field<T>) -> Option<Option<T>> {
+    match field {
+        Field::Absent => Some(None),
+        Field::Invalid => None,
+        Field::Present(at) => Some(Some(at.value.clone())),
+    }
+}
+
+fn build_slo(raw: &RawSlo) -> Option<Slo> {
+    let selector = |f: &Field<String>| f.value().map(|v| Counter::Selector(v.clone()));
+    let query = |f: &Field<String>| f.value().map(|v| Counter::Query(v.clone()));
+    let (counts, events) = None
+        .or(selector(&raw.errors).map(|c| (BadOrGood::Errors, c)))
+        .or(selector(&raw.good).map(|c| (BadOrGood::Good, c)))
+        .or(query(&raw.errors_query).map(|c| (BadOrGood::Errors, c)))
+        .or(query(&raw.good_query).map(|c| (BadOrGood::Good, c)))?;
+    Some(Slo {
+        name: raw.name.value()?.clone(),
+        objective: *raw.objective.value()?,
+        period: raw.period.or(PromDuration::from_secs(30 * 86_400))?,
+        counts,
+        events,
+        total: selector(&raw.total).or(query(&raw.total_query))?,
+    })
+}
+
+fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>) -> Option<Gate> {
+    let rules = raw
+        .rules
+        .iter()
+        .zip(exprs)
+        .map(|(rule, expr)| {
+            Some(Rule {
+                name: rule.name.value()?.clone(),
+                when: rule.when.value()?.clone(),
+                then: *rule.then.value()?,
+                for_evaluations: rule.for_evaluations.or(1)?,
+                expr: expr?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Gate {
+        name: raw.name.value()?.clone(),
+        slos,
+        interval: raw.interval.or(PromDuration::from_secs(30))?,
+        verify_for: raw.verify_for.or(PromDuration::from_secs(30 * 60))?,
+        watch_for: raw.watch_for.or(PromDuration::from_secs(2 * 3600))?,
+        min_requests: raw.min_requests.or(100)?,
+        baseline: raw.baseline.or(BaselineKind::PreviousTrain)?,
+        on_inconclusive: raw.on_inconclusive.or(HoldDecision::Pause)?,
+        on_telemetry_error: raw.on_telemetry_error.or(HoldDecision::Pause)?,
+        max_consecutive_errors: raw.max_consecutive_errors.or(3)?,
+        resume_after: raw.resume_after.or(4)?,
+        alpha: raw.alpha.or(0.01)?,
+        rules,
+    })
+}
+
+fn build_webhook(raw: &RawWebhook) -> Option<Webhook> {
+    let on = match &raw.on {
+        Field::Absent => Decision::ALL.to_vec(),
+        Field::Invalid => return None,
+        Field::Present(at) => at.value.iter().map(|d| d.value).collect(),
+    };
+    Some(Webhook {
+        name: raw.name.value()?.clone(),
+        url: raw.url.value()?.clone(),
+        on,
+        format: raw.format.or(WebhookFormat::Json)?,
+        secret_env: optional(&raw.secret_env)?,
+        timeout: raw.timeout.or(PromDuration::from_secs(10))?,
+        max_attempts: optional(&raw.max_attempts)?,
+    })
+}
