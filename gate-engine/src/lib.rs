@@ -1,2 +1,3 @@
 
+pub mod prometheus;
 pub mod store;
