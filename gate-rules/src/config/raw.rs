@@ -188,7 +188,7 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
     match &root.kind {
         Kind::Null => {
             sink.error(
-                root.span,
+                Span::new(0, 0),
                 "the config is empty",
                 Some("define the SLOs under `slos` and the gates under `gates`".to_string()),
             );

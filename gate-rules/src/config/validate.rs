@@ -261,13 +261,11 @@ fn check_promql(sink: &mut Sink<'_>, slo: &RawSlo) {
                 Some(offset) => inner_span(sink.text(), at, offset, 1),
                 None => at.span,
             };
-            sink.error(
-                span,
-                format!("invalid selector in `{field}`: {}", err.message),
-                Some(format!(
-                    "`{field}` takes a counter selector such as `http_requests_total{{code=~\"5..\"}}`; full PromQL goes in `{field}_query`"
-                )),
-            );
+            // A syntax error says nothing about what the field takes; a refused shape does.
+            let hint = err.message.starts_with("invalid PromQL").then(|| {
+                format!("`{field}` takes a counter selector such as `http_requests_total{{code=~\"5..\"}}`")
+            });
+            sink.error(span, format!("`{field}`: {}", err.message), hint);
         }
     }
     let queries = [
@@ -277,7 +275,7 @@ fn check_promql(sink: &mut Sink<'_>, slo: &RawSlo) {
     ];
     for (field, value) in queries {
         let Some(at) = value.get() else { continue };
-        if !at.value.contains("$window") {
+        if !at.value.contains(query::WINDOW_PLACEHOLDER) {
             sink.error(
                 at.span,
                 format!("`{field}` does not use `$window`"),
@@ -290,16 +288,27 @@ fn check_promql(sink: &mut Sink<'_>, slo: &RawSlo) {
         }
         if let Err(err) = query::validate_query(&at.value) {
             let span = match err.offset {
-                Some(offset) => inner_span(sink.text(), at, offset, 1),
+                Some(offset) => inner_span(sink.text(), at, unsubstituted(&at.value, offset), 1),
                 None => at.span,
             };
-            sink.error(
-                span,
-                format!("invalid PromQL in `{field}`: {}", err.message),
-                None,
-            );
+            sink.error(span, format!("`{field}`: {}", err.message), None);
         }
     }
+}
+
+/// An offset in a query as validated (each `$window` replaced by a sample window) mapped back
+/// to the query as written.
+fn unsubstituted(written: &str, offset: usize) -> usize {
+    const SAMPLE: &str = "5m";
+    let mut shift = 0;
+    for (at, _) in written.match_indices(query::WINDOW_PLACEHOLDER) {
+        let substituted_at = at - shift;
+        if offset < substituted_at + SAMPLE.len() {
+            break;
+        }
+        shift += query::WINDOW_PLACEHOLDER.len() - SAMPLE.len();
+    }
+    offset + shift
 }
 
 fn build(
@@ -409,4 +418,123 @@ fn build_webhook(raw: &RawWebhook) -> Option<Webhook> {
         timeout: raw.timeout.or(PromDuration::from_secs(10))?,
         max_attempts: optional(&raw.max_attempts)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::load_str;
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_str("t.yaml", text) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.diagnostics().iter().map(|d| d.render_plain()).collect(),
+        }
+    }
+
+    const SLOS: &str = "slos:\n  - name: checkout\n    objective: 99.9\n    errors: x_total{code=\"500\"}\n    total: x_total\n";
+
+    #[test]
+    fn defaults_fill_every_optional_field() {
+        let text = format!("{SLOS}gates:\n  - name: g\n    slos: [checkout]\nwebhooks:\n  - name: w\n    url: http://h/x\n");
+        let config = load_str("t.yaml", &text).expect("valid");
+        assert_eq!(config.prometheus.url, "http://127.0.0.1:9090");
+        assert_eq!(config.prometheus.timeout, PromDuration::from_secs(10));
+        assert!(config.prometheus.headers.is_empty());
+        assert_eq!(config.prometheus.bearer_token_env, None);
+        assert_eq!(config.train_label, "train_id");
+        let slo = &config.slos[0];
+        assert_eq!(slo.period, PromDuration::from_secs(30 * 86_400));
+        assert_eq!(slo.counts, BadOrGood::Errors);
+        assert_eq!(
+            slo.events,
+            Counter::Selector("x_total{code=\"500\"}".into())
+        );
+        assert_eq!(slo.total, Counter::Selector("x_total".into()));
+        let gate = &config.gates[0];
+        assert_eq!(gate.slos, ["checkout"]);
+        assert_eq!(gate.interval, PromDuration::from_secs(30));
+        assert_eq!(gate.verify_for, PromDuration::from_secs(1800));
+        assert_eq!(gate.watch_for, PromDuration::from_secs(7200));
+        assert_eq!(gate.min_requests, 100);
+        assert_eq!(gate.baseline, BaselineKind::PreviousTrain);
+        assert_eq!(gate.on_inconclusive, HoldDecision::Pause);
+        assert_eq!(gate.on_telemetry_error, HoldDecision::Pause);
+        assert_eq!(gate.max_consecutive_errors, 3);
+        assert_eq!(gate.resume_after, 4);
+        assert_eq!(gate.alpha, 0.01);
+        let hook = &config.webhooks[0];
+        assert_eq!(hook.on, Decision::ALL.to_vec());
+        assert_eq!(hook.format, WebhookFormat::Json);
+        assert_eq!(hook.timeout, PromDuration::from_secs(10));
+        assert_eq!(hook.max_attempts, None);
+        assert_eq!(hook.secret_env, None);
+    }
+
+    #[test]
+    fn good_and_query_counters_are_kept_as_written() {
+        let text = "slos:\n  - name: s\n    objective: 99\n    good_query: sum(increase(ok_total[$window]))\n    total: all_total\ngates:\n  - name: g\n    slos: [s]\n";
+        let config = load_str("t.yaml", text).expect("valid");
+        assert_eq!(config.slos[0].counts, BadOrGood::Good);
+        assert_eq!(
+            config.slos[0].events,
+            Counter::Query("sum(increase(ok_total[$window]))".into())
+        );
+    }
+
+    #[test]
+    fn references_and_duplicates_are_reported_with_positions() {
+        let text = format!("{SLOS}  - name: checkout\n    objective: 99\n    errors: e\n    total: t\ngates:\n  - name: g\n    slos: [checkot, checkout, checkout, zzz]\n  - name: g\n    slos: [checkout]\n");
+        assert_eq!(
+            errors(&text),
+            [
+                "t.yaml:6:11: duplicate SLO name `checkout` (first defined on line 2) (SLO names must be unique; rename or remove one)",
+                "t.yaml:12:12: unknown SLO `checkot` in gate `g` (did you mean `checkout`?)",
+                "t.yaml:12:31: SLO `checkout` is listed twice in gate `g`",
+                "t.yaml:12:41: unknown SLO `zzz` in gate `g` (defined SLOs: checkout)",
+                "t.yaml:13:11: duplicate gate name `g` (first defined on line 11) (gate names must be unique; rename or remove one)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gate_without_slos_or_rules_would_promote_blind() {
+        let text = format!("{SLOS}gates:\n  - name: g\n    slos: []\n");
+        assert_eq!(
+            errors(&text),
+            ["t.yaml:7:11: gate `g` reads no SLO: it would promote on no evidence (list the SLOs it checks in `slos`, or write rules that read them)"]
+        );
+    }
+
+    #[test]
+    fn promql_problems_point_into_the_selector() {
+        let text = "slos:\n  - name: s\n    objective: 99\n    errors: 'x_total{code=\"5\"'\n    total_query: sum(rate(x[$window])) +\ngates:\n  - name: g\n    slos: [s]\n";
+        let lines = errors(text);
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("t.yaml:4:13: `errors`: invalid PromQL"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[0].ends_with(
+                "(`errors` takes a counter selector such as `http_requests_total{code=~\"5..\"}`)"
+            ),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].starts_with("t.yaml:5:18: `total_query`: invalid PromQL"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn query_offsets_are_mapped_back_across_window_placeholders() {
+        let written = "a[$window] + b[$window] + c";
+        let substituted = written.replace("$window", "5m");
+        for needle in ["a[", "] + b", "b[", "] + c", "c"] {
+            let s = substituted.rfind(needle).unwrap();
+            let w = written.rfind(needle).unwrap();
+            assert_eq!(unsubstituted(written, s), w, "{needle}");
+        }
+    }
 }
