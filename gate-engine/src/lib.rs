@@ -1,3 +1,12 @@
+//! `gate-engine` does the I/O around the pure core in `gate-rules`.
+//!
+//! Data flows one way: [`planner`] turns a gate and its trains into the fewest PromQL queries;
+//! [`prometheus`] sends them; the planner maps results back to per-train signals; `gate-rules`
+//! decides; [`report`] shapes the decision with its evidence; the daemon stores it, serves it
+//! and queues webhooks for it.
 
+pub mod evaluate;
+pub mod planner;
 pub mod prometheus;
+pub mod report;
 pub mod store;

@@ -8,8 +8,9 @@
 //! backend) are written as the strings `"+Inf"`, `"-Inf"`, `"NaN"` — the way Prometheus
 //! writes them — through [`Num`], never silently as `null`, which means *no data*.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gate_rules::config::Slo;
@@ -145,6 +146,21 @@ pub struct RuleReport {
     /// The rule's `for`.
     #[serde(rename = "for")]
     pub for_evaluations: u32,
+    /// The comparisons of a signal against a constant in its condition, e.g.
+    /// `burn_rate("x", "1h") > 14.4`: what the human table shows as thresholds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdReport>,
+}
+
+/// A signal compared against a constant in a rule's condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdReport {
+    /// The call as written, the key of `values` (e.g. `burn_rate("x", "1h")`).
+    pub signal: String,
+    /// The comparison operator, signal on the left (`>`, `>=`, `<`, `<=`, `==`, `!=`).
+    pub op: String,
+    /// The constant.
+    pub value: f64,
 }
 
 /// A query that was sent, for the evidence.
@@ -228,6 +244,10 @@ fn num(v: Option<f64>) -> Option<Num> {
 pub struct ReportInput<'a> {
     /// The train.
     pub train: &'a TrainSpec,
+    /// Its gate.
+    pub gate: &'a gate_rules::config::Gate,
+    /// The config's SLOs.
+    pub slos: &'a [Slo],
     /// The resolver over the train's signals (`None` when telemetry failed).
     pub resolver: Option<Resolver<'a>>,
     /// The plan that was executed.
@@ -240,11 +260,12 @@ pub struct ReportInput<'a> {
 pub fn build(input: ReportInput<'_>) -> EvaluationReport {
     let ReportInput {
         train,
+        gate,
+        slos,
         resolver,
         plan,
         evaluation,
     } = input;
-    let gate = resolver.map(|r| r.gate);
     let mut signals = SignalsReport::default();
     if let Some(r) = resolver {
         fill_signals(&mut signals, &r);
@@ -253,7 +274,7 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
         .rules
         .iter()
         .map(|o| {
-            let rule = gate.and_then(|g| g.rules.iter().find(|r| r.name == o.name));
+            let rule = gate.rules.iter().find(|r| r.name == o.name);
             RuleReport {
                 name: o.name.clone(),
                 then: o.then,
@@ -263,29 +284,49 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
                 unknown_reason: o.unknown_reason.clone(),
                 streak: o.streak,
                 for_evaluations: rule.map(|r| r.for_evaluations).unwrap_or(1),
+                thresholds: rule.map(thresholds_of).unwrap_or_default(),
             }
         })
         .collect();
     EvaluationReport {
         train: train.id.to_string(),
-        gate: gate.map(|g| g.name.clone()).unwrap_or_default(),
+        gate: gate.name.clone(),
         decision: evaluation.decision,
         reason: evaluation.reason.clone(),
         rule: evaluation.rule.clone(),
         evaluated_at: plan.at,
         started_at: train.started_at,
         age_secs: crate::planner::age_secs(train, plan.at),
-        verify_for_secs: gate
-            .map(|g| g.verify_for.as_duration().as_secs())
-            .unwrap_or(0),
+        verify_for_secs: gate.verify_for.as_duration().as_secs(),
         baseline: train.baseline.as_ref().map(|b| b.to_string()),
         baseline_desc: resolver.and_then(|r| r.signals.baseline_desc.clone()),
         inconclusive: evaluation.inconclusive,
         telemetry_error: evaluation.telemetry_error.clone(),
         rules,
         signals,
-        queries: queries_for(plan, resolver.map(|r| r.slos).unwrap_or(&[]), train),
+        queries: queries_for(plan, slos, train),
     }
+}
+
+/// A rule's thresholds, parsed once per distinct condition and cached: reports are built for
+/// every train of every cycle.
+fn thresholds_of(rule: &gate_rules::config::Rule) -> Vec<ThresholdReport> {
+    static CACHE: LazyLock<Mutex<HashMap<String, Vec<ThresholdReport>>>> =
+        LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(rule.when.clone())
+        .or_insert_with(|| {
+            gate_rules::thresholds::thresholds(&rule.when)
+                .into_iter()
+                .map(|t| ThresholdReport {
+                    signal: t.signal,
+                    op: t.op.to_string(),
+                    value: t.value,
+                })
+                .collect()
+        })
+        .clone()
 }
 
 fn fill_signals(out: &mut SignalsReport, r: &Resolver<'_>) {

@@ -22,6 +22,7 @@ pub mod math;
 pub mod query;
 pub mod signals;
 pub mod stats;
+pub mod thresholds;
 pub mod train_id;
 
 pub use config::Config;

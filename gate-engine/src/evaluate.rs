@@ -1,0 +1,145 @@
+//! One evaluation cycle of one gate: plan → concurrent queries → signals → decisions.
+//!
+//! Both `gate eval` (one train, stateless) and the daemon's scheduler (every active train of
+//! a gate, with state) go through [`fetch`] and [`decide_train`], so a single train and ten
+//! thousand trains are evaluated by the same code, with the same number of queries.
+//!
+//! Queries run concurrently, at most [`MAX_CONCURRENT_QUERIES`] at a time. A query that
+//! fails — including one whose answer carries warnings, which Thanos and Mimir use to flag
+//! partial data — fails the whole batch: the evaluation is a telemetry error for every train
+//! of the gate, never a decision on partial evidence.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gate_rules::config::{Config, Gate};
+use gate_rules::decide::{self, Evaluation, Mode, Telemetry, TrainState};
+use gate_rules::signals::{Resolver, Signals};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::planner::{self, Plan, PlanError, ResultSample, TrainSignals, TrainSpec};
+use crate::prometheus::{PromError, PrometheusClient, QueryData};
+use crate::report::{self, EvaluationReport, ReportInput};
+
+/// Queries of one plan in flight at once.
+pub const MAX_CONCURRENT_QUERIES: usize = 8;
+
+/// The outcome of fetching one gate's signals.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The plan that was executed.
+    pub plan: Plan,
+    /// Per train: its signals, or why its telemetry failed.
+    pub signals: TrainSignals,
+    /// The first query failure, if any (all trains failed with it).
+    pub failure: Option<PromError>,
+}
+
+/// Plans and runs the queries for `trains` of `gate` at `at`.
+pub async fn fetch(
+    client: &Arc<PrometheusClient>,
+    config: &Config,
+    gate: &Gate,
+    trains: &[TrainSpec],
+    at: DateTime<Utc>,
+) -> Result<Fetched, PlanError> {
+    let plan = planner::plan(config, gate, trains, at)?;
+    let label = config.train_label.clone();
+    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES));
+    let mut tasks = JoinSet::new();
+    for (i, q) in plan.queries.iter().enumerate() {
+        let client = Arc::clone(client);
+        let limit = Arc::clone(&limit);
+        let promql = q.promql.clone();
+        let label = label.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore never closed");
+            let result = client.query(&promql, at).await;
+            (i, result.map(|r| (r.data, r.warnings)), label)
+        });
+    }
+    let mut results: Vec<Option<Result<Vec<ResultSample>, String>>> =
+        vec![None; plan.queries.len()];
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (i, result, label) = joined.expect("query task panicked");
+        results[i] = Some(match result {
+            Ok((data, warnings)) if warnings.is_empty() => samples(data, &label),
+            Ok((_, warnings)) => Err(format!(
+                "Prometheus answered with warnings (the data may be partial): {}",
+                warnings.join("; ")
+            )),
+            Err(e) => {
+                let msg = e.to_string();
+                failure.get_or_insert(e);
+                Err(msg)
+            }
+        });
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.expect("every query joined"))
+        .collect();
+    let signals = planner::assemble(config, gate, trains, &plan, results);
+    Ok(Fetched {
+        plan,
+        signals,
+        failure,
+    })
+}
+
+/// Reduces a query's data to samples keyed by train label.
+fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>, String> {
+    match data {
+        QueryData::Vector(samples) => Ok(samples
+            .into_iter()
+            .map(|mut s| ResultSample {
+                train: s.metric.remove(label),
+                value: s.value,
+            })
+            .collect()),
+        QueryData::Scalar(p) => Ok(vec![ResultSample {
+            train: None,
+            value: p.value,
+        }]),
+        other => Err(format!(
+            "expected an instant vector, Prometheus returned a {}",
+            other.kind()
+        )),
+    }
+}
+
+/// Decides one train from its fetched signals and builds the report.
+pub fn decide_train(
+    config: &Config,
+    gate: &Gate,
+    train: &TrainSpec,
+    plan: &Plan,
+    signals: &Result<Signals, String>,
+    prev: &TrainState,
+    mode: Mode,
+) -> (Evaluation, EvaluationReport) {
+    let age = planner::age_secs(train, plan.at) as f64;
+    let (telemetry, resolver) = match signals {
+        Ok(s) => (
+            Telemetry::Ok(s),
+            Some(Resolver {
+                signals: s,
+                slos: &config.slos,
+                gate,
+            }),
+        ),
+        Err(msg) => (Telemetry::Failed(msg), None),
+    };
+    let evaluation = decide::decide(gate, &config.slos, age, telemetry, prev, mode);
+    let report = report::build(ReportInput {
+        train,
+        gate,
+        slos: &config.slos,
+        resolver,
+        plan,
+        evaluation: &evaluation,
+    });
+    (evaluation, report)
+}
