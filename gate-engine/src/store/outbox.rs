@@ -315,3 +315,165 @@ impl RawDelivery {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gate_rules::decide::Decision;
+
+    use super::super::tests::{change, event, new_train, t, temp_store, tid};
+    use super::*;
+    use crate::store::{DeliveryState, StoreError};
+
+    fn due_ids(store: &Store, now: DateTime<Utc>) -> Vec<String> {
+        store
+            .due_events(now, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect()
+    }
+
+    /// Train `a` gets a1 then a2 (deployer and audit each), train `b` gets b1.
+    fn two_trains() -> (tempfile::TempDir, Store) {
+        let (dir, store) = temp_store();
+        store.register(&new_train("a"), t(0)).unwrap();
+        store.register(&new_train("b"), t(0)).unwrap();
+        change(
+            &store,
+            "a",
+            0,
+            Decision::Pause,
+            t(10),
+            vec![event("a1", "deployer"), event("a1-audit", "audit")],
+        );
+        change(
+            &store,
+            "a",
+            1,
+            Decision::Rollback,
+            t(20),
+            vec![event("a2", "deployer"), event("a2-audit", "audit")],
+        );
+        change(
+            &store,
+            "b",
+            0,
+            Decision::Pause,
+            t(15),
+            vec![event("b1", "deployer")],
+        );
+        (dir, store)
+    }
+
+    #[test]
+    fn a_later_event_waits_for_the_earlier_one_of_its_train_and_webhook() {
+        let (_dir, store) = two_trains();
+        assert!(
+            due_ids(&store, t(5)).is_empty(),
+            "nothing is due before it was queued"
+        );
+        assert_eq!(due_ids(&store, t(30)), ["a1", "a1-audit", "b1"]);
+
+        // a1 fails and backs off until t(100); a2's own time (t(20)) has passed, but it
+        // must not overtake a1. The audit webhook and train b are not held up.
+        store
+            .mark_failed("a1", "HTTP 503", Some(503), t(100))
+            .unwrap();
+        store.mark_delivered("a1-audit", 200, t(31)).unwrap();
+        store.mark_delivered("b1", 204, t(31)).unwrap();
+        assert_eq!(due_ids(&store, t(60)), ["a2-audit"]);
+        assert_eq!(due_ids(&store, t(100)), ["a2-audit", "a1"]);
+
+        let a1 = store.due_events(t(100), 100).unwrap().pop().unwrap();
+        assert_eq!((a1.event_id.as_str(), a1.attempts, a1.seq), ("a1", 1, 1));
+        assert_eq!(a1.train, tid("a"));
+        store.mark_delivered("a1", 200, t(101)).unwrap();
+        assert_eq!(due_ids(&store, t(101)), ["a2", "a2-audit"]);
+
+        let states = store.delivery_states(&tid("a")).unwrap();
+        let a1 = states.iter().find(|d| d.event_id == "a1").unwrap();
+        assert_eq!(a1.state, DeliveryState::Delivered);
+        assert_eq!(a1.attempts, 2);
+        assert_eq!(a1.last_status, Some(200));
+        assert_eq!(a1.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!(a1.delivered_at, Some(t(101)));
+    }
+
+    #[test]
+    fn limit_caps_the_batch_oldest_first() {
+        let (_dir, store) = two_trains();
+        let due: Vec<String> = store
+            .due_events(t(30), 2)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(due, ["a1", "a1-audit"]);
+    }
+
+    #[test]
+    fn dead_letters_release_the_line_and_can_be_redriven() {
+        let (_dir, store) = two_trains();
+        store.mark_dead("a1", "HTTP 500", Some(500), t(40)).unwrap();
+        store.mark_dead("b1", "timeout", None, t(40)).unwrap();
+        assert_eq!(
+            store.outbox_backlog().unwrap(),
+            OutboxBacklog {
+                pending: 3,
+                dead: 2
+            }
+        );
+        // The dead a1 no longer holds back a2.
+        assert_eq!(due_ids(&store, t(40)), ["a1-audit", "a2"]);
+        let a1 = store
+            .delivery_states(&tid("a"))
+            .unwrap()
+            .into_iter()
+            .find(|d| d.event_id == "a1")
+            .unwrap();
+        assert_eq!(
+            (a1.state, a1.attempts, a1.dead_at),
+            (DeliveryState::Dead, 1, Some(t(40)))
+        );
+        assert!(matches!(
+            store.mark_delivered("a1", 200, t(41)),
+            Err(StoreError::UnknownEvent(id)) if id == "a1"
+        ));
+
+        // Redrive one train: a1 is pending again, fresh, and back in front of a2.
+        assert_eq!(store.redrive_dead(Some(&tid("a")), t(50)).unwrap(), 1);
+        assert_eq!(
+            store.outbox_backlog().unwrap(),
+            OutboxBacklog {
+                pending: 4,
+                dead: 1
+            }
+        );
+        let due = store.due_events(t(50), 100).unwrap();
+        let a1 = due.iter().find(|e| e.event_id == "a1").unwrap();
+        assert_eq!(a1.attempts, 0);
+        assert!(!due.iter().any(|e| e.event_id == "a2"));
+        assert!(
+            due_ids(&store, t(49)).iter().all(|id| id != "a1"),
+            "due at the redrive time"
+        );
+
+        // Redrive all: b1 comes back; nothing left to redrive afterwards.
+        assert_eq!(store.redrive_dead(None, t(60)).unwrap(), 1);
+        assert_eq!(store.redrive_dead(None, t(60)).unwrap(), 0);
+        assert!(due_ids(&store, t(60)).contains(&"b1".to_string()));
+    }
+
+    #[test]
+    fn marking_an_unknown_event_is_an_error() {
+        let (_dir, store) = two_trains();
+        for result in [
+            store.mark_delivered("nope", 200, t(1)),
+            store.mark_failed("nope", "x", None, t(1)),
+            store.mark_dead("nope", "x", None, t(1)),
+        ] {
+            assert!(matches!(result, Err(StoreError::UnknownEvent(id)) if id == "nope"));
+        }
+        assert!(store.delivery_states(&tid("nope")).unwrap().is_empty());
+    }
+}

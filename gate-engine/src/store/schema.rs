@@ -209,7 +209,7 @@ fn check_identity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 
 /// Applies the missing steps up to `target`, each in one transaction with its version bump.
 fn migrate(conn: &mut Connection, path: &Path, target: usize) -> Result<(), StoreError> {
-    for step in 0..target {
+    for (step, sql) in MIGRATIONS.iter().enumerate().take(target) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("begin migration")?;
@@ -227,8 +227,7 @@ fn migrate(conn: &mut Connection, path: &Path, target: usize) -> Result<(), Stor
         if version > step as i64 {
             continue;
         }
-        tx.execute_batch(MIGRATIONS[step])
-            .ctx("apply schema migration")?;
+        tx.execute_batch(sql).ctx("apply schema migration")?;
         tx.pragma_update(None, "user_version", (step + 1) as i64)
             .ctx("set schema version")?;
         tx.commit().ctx("commit migration")?;
