@@ -1,1 +1,80 @@
-fn main() {}
+//! `gate`: an SLO-driven release gate.
+//!
+//! This binary is thin: argument parsing (clap derive), one `run` per subcommand in [`cmd`],
+//! and one place — [`main`] — that maps errors to exit codes ([`exit`]) and prints the
+//! "Caused by:" chain. A broken pipe (`gate status | head`) is a clean exit.
+
+mod cmd;
+mod exit;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// SLO-driven release gate: decides pending, promote, pause or rollback for release trains
+/// from their Prometheus telemetry.
+#[derive(Parser, Debug)]
+#[command(name = "gate", version, after_help = exit::HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a config file; report every error with file:line:column.
+    Check {
+        /// The config file.
+        #[arg(long, short, default_value = "gate.yaml")]
+        config: PathBuf,
+        /// Print the effective config, defaults applied.
+        #[arg(long)]
+        effective: bool,
+    },
+    /// Evaluate one train once, straight against Prometheus (no daemon). Exit code = verdict.
+    Eval(cmd::eval::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check { config, effective } => cmd::check::run(&config, effective),
+            Command::Eval(args) => cmd::eval::run(args).await,
+        }
+    });
+    // Leave lingering tasks (open connections, timers) behind instead of waiting for them.
+    runtime.shutdown_background();
+    std::process::exit(match result {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    });
+}
+
+/// Prints an error with its cause chain and returns its exit code.
+fn report(err: &anyhow::Error) -> i32 {
+    if is_broken_pipe(err) {
+        return exit::OK;
+    }
+    if let Some(e) = err.downcast_ref::<exit::Exit>() {
+        eprintln!("error: {}", e.message);
+        return e.code;
+    }
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  Caused by: {cause}");
+    }
+    exit::INTERNAL
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
