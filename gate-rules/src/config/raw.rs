@@ -292,7 +292,7 @@ impl<'n> Fields<'n> {
                 let (line, _) = sink.index().line_col(sink.text(), first.span.start);
                 sink.error(
                     key.span,
-                    format!("`{name}` is given twice (first on line {line})"),
+                    format!("`{name}` is given twice, first on line {line}"),
                     Some("remove one of them".to_string()),
                 );
                 continue;
@@ -424,7 +424,7 @@ impl Reader<'_, '_> {
         let Some((key, node)) = entry else {
             return Field::Absent;
         };
-        let units = "use a number and a unit (ms, s, m, h, d, w, y), e.g. 30s, 5m, 1h30m, 30d";
+        let units = "use a number and a unit: ms, s, m, h, d, w or y, e.g. 30s, 5m, 1h30m, 30d";
         match &node.kind {
             Kind::Str(s) => match s.parse::<PromDuration>() {
                 Ok(d) => Field::Present(At {
@@ -604,7 +604,7 @@ impl Reader<'_, '_> {
                         "`{}` cannot be `promote`: gate never promotes blind",
                         key.name
                     ),
-                    Some("use `pause` (hold the train) or `pending` (keep waiting)".to_string()),
+                    Some("use `pause` to hold the train or `pending` to keep waiting".to_string()),
                 );
                 return Field::Invalid;
             }
@@ -1001,14 +1001,14 @@ impl Reader<'_, '_> {
                 ("errors_query", &slo.errors_query),
                 ("good_query", &slo.good_query),
             ],
-            "add `errors: <selector of failed events>` (or `good`, `errors_query`, `good_query`)",
+            "add `errors: <selector of failed events>`, or one of `good`, `errors_query`, `good_query`",
         );
         self.exactly_one(
             &what,
             at,
             &explained,
             &[("total", &slo.total), ("total_query", &slo.total_query)],
-            "add `total: <selector of all events>` (or `total_query`)",
+            "add `total: <selector of all events>`, or `total_query`",
         );
         slo
     }
@@ -1267,9 +1267,9 @@ mod tests {
             "t.yaml:4:21: `bearer_token_env` must name an environment variable, not hold a value (letters, digits and `_`, e.g. GATE_WEBHOOK_SECRET; the secret itself goes in that variable)",
             "t.yaml:5:14: `train_label` is not a valid Prometheus label name: `__x` (letters, digits and `_`, not starting with a digit or `__`)",
             "t.yaml:8:16: `objective` must be between 0 and 100 (exclusive), got 100 (an objective of 100 leaves no error budget; use e.g. 99.9)",
-            "t.yaml:9:13: `period` is not a duration: `30days` (use a number and a unit (ms, s, m, h, d, w, y), e.g. 30s, 5m, 1h30m, 30d)",
+            "t.yaml:9:13: `period` is not a duration: `30days` (use a number and a unit: ms, s, m, h, d, w or y, e.g. 30s, 5m, 1h30m, 30d)",
             "t.yaml:13:16: `objective` must be a number, found a string (remove the quotes)",
-            "t.yaml:18:15: `interval` must be a duration, found a list (use a number and a unit (ms, s, m, h, d, w, y), e.g. 30s, 5m, 1h30m, 30d)",
+            "t.yaml:18:15: `interval` must be a duration, found a list (use a number and a unit: ms, s, m, h, d, w or y, e.g. 30s, 5m, 1h30m, 30d)",
             "t.yaml:19:19: `min_requests` must be at least 0, got -1",
             "t.yaml:20:12: `alpha` must be between 0 and 1 (exclusive), got 1.5 (the significance level of error_delta, e.g. 0.01)",
             "t.yaml:21:29: `max_consecutive_errors` must be at least 1, got 0",
@@ -1285,7 +1285,7 @@ mod tests {
         );
         let (_, errors) = schema(&text);
         let expected = [
-            "t.yaml:8:22: `on_inconclusive` cannot be `promote`: gate never promotes blind (use `pause` (hold the train) or `pending` (keep waiting))",
+            "t.yaml:8:22: `on_inconclusive` cannot be `promote`: gate never promotes blind (use `pause` to hold the train or `pending` to keep waiting)",
             "t.yaml:9:25: `wait` is not a valid `on_telemetry_error` (expected pause or pending)",
             "t.yaml:13:15: `promote-ish` is not a valid `then` (did you mean `promote`? expected rollback, pause or promote)",
             "t.yaml:16:15: a rule cannot decide `pending`: it is what no rule firing means (expected rollback, pause or promote)",
@@ -1304,8 +1304,8 @@ mod tests {
             "t.yaml:5:11: SLO `a` has both `errors` and `good` (give exactly one of errors, good, errors_query or good_query)",
             "t.yaml:7:18: SLO `a` has both `total` and `total_query` (give exactly one of total or total_query)",
             "t.yaml:8:5: SLO #2 has no `name` (add `name: <slo name>`; rules refer to SLOs by name)",
-            "t.yaml:8:5: SLO #2 has no `errors` or `good` (add `errors: <selector of failed events>` (or `good`, `errors_query`, `good_query`))",
-            "t.yaml:8:5: SLO #2 has no `total` (add `total: <selector of all events>` (or `total_query`))",
+            "t.yaml:8:5: SLO #2 has no `errors` or `good` (add `errors: <selector of failed events>`, or one of `good`, `errors_query`, `good_query`)",
+            "t.yaml:8:5: SLO #2 has no `total` (add `total: <selector of all events>`, or `total_query`)",
             "t.yaml:11:13: `errors` must be a string, found a list",
             "t.yaml:14:5: gate #1 has no `name` (add `name: <gate name>`; trains are registered against it)",
             "t.yaml:15:9: rule #1 has no `name`",
@@ -1321,7 +1321,7 @@ mod tests {
         let (raw, errors) = schema(text);
         assert_eq!(
             errors,
-            ["t.yaml:4:5: `objective` is given twice (first on line 3) (remove one of them)"]
+            ["t.yaml:4:5: `objective` is given twice, first on line 3 (remove one of them)"]
         );
         assert_eq!(raw.unwrap().slos[0].objective.value(), Some(&99.0));
     }

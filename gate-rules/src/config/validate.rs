@@ -88,7 +88,7 @@ fn unique_names<'r>(
             sink.error(
                 name.span,
                 format!(
-                    "duplicate {kind} name `{}` (first defined on line {line})",
+                    "duplicate {kind} name `{}`, first defined on line {line}",
                     name.value
                 ),
                 Some(format!("{kind} names must be unique; rename or remove one")),
@@ -159,7 +159,11 @@ fn compile_rule(sink: &mut Sink<'_>, rule: &RawRule, slo_names: &[&str]) -> Opti
         Err(errors) => {
             for error in errors {
                 let span = inner_span(sink.text(), when, error.offset, error.len);
-                sink.error(span, error.message, error.hint);
+                let message = match rule.name.value() {
+                    Some(name) => format!("rule `{name}`: {}", error.message),
+                    None => error.message,
+                };
+                sink.error(span, message, error.hint);
             }
             None
         }
@@ -207,7 +211,7 @@ fn resolve_gate_slos(
                             "rule `{rule_name}` reads SLO `{slo}`, which gate `{gate_name}` does not list in `slos`"
                         ),
                         Some(format!(
-                            "add `{slo}` to the gate's `slos` (min_requests is checked on those)"
+                            "add `{slo}` to the gate's `slos`: min_requests is checked on those"
                         )),
                     );
                 }
@@ -488,11 +492,11 @@ mod tests {
         assert_eq!(
             errors(&text),
             [
-                "t.yaml:6:11: duplicate SLO name `checkout` (first defined on line 2) (SLO names must be unique; rename or remove one)",
+                "t.yaml:6:11: duplicate SLO name `checkout`, first defined on line 2 (SLO names must be unique; rename or remove one)",
                 "t.yaml:12:12: unknown SLO `checkot` in gate `g` (did you mean `checkout`?)",
                 "t.yaml:12:31: SLO `checkout` is listed twice in gate `g`",
                 "t.yaml:12:41: unknown SLO `zzz` in gate `g` (defined SLOs: checkout)",
-                "t.yaml:13:11: duplicate gate name `g` (first defined on line 11) (gate names must be unique; rename or remove one)",
+                "t.yaml:13:11: duplicate gate name `g`, first defined on line 11 (gate names must be unique; rename or remove one)",
             ]
         );
     }
