@@ -975,6 +975,69 @@ pub(super) mod tests {
         assert_eq!(trains, 1);
     }
 
+    /// Set for the child process of [`a_commit_survives_sigkill`]: the store file to write.
+    const SIGKILL_DB_ENV: &str = "GATE_STORE_TEST_SIGKILL_DB";
+
+    /// The child half of [`a_commit_survives_sigkill`]: commits a decision change, says so,
+    /// and waits to be killed. Does nothing when run on its own.
+    #[test]
+    #[ignore = "run by a_commit_survives_sigkill in a child process"]
+    fn sigkill_child() {
+        let Some(path) = std::env::var_os(SIGKILL_DB_ENV) else {
+            return;
+        };
+        let store = Store::open(Path::new(&path)).unwrap();
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        let seq = change(
+            &store,
+            "t-1",
+            0,
+            Decision::Rollback,
+            t(30),
+            vec![event("e1", "deployer")],
+        );
+        println!("committed seq={seq}");
+        loop {
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn a_commit_survives_sigkill() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gate.db");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::tests::sigkill_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(SIGKILL_DB_ENV, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let committed = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("committed"));
+        child.kill().unwrap(); // SIGKILL: no destructor, no checkpoint, the WAL stays as is
+        child.wait().unwrap();
+        assert_eq!(committed.as_deref(), Some("committed seq=1"));
+
+        let store = Store::open(&path).unwrap();
+        let rec = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!((rec.decision, rec.seq), (Decision::Rollback, 1));
+        let due = store.due_events(t(30), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].event_id, "e1");
+    }
+
     #[test]
     fn corrupt_rows_are_reported_not_panicked() {
         let (_dir, store) = temp_store();
