@@ -76,8 +76,8 @@ struct Table {
 /// Rounds a count to an integer, refusing NaN, ±Inf, negatives and values beyond `u64`.
 fn to_count(x: f64) -> Option<u64> {
     let r = x.round();
-    // 2^63 keeps every sum of four counts within u64.
-    (r.is_finite() && r >= 0.0 && r < 9.2e18).then_some(r as u64)
+    // Below 2^63: the train total plus the baseline total still fits in a u64.
+    (0.0..9.2e18).contains(&r).then_some(r as u64)
 }
 
 /// Rounds both sides; `None` when a side has no (rounded) traffic or a count is invalid.
