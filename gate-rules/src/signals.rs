@@ -11,7 +11,7 @@
 //! `requests("x", "5m") == 0` must be able to see it). Ratios of zero traffic are undefined, so
 //! burn rates, error ratios, budgets and deltas over zero traffic are no data. A missing series
 //! is no data for every function. [`Signals::min_requests_shortfall`] is what
-//! [`crate::decide`] uses to call evidence inconclusive for lack of traffic.
+//! [`mod@crate::decide`] uses to call evidence inconclusive for lack of traffic.
 
 use std::collections::BTreeMap;
 
