@@ -198,6 +198,14 @@ pub fn plan(
     trains: &[TrainSpec],
     at: DateTime<Utc>,
 ) -> Result<Plan, PlanError> {
+    if trains.is_empty() {
+        return Ok(Plan {
+            at,
+            train_label: config.train_label.clone(),
+            baseline: gate.baseline,
+            queries: Vec::new(),
+        });
+    }
     let needs = Needs::of(gate);
     let ids: Vec<TrainId> = trains.iter().map(|t| t.id.clone()).collect();
     let filter = if ids.len() > REGEX_TRAIN_LIMIT {
@@ -527,4 +535,220 @@ pub fn baseline_term(
         at: train.started_at.timestamp(),
     };
     query::anchored_query(counter, &plan.train_label, &[item]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/examples/gate.yaml"
+        );
+        gate_rules::config::load_file(std::path::Path::new(path)).expect("example config loads")
+    }
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_793_534_400, 0).unwrap()
+    }
+
+    fn trains(n: usize) -> Vec<TrainSpec> {
+        (0..n)
+            .map(|i| TrainSpec {
+                id: format!("t-{i}").parse().unwrap(),
+                started_at: at() - chrono::Duration::minutes(40 + i as i64 % 20),
+                baseline: (i > 0).then(|| format!("t-{}", i - 1).parse().unwrap()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn query_count_does_not_depend_on_the_number_of_trains() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let one = plan(&config, gate, &trains(2)[1..], at()).unwrap();
+        let many = plan(&config, gate, &trains(10_000), at()).unwrap();
+        // 4 windows (5m, 30m, 1h, 6h) + since start + baseline + service budget, two counters each.
+        assert_eq!(one.queries.len(), 14, "{:#?}", one.queries);
+        assert_eq!(many.queries.len(), 14);
+    }
+
+    #[test]
+    fn few_trains_get_a_regex_matcher_many_get_none() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let few = plan(&config, gate, &trains(3), at()).unwrap();
+        let window = &few.queries[0];
+        assert_eq!(
+            window.promql,
+            r#"sum by (train_id) (increase(http_requests_total{code=~"5..",service="checkout",train_id=~"t-0|t-1|t-2"}[5m]))"#
+        );
+        let many = plan(&config, gate, &trains(REGEX_TRAIN_LIMIT + 1), at()).unwrap();
+        assert!(!many.queries[0].promql.contains("train_id=~"));
+        assert!(many.queries[0].promql.starts_with("sum by (train_id)"));
+    }
+
+    #[test]
+    fn since_start_covers_the_oldest_train_and_budget_is_service_wide() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let p = plan(&config, gate, &trains(3), at()).unwrap();
+        let since: Vec<_> = p
+            .queries
+            .iter()
+            .filter(|q| matches!(q.target, Target::SinceStart { .. }))
+            .collect();
+        assert_eq!(since.len(), 2);
+        assert!(since[0].promql.contains("[42m]"), "{}", since[0].promql);
+        let budget: Vec<_> = p.queries.iter().filter(|q| !q.per_train).collect();
+        assert_eq!(budget.len(), 2);
+        assert_eq!(
+            budget[1].promql,
+            r#"sum(increase(http_requests_total{service="checkout"}[30d]))"#
+        );
+    }
+
+    fn sample(train: &str, value: f64) -> ResultSample {
+        ResultSample {
+            train: Some(train.to_string()),
+            value,
+        }
+    }
+
+    /// Results for every query of `p`: per-train queries get `per_train(query)`, shared ones
+    /// one unlabelled sample.
+    fn results(
+        p: &Plan,
+        per_train: impl Fn(&PlannedQuery) -> Vec<ResultSample>,
+    ) -> Vec<Result<Vec<ResultSample>, String>> {
+        p.queries
+            .iter()
+            .map(|q| {
+                Ok(if q.per_train {
+                    per_train(q)
+                } else {
+                    vec![ResultSample {
+                        train: None,
+                        value: if q.part == Some(Part::Total) {
+                            1e6
+                        } else {
+                            10.0
+                        },
+                    }]
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_map_back_by_train_label() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let ts = trains(3);
+        let p = plan(&config, gate, &ts, at()).unwrap();
+        // t-0 has traffic and errors; t-1 has traffic but no error series; t-2 has nothing.
+        let r = results(&p, |q| match q.part {
+            Some(Part::Events) => vec![sample("t-0", 5.0), sample("other", 1.0)],
+            _ => vec![sample("t-0", 1000.0), sample("t-1", 800.0)],
+        });
+        let signals = assemble(&config, gate, &ts, &p, r);
+        let s0 = signals[&ts[0].id].as_ref().unwrap();
+        let w1h = (
+            "checkout-availability".to_string(),
+            PromDuration::from_secs(3600),
+        );
+        assert_eq!(
+            s0.windows[&w1h],
+            Some(Counts {
+                errors: 5.0,
+                total: 1000.0
+            })
+        );
+        assert_eq!(
+            s0.service["checkout-availability"],
+            Some(Counts {
+                errors: 10.0,
+                total: 1e6
+            })
+        );
+        assert_eq!(s0.age_secs, 40.0 * 60.0);
+        let s1 = signals[&ts[1].id].as_ref().unwrap();
+        assert_eq!(
+            s1.windows[&w1h],
+            Some(Counts {
+                errors: 0.0,
+                total: 800.0
+            }),
+            "traffic without an error series is zero errors"
+        );
+        assert_eq!(
+            s1.baseline_desc
+                .as_deref()
+                .map(|d| d.starts_with("train t-0")),
+            Some(true)
+        );
+        let s2 = signals[&ts[2].id].as_ref().unwrap();
+        assert_eq!(s2.windows[&w1h], None, "no series is no data");
+        assert_eq!(s2.since_start["checkout-availability"], None);
+    }
+
+    #[test]
+    fn two_series_for_one_train_fail_that_train_only() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let ts = trains(2);
+        let p = plan(&config, gate, &ts, at()).unwrap();
+        let r = results(&p, |_| {
+            vec![sample("t-0", 1.0), sample("t-0", 2.0), sample("t-1", 3.0)]
+        });
+        let signals = assemble(&config, gate, &ts, &p, r);
+        let err = signals[&ts[0].id].as_ref().unwrap_err();
+        assert!(err.contains("more than one series for train t-0"), "{err}");
+        assert!(signals[&ts[1].id].is_ok());
+    }
+
+    #[test]
+    fn a_failed_query_fails_every_train() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let ts = trains(2);
+        let p = plan(&config, gate, &ts, at()).unwrap();
+        let mut r = results(&p, |_| vec![sample("t-0", 1.0)]);
+        r[3] = Err("HTTP 503".into());
+        let signals = assemble(&config, gate, &ts, &p, r);
+        for t in &ts {
+            let err = signals[&t.id].as_ref().unwrap_err();
+            assert!(
+                err.contains("HTTP 503") && err.contains(&p.queries[3].promql),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn baseline_terms_anchor_each_train_at_its_start() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let ts = trains(2);
+        let p = plan(&config, gate, &ts, at()).unwrap();
+        let q = p
+            .queries
+            .iter()
+            .find(|q| matches!(q.target, Target::Baseline { .. }) && q.part == Some(Part::Total))
+            .unwrap();
+        // Only t-1 has a baseline train (t-0).
+        let start = ts[1].started_at.timestamp();
+        assert_eq!(
+            baseline_term(&p, q, &config.slos, &ts[1]).unwrap(),
+            format!(
+                r#"label_replace(sum(increase(http_requests_total{{service="checkout",train_id="t-0"}}[41m] @ {start}.000)), "train_id", "t-1", "", "")"#
+            )
+        );
+        assert_eq!(
+            q.promql,
+            baseline_term(&p, q, &config.slos, &ts[1]).unwrap()
+        );
+        assert_eq!(baseline_term(&p, q, &config.slos, &ts[0]), None);
+    }
 }
