@@ -136,3 +136,105 @@ pub fn load_str(file: &str, text: &str) -> Result<Config, ConfigError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALID: &str = "slos:\n  - name: s\n    objective: 99.9\n    errors: e_total\n    total: t_total\ngates:\n  - &base\n    name: a\n    slos: [s]\n    verify_for: 1h\n  - <<: *base\n    name: b\n";
+
+    #[test]
+    fn merge_keys_and_aliases_share_settings() {
+        let config = load_str("t.yaml", VALID).expect("valid");
+        let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(config.gates[1].verify_for, config.gates[0].verify_for);
+        assert_eq!(config.gates[1].slos, ["s"]);
+    }
+
+    #[test]
+    fn a_config_error_renders_through_miette_with_every_problem() {
+        let err = load_str("t.yaml", "slo: []\nslos:\n  - name: s\n    objective: 0\n")
+            .expect_err("invalid");
+        assert_eq!(err.diagnostics().len(), 4, "{}", err.render_plain());
+        let mut out = String::new();
+        miette::NarratableReportHandler::new()
+            .render_report(&mut out, &err)
+            .unwrap();
+        for d in err.diagnostics() {
+            assert!(
+                out.contains(&d.message),
+                "{} missing from:\n{out}",
+                d.message
+            );
+        }
+        assert!(out.contains("objective: 0"), "snippet missing:\n{out}");
+
+        let mut one = String::new();
+        let report = &err.reports()[0];
+        miette::NarratableReportHandler::new()
+            .render_report(&mut one, report.as_ref())
+            .unwrap();
+        assert!(
+            one.contains("snippet for t.yaml starting at line 1, column 1"),
+            "{one}"
+        );
+        assert!(one.contains("did you mean `slos`?"), "{one}");
+    }
+
+    #[test]
+    fn an_unreadable_file_names_its_path() {
+        let err = load_file(Path::new("/nonexistent/gate.yaml")).expect_err("unreadable");
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err
+            .render_plain()
+            .starts_with("cannot read /nonexistent/gate.yaml: "));
+        assert!(err.diagnostics().is_empty());
+    }
+
+    /// Checks the invariants of any outcome: never a panic, positions inside the text and
+    /// consistent with the span.
+    fn check_outcome(text: &str) {
+        if let Err(err) = load_str("f.yaml", text) {
+            let ConfigError::Invalid { diagnostics, .. } = &err else {
+                panic!("unexpected {err}");
+            };
+            assert!(!diagnostics.is_empty());
+            let index = super::super::diagnostic::LineIndex::new(text);
+            for d in diagnostics {
+                let (start, len) = d.span;
+                assert!(start + len <= text.len(), "{d:?}");
+                assert!(text.is_char_boundary(start) && text.is_char_boundary(start + len));
+                assert_eq!(index.line_col(text, start), (d.line, d.column), "{d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let text = format!("slos: {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        let err = load_str("t.yaml", &text).expect_err("refused");
+        assert_eq!(err.diagnostics().len(), 1, "{}", err.render_plain());
+    }
+
+    proptest! {
+        #[test]
+        fn mangled_configs_never_panic(
+            cut in 0usize..400,
+            len in 0usize..12,
+            insert in "[ -~\n]{0,6}",
+        ) {
+            let base = format!("{VALID}    rules:\n      - name: r\n        when: 'burn_rate(\"s\", \"1h\") > 2 && age() > 60'\n        then: pause\nwebhooks:\n  - name: w\n    url: http://h\n    on: [pause]\n");
+            let cut = cut.min(base.len());
+            let end = (cut + len).min(base.len());
+            let mangled = format!("{}{insert}{}", &base[..cut], &base[end..]);
+            check_outcome(&mangled);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,80}") {
+            check_outcome(&text);
+        }
+    }
+}
