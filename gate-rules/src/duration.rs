@@ -106,7 +106,8 @@ impl FromStr for PromDuration {
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ms = self.0.as_millis() as u64;
-        for (unit, size) in &UNITS[..7] {
+        // Printed in days and smaller units: `30d` reads better than `4w2d`, and both parse.
+        for (unit, size) in &UNITS[2..7] {
             if ms >= *size {
                 write!(f, "{}{}", ms / size, unit)?;
                 ms %= size;
@@ -142,7 +143,7 @@ mod tests {
             ("1h30m", 5400, "1h30m"),
             ("1d", 86400, "1d"),
             ("30d", 30 * 86400, "30d"),
-            ("2w", 14 * 86400, "2w"),
+            ("2w", 14 * 86400, "14d"),
         ] {
             let d: PromDuration = text.parse().unwrap();
             assert_eq!(d.as_duration(), Duration::from_secs(secs), "{text}");
