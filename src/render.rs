@@ -122,6 +122,8 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
             "VERDICT",
         ]);
         for (slo, windows) in &r.signals.burn_rate {
+            let mut windows: Vec<_> = windows.iter().collect();
+            windows.sort_by_key(|(w, _)| w.parse::<gate_rules::PromDuration>().ok());
             for (window, value) in windows {
                 let signal = format!("burn_rate({slo:?}, {window:?})");
                 let thresholds = thresholds_for(&r.rules, &signal);

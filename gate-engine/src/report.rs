@@ -68,6 +68,8 @@ impl fmt::Display for Num {
             f.write_str("NaN")
         } else if v.is_infinite() {
             f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else if v.fract() == 0.0 && v.abs() < 1e15 {
+            write!(f, "{}", v as i64)
         } else if v != 0.0 && (v.abs() < 0.001 || v.abs() >= 1e6) {
             write!(f, "{v:.3e}")
         } else {
