@@ -46,29 +46,40 @@ pub async fn fetch(
 ) -> Result<Fetched, PlanError> {
     let plan = planner::plan(config, gate, trains, at)?;
     let label = config.train_label.clone();
+    // The same PromQL can serve two targets (a 1h window and the events since start of a
+    // train that is exactly 1h old): each distinct query is sent once.
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut slot_of: Vec<usize> = Vec::with_capacity(plan.queries.len());
+    for q in &plan.queries {
+        let slot = match distinct.iter().position(|d| *d == q.promql) {
+            Some(i) => i,
+            None => {
+                distinct.push(&q.promql);
+                distinct.len() - 1
+            }
+        };
+        slot_of.push(slot);
+    }
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES));
     let mut tasks = JoinSet::new();
-    for (i, q) in plan.queries.iter().enumerate() {
+    for (i, promql) in distinct.iter().enumerate() {
         let client = Arc::clone(client);
         let limit = Arc::clone(&limit);
-        let promql = q.promql.clone();
-        let label = label.clone();
+        let promql = promql.to_string();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            let result = client.query(&promql, at).await;
-            (i, result.map(|r| (r.data, r.warnings)), label)
+            (i, client.query(&promql, at).await)
         });
     }
-    let mut results: Vec<Option<Result<Vec<ResultSample>, String>>> =
-        vec![None; plan.queries.len()];
+    let mut answers: Vec<Option<Result<Vec<ResultSample>, String>>> = vec![None; distinct.len()];
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
-        let (i, result, label) = joined.expect("query task panicked");
-        results[i] = Some(match result {
-            Ok((data, warnings)) if warnings.is_empty() => samples(data, &label),
-            Ok((_, warnings)) => Err(format!(
+        let (i, result) = joined.expect("query task panicked");
+        answers[i] = Some(match result {
+            Ok(r) if r.warnings.is_empty() => samples(r.data, &label),
+            Ok(r) => Err(format!(
                 "Prometheus answered with warnings (the data may be partial): {}",
-                warnings.join("; ")
+                r.warnings.join("; ")
             )),
             Err(e) => {
                 let msg = e.to_string();
@@ -77,9 +88,9 @@ pub async fn fetch(
             }
         });
     }
-    let results = results
-        .into_iter()
-        .map(|r| r.expect("every query joined"))
+    let results = slot_of
+        .iter()
+        .map(|&slot| answers[slot].clone().expect("every query joined"))
         .collect();
     let signals = planner::assemble(config, gate, trains, &plan, results);
     Ok(Fetched {
