@@ -10,3 +10,4 @@ pub mod planner;
 pub mod prometheus;
 pub mod report;
 pub mod store;
+pub mod webhook;

@@ -1,0 +1,374 @@
+//! Webhook bodies: one outbox event per webhook for a decision change, rendered in full.
+//!
+//! The daemon calls [`events_for_change`] when a train's decision changes and stores the
+//! events in the same transaction as the decision ([`crate::store::EvaluationWrite::events`]).
+//! The worker in `deliver.rs` sends each stored payload as it is.
+//!
+//! Design choices a newcomer may question:
+//!
+//! * **Rendered before it is stored.** The body is built here, once, and kept in the outbox,
+//!   so every retry (also after a restart, also after a config change) sends the same event
+//!   with the same ID, and the audit trail shows exactly what was sent.
+//! * **Event IDs are UUID v7** made from the evaluation time and random bits: unique across
+//!   stores and restarts (a receiver never mistakes a new event for a duplicate), sortable by
+//!   time, and stable across retries because they are stored, not recomputed.
+//! * **CloudEvents carry a CDEvent.** In `format: cloudevents` the CloudEvent's `data` is a
+//!   CDEvents object (`context` + `subject`): `service.rolledback` for rollback,
+//!   `service.deployed` for promote, and gate's own extension types
+//!   (`dev.cdeventsx.gate-train.<predicate>`) for pause and pending, for which CDEvents has
+//!   no type. gate does not know the artifact a train deploys; `artifactId` is a generic
+//!   package URL naming the train. gate's full decision with its evidence is the CDEvent's
+//!   `customData`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use gate_rules::config::{Config, Webhook, WebhookFormat};
+use gate_rules::decide::Decision;
+use gate_rules::TrainId;
+use serde_json::{json, Value};
+
+use crate::store::NewOutboxEvent;
+
+/// The `type` of a `format: json` body.
+pub const JSON_EVENT_TYPE: &str = "gate.decision";
+/// The CDEvents spec version the `cloudevents` format follows.
+pub const CDEVENTS_SPEC_VERSION: &str = "0.5.0";
+/// The `Content-Type` of a `format: json` body.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// The `Content-Type` of a CloudEvents structured-mode body.
+pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// A train's decision changed: what the webhooks are told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionChange {
+    /// The train.
+    pub train: TrainId,
+    /// Its gate.
+    pub gate: String,
+    /// The new decision.
+    pub decision: Decision,
+    /// The decision before.
+    pub previous: Decision,
+    /// The one-line reason (the operator's, for an override).
+    pub reason: String,
+    /// The rule that decided, if one did.
+    pub rule: Option<String>,
+    /// When the evaluation (or override) happened.
+    pub evaluated_at: DateTime<Utc>,
+    /// The train's seq after the change.
+    pub seq: u64,
+    /// The evaluation with its evidence ([`crate::report::EvaluationReport`] as JSON).
+    pub evidence: Value,
+}
+
+/// One outbox event for each webhook whose `on` lists the new decision, in config order, each
+/// with its payload rendered in the webhook's format.
+pub fn events_for_change(config: &Config, change: &DecisionChange) -> Vec<NewOutboxEvent> {
+    config
+        .webhooks
+        .iter()
+        .filter(|w| w.on.contains(&change.decision))
+        .map(|webhook| {
+            let event_id = new_event_id(change.evaluated_at, rand::random());
+            NewOutboxEvent {
+                payload: render(webhook, &event_id, change),
+                webhook: webhook.name.clone(),
+                event_id,
+            }
+        })
+        .collect()
+}
+
+/// The payload of one event for `webhook`.
+pub fn render(webhook: &Webhook, event_id: &str, change: &DecisionChange) -> Value {
+    match webhook.format {
+        WebhookFormat::Json => json_body(event_id, change),
+        WebhookFormat::Cloudevents => cloudevent(event_id, change),
+    }
+}
+
+/// The `Content-Type` a payload of this format is sent with.
+pub fn content_type(format: WebhookFormat) -> &'static str {
+    match format {
+        WebhookFormat::Json => JSON_CONTENT_TYPE,
+        WebhookFormat::Cloudevents => CLOUDEVENTS_CONTENT_TYPE,
+    }
+}
+
+/// A UUID v7: the time in its first 48 bits (milliseconds), then `random`.
+pub fn new_event_id(at: DateTime<Utc>, random: [u8; 10]) -> String {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
+}
+
+/// The `format: json` body (SPEC §7).
+fn json_body(event_id: &str, change: &DecisionChange) -> Value {
+    json!({
+        "id": event_id,
+        "type": JSON_EVENT_TYPE,
+        "train": change.train.as_str(),
+        "gate": change.gate,
+        "decision": change.decision,
+        "previous": change.previous,
+        "reason": change.reason,
+        "rule": change.rule,
+        "evaluated_at": rfc3339(change.evaluated_at),
+        "seq": change.seq,
+        "evidence": change.evidence,
+    })
+}
+
+/// The CDEvents type for a decision: a standard one where it fits, gate's extension otherwise.
+pub fn cdevents_type(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Rollback => "dev.cdevents.service.rolledback.0.3.0",
+        Decision::Promote => "dev.cdevents.service.deployed.0.3.0",
+        Decision::Pause => "dev.cdeventsx.gate-train.paused.0.1.0",
+        Decision::Pending => "dev.cdeventsx.gate-train.pending.0.1.0",
+    }
+}
+
+/// A CloudEvents 1.0 structured-mode event whose `data` is a CDEvent.
+fn cloudevent(event_id: &str, change: &DecisionChange) -> Value {
+    let source = format!("/gate/{}", change.gate);
+    let time = rfc3339(change.evaluated_at);
+    let kind = cdevents_type(change.decision);
+    let subject = match change.decision {
+        Decision::Rollback | Decision::Promote => json!({
+            "id": change.train.as_str(),
+            "source": source,
+            "type": "service",
+            "content": {
+                "environment": {"id": change.gate, "source": source},
+                "artifactId": format!("pkg:generic/{}", change.train.as_str()),
+            },
+        }),
+        Decision::Pause | Decision::Pending => json!({
+            "id": change.train.as_str(),
+            "source": source,
+            "type": "gate-train",
+            "content": {
+                "gate": change.gate,
+                "decision": change.decision,
+                "previous": change.previous,
+                "reason": change.reason,
+                "rule": change.rule,
+            },
+        }),
+    };
+    json!({
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": kind,
+        "subject": change.train.as_str(),
+        "time": time,
+        "datacontenttype": JSON_CONTENT_TYPE,
+        "data": {
+            "context": {
+                "version": CDEVENTS_SPEC_VERSION,
+                "id": event_id,
+                "source": source,
+                "type": kind,
+                "timestamp": time,
+            },
+            "subject": subject,
+            "customData": json_body(event_id, change),
+            "customDataContentType": JSON_CONTENT_TYPE,
+        },
+    })
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use chrono::TimeZone;
+    use gate_rules::PromDuration;
+
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+    }
+
+    fn hook(name: &str, on: &[Decision], format: WebhookFormat) -> Webhook {
+        Webhook {
+            name: name.to_string(),
+            url: "http://127.0.0.1:1/hook".to_string(),
+            on: on.to_vec(),
+            format,
+            secret_env: None,
+            timeout: PromDuration::from_secs(10),
+            max_attempts: None,
+        }
+    }
+
+    fn config(webhooks: Vec<Webhook>) -> Config {
+        let text =
+            "slos:\n  - name: a\n    objective: 99.9\n    errors: e_total\n    total: t_total\n\
+                    gates:\n  - name: checkout\n    rules:\n      - name: r\n        \
+                    when: burn_rate(\"a\", \"1h\") > 14.4\n        then: rollback\n";
+        let mut config = gate_rules::config::load_str("gate.yaml", text).unwrap();
+        config.webhooks = webhooks;
+        config
+    }
+
+    fn change(decision: Decision) -> DecisionChange {
+        DecisionChange {
+            train: gate_rules::train_id::validate("t-123").unwrap(),
+            gate: "checkout".to_string(),
+            decision,
+            previous: Decision::Pending,
+            reason: "fast-burn: burn_rate 15.5 > 14.4".to_string(),
+            rule: Some("fast-burn".to_string()),
+            evaluated_at: at(),
+            seq: 3,
+            evidence: json!({"rules": [{"name": "fast-burn", "fired": true}]}),
+        }
+    }
+
+    #[test]
+    fn one_event_per_webhook_that_listens_for_the_decision() {
+        let config = config(vec![
+            hook(
+                "deployer",
+                &[Decision::Rollback, Decision::Promote],
+                WebhookFormat::Json,
+            ),
+            hook("audit", &Decision::ALL, WebhookFormat::Cloudevents),
+            hook("pager", &[Decision::Pause], WebhookFormat::Json),
+        ]);
+        let rollback = events_for_change(&config, &change(Decision::Rollback));
+        let names: Vec<&str> = rollback.iter().map(|e| e.webhook.as_str()).collect();
+        assert_eq!(names, ["deployer", "audit"]);
+        let pending = events_for_change(&config, &change(Decision::Pending));
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].webhook, "audit");
+
+        let ids: HashSet<&str> = rollback
+            .iter()
+            .chain(&pending)
+            .map(|e| e.event_id.as_str())
+            .collect();
+        assert_eq!(ids.len(), 3, "event IDs are unique");
+        for event in rollback.iter().chain(&pending) {
+            assert_eq!(event.payload["id"], event.event_id.as_str());
+        }
+    }
+
+    #[test]
+    fn json_body_has_every_field_of_the_spec() {
+        let config = config(vec![hook("deployer", &Decision::ALL, WebhookFormat::Json)]);
+        let event = events_for_change(&config, &change(Decision::Rollback)).remove(0);
+        let body = &event.payload;
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "decision",
+                "evaluated_at",
+                "evidence",
+                "gate",
+                "id",
+                "previous",
+                "reason",
+                "rule",
+                "seq",
+                "train",
+                "type"
+            ]
+        );
+        assert_eq!(body["type"], "gate.decision");
+        assert_eq!(body["train"], "t-123");
+        assert_eq!(body["gate"], "checkout");
+        assert_eq!(body["decision"], "rollback");
+        assert_eq!(body["previous"], "pending");
+        assert_eq!(body["rule"], "fast-burn");
+        assert_eq!(body["evaluated_at"], "2026-11-01T12:00:00Z");
+        assert_eq!(body["seq"], 3);
+        assert_eq!(body["evidence"], change(Decision::Rollback).evidence);
+        let no_rule = DecisionChange {
+            rule: None,
+            ..change(Decision::Promote)
+        };
+        assert_eq!(json_body("x", &no_rule)["rule"], Value::Null);
+    }
+
+    #[test]
+    fn cloudevents_carry_a_cdevent_of_the_fitting_type() {
+        let cases = [
+            (
+                Decision::Rollback,
+                "dev.cdevents.service.rolledback.0.3.0",
+                "service",
+            ),
+            (
+                Decision::Promote,
+                "dev.cdevents.service.deployed.0.3.0",
+                "service",
+            ),
+            (
+                Decision::Pause,
+                "dev.cdeventsx.gate-train.paused.0.1.0",
+                "gate-train",
+            ),
+            (
+                Decision::Pending,
+                "dev.cdeventsx.gate-train.pending.0.1.0",
+                "gate-train",
+            ),
+        ];
+        for (decision, kind, subject_type) in cases {
+            let ce = cloudevent("ev-1", &change(decision));
+            assert_eq!(ce["specversion"], "1.0");
+            assert_eq!(ce["id"], "ev-1");
+            assert_eq!(ce["source"], "/gate/checkout");
+            assert_eq!(ce["type"], kind);
+            assert_eq!(ce["subject"], "t-123");
+            assert_eq!(ce["time"], "2026-11-01T12:00:00Z");
+            assert_eq!(ce["datacontenttype"], "application/json");
+            let data = &ce["data"];
+            assert_eq!(data["context"]["type"], kind);
+            assert_eq!(data["context"]["id"], "ev-1");
+            assert_eq!(data["context"]["source"], ce["source"]);
+            assert_eq!(data["context"]["timestamp"], ce["time"]);
+            assert_eq!(data["context"]["version"], CDEVENTS_SPEC_VERSION);
+            assert_eq!(data["subject"]["id"], "t-123");
+            assert_eq!(data["subject"]["type"], subject_type);
+            assert_eq!(data["customData"]["decision"], decision.as_str());
+            assert_eq!(data["customData"]["evidence"], change(decision).evidence);
+            assert_eq!(data["customDataContentType"], "application/json");
+        }
+        let deployed = cloudevent("ev-2", &change(Decision::Promote));
+        let content = &deployed["data"]["subject"]["content"];
+        assert_eq!(content["environment"]["id"], "checkout");
+        assert_eq!(content["artifactId"], "pkg:generic/t-123");
+        assert_eq!(
+            content_type(WebhookFormat::Cloudevents),
+            "application/cloudevents+json"
+        );
+    }
+
+    #[test]
+    fn event_ids_are_uuid_v7_of_the_evaluation_time() {
+        let id = new_event_id(at(), [7; 10]);
+        let uuid = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        let (secs, _) = uuid.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs as i64, at().timestamp());
+        assert_ne!(id, new_event_id(at(), [8; 10]));
+        assert_eq!(id, new_event_id(at(), [7; 10]));
+    }
+}
