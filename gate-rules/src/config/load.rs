@@ -115,8 +115,8 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 pub fn load_str(file: &str, text: &str) -> Result<Config, ConfigError> {
     let mut sink = Sink::new(file, text);
     let config = match yaml::parse(text, sink.index()) {
-        Err((message, span, hint)) => {
-            sink.error(span, message, hint);
+        Err(err) => {
+            sink.error(err.span, err.message, err.hint);
             None
         }
         Ok(root) => raw::read(&root, &mut sink).and_then(|raw| validate::validate(&raw, &mut sink)),

@@ -28,9 +28,10 @@ pub(super) struct At<T> {
 }
 
 /// One field of the raw schema.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) enum Field<T> {
     /// Not in the file: the default applies (or it is missing, if required).
+    #[default]
     Absent,
     /// In the file but wrong; already reported.
     Invalid,
@@ -83,12 +84,6 @@ pub(super) struct RawPrometheus {
     pub timeout: Field<PromDuration>,
     pub headers: Field<BTreeMap<String, String>>,
     pub bearer_token_env: Field<String>,
-}
-
-impl<T> Default for Field<T> {
-    fn default() -> Self {
-        Field::Absent
-    }
 }
 
 #[derive(Debug)]
@@ -304,9 +299,7 @@ impl<'n> Fields<'n> {
 
     /// Whether a missing `name` was already explained by a misspelt key.
     fn explains_missing(fields: &Option<Fields<'_>>, name: &str) -> bool {
-        fields
-            .as_ref()
-            .is_none_or(|f| f.suggested.iter().any(|s| *s == name))
+        fields.as_ref().is_none_or(|f| f.suggested.contains(&name))
     }
 
     fn get(&self, name: &str) -> Option<(&'n Key, &'n Node)> {
@@ -506,8 +499,8 @@ impl Reader<'_, '_> {
         })
     }
 
-    /// A whole number in `min..=max`.
-    fn whole<T: TryFrom<i128>>(&mut self, entry: Entry<'_>, min: i128, max: i128) -> Field<T> {
+    /// A whole number of at least `min` that fits in `T`.
+    fn whole<T: TryFrom<i128>>(&mut self, entry: Entry<'_>, min: i128) -> Field<T> {
         let Some((key, node)) = entry else {
             return Field::Absent;
         };
@@ -532,13 +525,12 @@ impl Reader<'_, '_> {
                 return Field::Invalid;
             }
         };
-        if n < min || n > max {
-            let message = if max == i128::from(u32::MAX) || max == i128::from(u64::MAX) {
-                format!("`{}` must be at least {min}, got {n}", key.name)
-            } else {
-                format!("`{}` must be between {min} and {max}, got {n}", key.name)
-            };
-            self.error(node.span, message, None);
+        if n < min {
+            self.error(
+                node.span,
+                format!("`{}` must be at least {min}, got {n}", key.name),
+                None,
+            );
             return Field::Invalid;
         }
         match T::try_from(n) {
@@ -554,7 +546,7 @@ impl Reader<'_, '_> {
     }
 
     fn count(&mut self, entry: Entry<'_>, min: i128) -> Field<u32> {
-        self.whole(entry, min, i128::from(u32::MAX))
+        self.whole(entry, min)
     }
 
     /// One of `choices` (`(spelling, value)`), with "did you mean".
@@ -1065,14 +1057,14 @@ impl Reader<'_, '_> {
         let get = |name: &str| fields.as_ref().and_then(|f| f.get(name));
         let rules = self.list(get("rules"), "rules", |r, item| r.rule(item));
         let rules_ok = rules.is_some() || get("rules").is_none();
-        let gate = RawGate {
+        let mut gate = RawGate {
             span: node.span,
             name: self.string(get("name")),
             slos: self.string_list(get("slos")),
             interval: self.duration(get("interval")),
             verify_for: self.duration(get("verify_for")),
             watch_for: self.duration(get("watch_for")),
-            min_requests: self.whole(get("min_requests"), 0, i128::from(u64::MAX)),
+            min_requests: self.whole(get("min_requests"), 0),
             baseline: self.choice(
                 get("baseline"),
                 &[
@@ -1089,7 +1081,6 @@ impl Reader<'_, '_> {
             rules: rules.unwrap_or_default(),
             rules_ok,
         };
-        let mut gate = gate;
         if let Some(alpha) = gate.alpha.get() {
             if !(alpha.value > 0.0 && alpha.value < 1.0) {
                 self.error(

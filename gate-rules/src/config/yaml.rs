@@ -73,8 +73,16 @@ impl Kind {
     }
 }
 
-/// Parses the config text into a node tree, or returns the syntax error (message, span).
-pub(super) fn parse(text: &str, index: &LineIndex) -> Result<Node, (String, Span, Option<String>)> {
+/// Why the text is not YAML: the one problem reported when parsing fails.
+#[derive(Debug)]
+pub(super) struct SyntaxError {
+    pub message: String,
+    pub span: Span,
+    pub hint: Option<String>,
+}
+
+/// Parses the config text into a node tree.
+pub(super) fn parse(text: &str, index: &LineIndex) -> Result<Node, SyntaxError> {
     let options = serde_saphyr::options! {
         duplicate_keys: DuplicateKeyPolicy::PassThrough,
         strict_booleans: true,
@@ -86,29 +94,25 @@ pub(super) fn parse(text: &str, index: &LineIndex) -> Result<Node, (String, Span
     }
 }
 
-fn syntax_error(
-    err: &serde_saphyr::Error,
-    text: &str,
-    index: &LineIndex,
-) -> (String, Span, Option<String>) {
+fn syntax_error(err: &serde_saphyr::Error, text: &str, index: &LineIndex) -> SyntaxError {
     let err = err.without_snippet();
     let span = err
         .location()
         .map_or(Span::new(0, 0), |loc| location_span(&loc, text, index));
     if matches!(err, serde_saphyr::Error::MultipleDocuments { .. }) {
-        return (
-            "the config must be a single YAML document".to_string(),
+        return SyntaxError {
+            message: "the config must be a single YAML document".to_string(),
             span,
-            Some("remove the `---` separator and merge the documents".to_string()),
-        );
+            hint: Some("remove the `---` separator and merge the documents".to_string()),
+        };
     }
     let message =
         serde_saphyr::MessageFormatter::format_message(&serde_saphyr::DefaultMessageFormatter, err);
-    (
-        format!("YAML syntax error: {message}"),
+    SyntaxError {
+        message: format!("YAML syntax error: {message}"),
         span,
-        Some("nothing else is checked until the file parses".to_string()),
-    )
+        hint: Some("nothing else is checked until the file parses".to_string()),
+    }
 }
 
 /// A location's byte span; derived from line and column when the parser gives no byte offset.
@@ -397,9 +401,13 @@ mod tests {
     #[test]
     fn syntax_error_is_positioned() {
         let text = "a: [1, 2\nb: 3\n";
-        let (message, span, _) = parse(text, &LineIndex::new(text)).unwrap_err();
-        assert!(message.starts_with("YAML syntax error"), "{message}");
-        assert_eq!(LineIndex::new(text).line_col(text, span.start).0, 2);
+        let err = parse(text, &LineIndex::new(text)).unwrap_err();
+        assert!(
+            err.message.starts_with("YAML syntax error"),
+            "{}",
+            err.message
+        );
+        assert_eq!(LineIndex::new(text).line_col(text, err.span.start).0, 2);
     }
 
     /// Checks that every decoded character maps to the same character in the source.
