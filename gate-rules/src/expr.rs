@@ -1852,6 +1852,18 @@ mod tests {
         assert_eq!(c.evaluate(&resolver).0, Truth::False);
     }
 
+    #[test]
+    fn compiled_expressions_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        let c = compiled(r#"age() > 60"#);
+        send_sync(&c);
+        let handle = std::thread::spawn(move || {
+            c.evaluate(&Table::default().with(SignalRef::Age, num(61.0)))
+                .0
+        });
+        assert_eq!(handle.join().unwrap(), Truth::True);
+    }
+
     proptest::proptest! {
         /// Whatever the text, compiling reports errors or succeeds; it never panics, and every
         /// error span lies within the text.
