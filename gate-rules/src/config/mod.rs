@@ -11,6 +11,12 @@
 //! A later pass runs on whatever the earlier passes could make sense of, so a config with a
 //! YAML type error in one SLO still gets its rules checked. The validated [`Config`] is only
 //! returned when no pass found anything.
+//!
+//! The files: `yaml` parses the text into a tree of positioned nodes (and maps offsets inside
+//! a scalar back to the file); `raw` is pass 1, reading that tree into a spanned raw schema;
+//! `validate` runs passes 2–4 and assembles the model (`model`, defaults applied); `load` holds
+//! the entry points and [`ConfigError`]; `diagnostic` positions and renders problems (plain
+//! lines or `miette`); `effective` writes a [`Config`] back as a config file.
 
 mod diagnostic;
 mod effective;
