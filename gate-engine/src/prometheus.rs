@@ -529,11 +529,7 @@ impl PrometheusClient {
         loop {
             attempt += 1;
             let remaining = budget.saturating_sub(started.elapsed());
-            let attempt_timeout = if attempt == 1 {
-                self.timeout
-            } else {
-                self.timeout.min(remaining)
-            };
+            let attempt_timeout = self.timeout.min(remaining);
             let attempt_started = Instant::now();
             let result = self.attempt(promql, &time_param, attempt_timeout).await;
             if let Some(observer) = &self.observer {

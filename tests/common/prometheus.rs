@@ -10,6 +10,9 @@
 //! a window), and only Prometheus itself gives those answers. wiremock covers what a real
 //! Prometheus will not do on demand (5xx, timeouts, garbage).
 //!
+//! promtool 2.42 has no `--max-block-duration` flag: it cuts the data into 2 h blocks, which
+//! Prometheus reads side by side (several files backfilled into one directory are fine too).
+//!
 //! Everything here is synchronous (std processes, a plain TCP readiness probe), so it can be
 //! used from plain `#[test]`s and from `#[tokio::test]`s alike.
 
