@@ -109,7 +109,13 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
         gate_engine::report::format_time(r.evaluated_at)
     );
     if let Some(err) = &r.telemetry_error {
-        let _ = writeln!(out, "  telemetry error: {err}");
+        if !r.reason.contains(err.as_str()) {
+            let _ = writeln!(out, "  telemetry error: {err}");
+        }
+        // Without telemetry there are no values to show: what to do is all that is left.
+        let _ = writeln!(out);
+        let _ = writeln!(out, "  next: {}", next_step(r));
+        return out;
     }
 
     if !r.signals.burn_rate.is_empty() {
@@ -253,6 +259,9 @@ fn short_json(v: &serde_json::Value) -> String {
 }
 
 fn next_step(r: &EvaluationReport) -> &'static str {
+    if r.telemetry_error.is_some() && r.decision != Decision::Rollback {
+        return "check that Prometheus is reachable and answers the queries above; nothing is promoted without telemetry";
+    }
     match r.decision {
         Decision::Promote => "the train may proceed; gate keeps watching it for rollback rules",
         Decision::Rollback => "undo the train; rollback is latched (override only by `gate override`)",

@@ -76,10 +76,13 @@ pub async fn fetch(
     while let Some(joined) = tasks.join_next().await {
         let (i, result) = joined.expect("query task panicked");
         answers[i] = Some(match result {
-            Ok(r) if r.warnings.is_empty() => samples(r.data, &label),
+            Ok(r) if r.warnings.is_empty() => {
+                samples(r.data, &label).map_err(|e| format!("{e}; query: {}", distinct[i]))
+            }
             Ok(r) => Err(format!(
-                "Prometheus answered with warnings (the data may be partial): {}",
-                r.warnings.join("; ")
+                "Prometheus answered with warnings (the data may be partial): {}; query: {}",
+                r.warnings.join("; "),
+                distinct[i]
             )),
             Err(e) => {
                 let msg = e.to_string();

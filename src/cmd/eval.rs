@@ -78,7 +78,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Mode::Stateless,
     );
 
-    match Format::resolve(args.format) {
+    let format = Format::resolve(args.format);
+    match format {
         Format::Json => render::write_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?,
         Format::Human => {
             render::write_stdout(&render::evaluation(&report, render::color_stdout()))?
@@ -86,14 +87,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     if let Err(msg) = signals {
         let unreachable = fetched.failure.as_ref().is_some_and(|e| e.is_unreachable());
-        eprintln!(
-            "error: {}: {msg}",
-            if unreachable {
-                "Prometheus unreachable"
-            } else {
-                "telemetry failed"
-            }
-        );
+        let what = if unreachable {
+            "Prometheus unreachable"
+        } else {
+            "telemetry failed"
+        };
+        // The human report already shows the message; JSON readers get it on stderr.
+        match format {
+            Format::Human => eprintln!("error: {what}; no decision was made"),
+            Format::Json => eprintln!("error: {what}: {msg}"),
+        }
         return Ok(exit::UNREACHABLE);
     }
     Ok(exit::for_decision(evaluation.decision))
