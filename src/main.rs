@@ -4,6 +4,7 @@
 //! and one place — [`main`] — that maps errors to exit codes ([`exit`]) and prints the
 //! "Caused by:" chain. A broken pipe (`gate status | head`) is a clean exit.
 
+mod client;
 mod cmd;
 mod exit;
 mod render;
@@ -34,6 +35,19 @@ enum Command {
     },
     /// Evaluate one train once, straight against Prometheus (no daemon). Exit code = verdict.
     Eval(cmd::eval::Args),
+    /// Register, list and stop trains on the gate server.
+    Train(cmd::train::Args),
+    /// Show the server's decisions: every active train, or one train's verdict and why.
+    Status(cmd::status::Args),
+    /// Block until a train's decision is final. Exit code = verdict (see below).
+    Wait(cmd::wait::Args),
+    /// Force a train's decision, or resume it, recording who and why.
+    Override(cmd::override_::Args),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions(cmd::completions::Args),
+    /// Write the demo telemetry (OpenMetrics) ending at --end; used by scripts/demo.
+    #[command(hide = true)]
+    DemoData(cmd::demo_data::Args),
 }
 
 fn main() {
@@ -46,6 +60,14 @@ fn main() {
         match cli.command {
             Command::Check { config, effective } => cmd::check::run(&config, effective),
             Command::Eval(args) => cmd::eval::run(args).await,
+            Command::Train(args) => cmd::train::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Wait(args) => cmd::wait::run(args).await,
+            Command::Override(args) => cmd::override_::run(args).await,
+            Command::Completions(args) => {
+                cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
+            }
+            Command::DemoData(args) => cmd::demo_data::run(args),
         }
     });
     // Leave lingering tasks (open connections, timers) behind instead of waiting for them.

@@ -2,7 +2,13 @@
 //! bubble up to `main`, which maps them to exit codes in one place.
 
 pub mod check;
+pub mod completions;
+pub mod demo_data;
 pub mod eval;
+pub mod override_;
+pub mod status;
+pub mod train;
+pub mod wait;
 
 use std::io::IsTerminal;
 use std::path::Path;

@@ -1,0 +1,847 @@
+//! `gate status [ID]`: what the daemon decided, for people at a glance and for programs.
+//!
+//! Without an ID: one row per active train — decision, age, the worst burn rate against the
+//! threshold the rules hold it to, and the deciding rule. With an ID: the verdict first and
+//! why (the latest evaluation through [`render::evaluation`], the same view `gate eval`
+//! prints), then the decision history with times and the webhook deliveries, so the on-call
+//! engineer sees whether the deployer was told.
+//!
+//! The renderers are pure functions of the API objects and a `now`, which is what makes the
+//! human output snapshot-testable; only [`run`] talks to the server and reads the clock.
+//! `--format json` prints the server's objects unchanged.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use comfy_table::{presets, Cell, Color, Table};
+use gate_engine::report::{format_time, EvaluationReport, Num};
+use gate_engine::store::DeliveryState;
+use gate_rules::Decision;
+
+use super::{train_id, Format};
+use crate::client::{Delivery, Event, ServerArgs, Train};
+use crate::{exit, render};
+
+/// How many decisions `status ID` lists.
+const HISTORY: usize = 10;
+/// Longest reason shown in the list table before it is cut.
+const REASON_WIDTH: usize = 70;
+
+/// Arguments of `gate status`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A train ID: its verdict with the evidence. Without: every active train.
+    pub id: Option<String>,
+    /// Without an ID: include trains no longer watched (done, stopped).
+    #[arg(long)]
+    pub all: bool,
+    /// Output format. Default: human on a terminal, json when piped.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Runs `gate status`.
+pub async fn run(args: Args) -> anyhow::Result<i32> {
+    let client = args.server.client()?;
+    let format = Format::resolve(args.format);
+    let color = render::color_stdout();
+    match args.id {
+        None => match format {
+            Format::Json => {
+                let answer = client.trains(args.all).await.map_err(|e| e.into_exit())?;
+                write_json(&answer.raw)?
+            }
+            Format::Human => {
+                let answer = client
+                    .trains_detailed(args.all)
+                    .await
+                    .map_err(|e| e.into_exit())?;
+                render::write_stdout(&render_list(&answer.value, Utc::now(), color))?
+            }
+        },
+        Some(id) => {
+            let id = train_id(&id)?;
+            let train = client.train(id.as_str()).await.map_err(|e| e.into_exit())?;
+            match format {
+                Format::Json => write_json(&train.raw)?,
+                Format::Human => {
+                    let events = client
+                        .events(id.as_str())
+                        .await
+                        .map_err(|e| e.into_exit())?;
+                    render::write_stdout(&render_train(
+                        &train.value,
+                        &events.value,
+                        Utc::now(),
+                        color,
+                    ))?
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn write_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    render::write_stdout(&(serde_json::to_string_pretty(value)? + "\n"))?;
+    Ok(())
+}
+
+/// The highest burn rate of an evaluation relative to the threshold the rules compare it
+/// with (`burn_rate(...) > 14.4`): the window closest to tripping a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorstBurn {
+    /// The SLO.
+    pub slo: String,
+    /// The window.
+    pub window: String,
+    /// The burn rate.
+    pub value: f64,
+    /// The lowest upper threshold the rules hold this window to, if any.
+    pub threshold: Option<f64>,
+}
+
+impl WorstBurn {
+    /// Whether the burn rate is over its threshold.
+    pub fn breached(&self) -> bool {
+        self.threshold.is_some_and(|t| self.value > t)
+    }
+}
+
+impl std::fmt::Display for WorstBurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.threshold {
+            Some(t) => {
+                let op = if self.value > t { ">" } else { "≤" };
+                write!(f, "{} {op} {} ({})", Num(self.value), Num(t), self.window)
+            }
+            None => write!(f, "{} ({})", Num(self.value), self.window),
+        }
+    }
+}
+
+/// The burn rate closest to (or furthest over) its threshold; without thresholds, the
+/// highest burn rate. `None` when the evaluation has no burn rate with data.
+pub fn worst_burn(report: &EvaluationReport) -> Option<WorstBurn> {
+    let mut worst: Option<(f64, WorstBurn)> = None;
+    for (slo, windows) in &report.signals.burn_rate {
+        for (window, value) in windows {
+            let Some(Num(value)) = value else { continue };
+            if !value.is_finite() && !value.is_infinite() {
+                continue;
+            }
+            let signal = format!("burn_rate({slo:?}, {window:?})");
+            let threshold = report
+                .rules
+                .iter()
+                .flat_map(|r| &r.thresholds)
+                .filter(|t| t.signal == signal && (t.op == ">" || t.op == ">="))
+                .map(|t| t.value)
+                .filter(|t| *t > 0.0)
+                .fold(None, |min: Option<f64>, t| {
+                    Some(min.map_or(t, |m| m.min(t)))
+                });
+            // Thresholded windows rank by how close they are to tripping; a window no rule
+            // compares ranks below every thresholded one.
+            let score = match threshold {
+                Some(t) => *value / t,
+                None => f64::NEG_INFINITY,
+            };
+            let candidate = WorstBurn {
+                slo: slo.clone(),
+                window: window.clone(),
+                value: *value,
+                threshold,
+            };
+            let better = match &worst {
+                None => true,
+                Some((s, w)) => {
+                    score > *s || (score == *s && threshold.is_none() && *value > w.value)
+                }
+            };
+            if better {
+                worst = Some((score, candidate));
+            }
+        }
+    }
+    worst.map(|(_, w)| w)
+}
+
+fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn decision_color(d: Decision) -> Color {
+    match d {
+        Decision::Promote => Color::Green,
+        Decision::Rollback => Color::Red,
+        Decision::Pause => Color::Yellow,
+        Decision::Pending => Color::Cyan,
+    }
+}
+
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// The table of trains: train, gate, decision, age, worst burn rate against its threshold,
+/// deciding rule and reason.
+pub fn render_list(trains: &[Train], now: DateTime<Utc>, color: bool) -> String {
+    if trains.is_empty() {
+        return "no active trains (register one with `gate train start ID --gate NAME`)\n"
+            .to_string();
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(vec![
+        "TRAIN",
+        "GATE",
+        "DECISION",
+        "AGE",
+        "WORST BURN RATE",
+        "RULE",
+        "REASON",
+    ]);
+    if color {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    for t in trains {
+        let mut decision = Cell::new(t.decision.as_str().to_uppercase());
+        if color {
+            decision = decision.fg(decision_color(t.decision));
+        }
+        let burn = match t.evaluation.as_ref() {
+            None if t.evaluated_at.is_none() => "not evaluated yet".to_string(),
+            None => "-".to_string(),
+            Some(e) => worst_burn(e)
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "no data".to_string()),
+        };
+        let mut burn_cell = Cell::new(burn);
+        if color
+            && t.evaluation
+                .as_ref()
+                .and_then(worst_burn)
+                .is_some_and(|w| w.breached())
+        {
+            burn_cell = burn_cell.fg(Color::Red);
+        }
+        let age = (now - t.started_at).num_seconds();
+        let mut state = render::short_duration(age);
+        if !t.lifecycle.is_active() {
+            state = format!("{state} ({})", t.lifecycle);
+        }
+        table.add_row(vec![
+            Cell::new(&t.id),
+            Cell::new(&t.gate),
+            decision,
+            Cell::new(state),
+            burn_cell,
+            Cell::new(t.rule.as_deref().unwrap_or("-")),
+            Cell::new(cut(&t.reason, REASON_WIDTH)),
+        ]);
+    }
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// One train for people: the verdict and why, the decision history and webhook deliveries.
+pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: bool) -> String {
+    let mut out = String::new();
+    let overridden = train
+        .evaluation
+        .as_ref()
+        .is_none_or(|e| e.decision != train.decision || e.evaluated_at < last_override_at(events));
+    if overridden {
+        let _ = writeln!(
+            out,
+            "{}  train {}  (gate {})",
+            render::verdict(train.decision, color),
+            train.id,
+            train.gate
+        );
+        let _ = writeln!(out, "  {}", train.reason);
+        match &train.evaluation {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  not evaluated yet · started {} ({} ago)",
+                    format_time(train.started_at),
+                    render::short_duration((now - train.started_at).num_seconds())
+                );
+            }
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "\n  the latest evaluation ({}) said {}:\n",
+                    format_time(e.evaluated_at),
+                    e.decision.as_str()
+                );
+                for line in render::evaluation(e, color).lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+    } else if let Some(e) = &train.evaluation {
+        out.push_str(&render::evaluation(e, color));
+    }
+
+    let mut facts = vec![
+        format!("state {}", train.lifecycle),
+        format!("seq {}", train.seq),
+    ];
+    facts.push(format!("started {}", format_time(train.started_at)));
+    if let Some(b) = &train.baseline {
+        facts.push(format!("baseline {b}"));
+    }
+    if let Some(at) = train.stopped_at {
+        facts.push(format!("stopped {}", format_time(at)));
+    }
+    if !train.labels.is_empty() {
+        let labels: Vec<String> = train
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        facts.push(format!("labels {}", labels.join(",")));
+    }
+    let _ = writeln!(out, "\n  {}", facts.join(" · "));
+
+    let history: Vec<String> = events
+        .iter()
+        .rev()
+        .filter_map(|e| history_line(e, color))
+        .take(HISTORY)
+        .collect();
+    let _ = writeln!(out, "\nDecisions (latest first):");
+    if history.is_empty() {
+        let _ = writeln!(out, "  none yet: the train is pending since registration");
+    }
+    for line in history {
+        let _ = writeln!(out, "  {line}");
+    }
+
+    let deliveries: Vec<&Delivery> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Delivery(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    let _ = writeln!(out, "\nWebhooks:");
+    if deliveries.is_empty() {
+        let _ = writeln!(out, "  none queued for this train");
+    }
+    for d in deliveries.iter().rev() {
+        let decision = decision_of_seq(events, d.seq)
+            .map(|d| format!(" {}", d.as_str()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} #{}{decision}: {}",
+            d.webhook,
+            d.seq,
+            delivery_state(d, now, color)
+        );
+    }
+    out
+}
+
+fn last_override_at(events: &[Event]) -> DateTime<Utc> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Override { at, .. } => Some(*at),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn history_line(e: &Event, color: bool) -> Option<String> {
+    match e {
+        Event::Decision {
+            seq,
+            decision,
+            previous,
+            reason,
+            rule,
+            evaluated_at,
+        } => Some(format!(
+            "{}  #{seq}  {} → {}  {}{}",
+            format_time(*evaluated_at),
+            previous.as_str(),
+            decision_word(*decision, color),
+            rule.as_deref()
+                .map(|r| format!("[{r}] "))
+                .unwrap_or_default(),
+            reason
+        )),
+        Event::Override {
+            seq,
+            action,
+            decision,
+            previous,
+            reason,
+            actor,
+            at,
+        } => Some(format!(
+            "{}  #{seq}  {} → {}  override {action} by {actor}: {reason}",
+            format_time(*at),
+            previous.as_str(),
+            decision_word(*decision, color),
+        )),
+        Event::Stopped { at } => Some(format!("{}  stopped: no longer watched", format_time(*at))),
+        _ => None,
+    }
+}
+
+/// A decision in lower case, coloured like [`render::verdict`].
+fn decision_word(d: Decision, color: bool) -> String {
+    let code = match d {
+        Decision::Promote => "32",
+        Decision::Rollback => "31",
+        Decision::Pause => "33",
+        Decision::Pending => "36",
+    };
+    paint(d.as_str(), code, color)
+}
+
+fn decision_of_seq(events: &[Event], seq: u64) -> Option<Decision> {
+    events.iter().find_map(|e| match e {
+        Event::Decision {
+            seq: s, decision, ..
+        }
+        | Event::Override {
+            seq: s, decision, ..
+        } if *s == seq => Some(*decision),
+        _ => None,
+    })
+}
+
+fn attempts(n: u32) -> String {
+    if n == 1 {
+        "1 attempt".to_string()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
+fn delivery_state(d: &Delivery, now: DateTime<Utc>, color: bool) -> String {
+    let last_error = || {
+        let status = d.last_status.map(|s| format!("HTTP {s}"));
+        match (status, d.last_error.as_deref()) {
+            (Some(s), Some(e)) => format!("{s}: {e}"),
+            (Some(s), None) => s,
+            (None, Some(e)) => e.to_string(),
+            (None, None) => "unknown".to_string(),
+        }
+    };
+    match d.state {
+        DeliveryState::Delivered => format!(
+            "{} {}({})",
+            paint("delivered", "32", color),
+            d.delivered_at
+                .map(|t| format!("at {} ", format_time(t)))
+                .unwrap_or_default(),
+            attempts(d.attempts)
+        ),
+        DeliveryState::Pending if d.attempts == 0 => {
+            format!("{}", paint("queued, not sent yet", "36", color))
+        }
+        DeliveryState::Pending => {
+            let next = d
+                .next_attempt_at
+                .map(|t| {
+                    let secs = (t - now).num_seconds();
+                    if secs > 0 {
+                        format!(
+                            "next attempt at {} (in {})",
+                            format_time(t),
+                            render::short_duration(secs)
+                        )
+                    } else {
+                        format!("next attempt due since {}", format_time(t))
+                    }
+                })
+                .unwrap_or_else(|| "next attempt soon".to_string());
+            format!(
+                "{} after {}, last error: {}; {next}",
+                paint("retrying", "33", color),
+                attempts(d.attempts),
+                last_error()
+            )
+        }
+        DeliveryState::Dead => format!(
+            "{} {}after {}, last error: {}",
+            paint("DEAD-LETTERED", "1;31", color),
+            d.dead_at
+                .map(|t| format!("at {} ", format_time(t)))
+                .unwrap_or_default(),
+            attempts(d.attempts),
+            last_error()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gate_engine::report::{RuleReport, SignalsReport, ThresholdReport};
+    use gate_engine::store::{Lifecycle, OverrideAction};
+    use std::collections::BTreeMap;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    const NOW: &str = "2026-11-01T12:00:00Z";
+
+    fn rule(
+        name: &str,
+        then: Decision,
+        fired: Option<bool>,
+        thresholds: &[(&str, f64)],
+    ) -> RuleReport {
+        RuleReport {
+            name: name.into(),
+            then,
+            when: String::new(),
+            fired,
+            values: BTreeMap::new(),
+            unknown_reason: None,
+            streak: 0,
+            for_evaluations: 1,
+            thresholds: thresholds
+                .iter()
+                .map(|(signal, value)| ThresholdReport {
+                    signal: signal.to_string(),
+                    op: ">".into(),
+                    value: *value,
+                })
+                .collect(),
+        }
+    }
+
+    fn report(
+        train: &str,
+        decision: Decision,
+        reason: &str,
+        burns: &[(&str, Option<f64>)],
+    ) -> EvaluationReport {
+        let mut signals = SignalsReport::default();
+        for (w, v) in burns {
+            signals
+                .burn_rate
+                .entry("checkout-availability".into())
+                .or_default()
+                .insert(w.to_string(), v.map(Num));
+        }
+        EvaluationReport {
+            train: train.into(),
+            gate: "checkout".into(),
+            decision,
+            reason: reason.into(),
+            rule: None,
+            evaluated_at: t("2026-11-01T11:59:55Z"),
+            started_at: t("2026-11-01T11:00:00Z"),
+            age_secs: 3595,
+            verify_for_secs: 1800,
+            baseline: None,
+            baseline_desc: None,
+            inconclusive: false,
+            telemetry_error: None,
+            rules: vec![
+                rule(
+                    "fast-burn",
+                    Decision::Rollback,
+                    Some(false),
+                    &[
+                        (r#"burn_rate("checkout-availability", "1h")"#, 14.4),
+                        (r#"burn_rate("checkout-availability", "5m")"#, 14.4),
+                    ],
+                ),
+                rule(
+                    "slow-burn",
+                    Decision::Pause,
+                    Some(false),
+                    &[
+                        (r#"burn_rate("checkout-availability", "6h")"#, 6.0),
+                        (r#"burn_rate("checkout-availability", "30m")"#, 6.0),
+                    ],
+                ),
+            ],
+            signals,
+            queries: Vec::new(),
+        }
+    }
+
+    fn train(
+        id: &str,
+        decision: Decision,
+        started: &str,
+        rule: Option<&str>,
+        reason: &str,
+        eval: Option<EvaluationReport>,
+    ) -> Train {
+        Train {
+            id: id.into(),
+            gate: "checkout".into(),
+            started_at: t(started),
+            baseline: None,
+            labels: BTreeMap::new(),
+            lifecycle: match decision {
+                Decision::Promote => Lifecycle::Promoted,
+                Decision::Rollback => Lifecycle::RolledBack,
+                Decision::Pause => Lifecycle::Paused,
+                Decision::Pending => Lifecycle::Verifying,
+            },
+            decision,
+            seq: 1,
+            reason: reason.into(),
+            rule: rule.map(String::from),
+            evaluated_at: eval.as_ref().map(|e| e.evaluated_at),
+            evaluation: eval,
+            stopped_at: None,
+            pinned: None,
+        }
+    }
+
+    fn fleet() -> Vec<Train> {
+        let healthy = report(
+            "r-101",
+            Decision::Promote,
+            "verification passed",
+            &[
+                ("1h", Some(0.5)),
+                ("5m", Some(0.52)),
+                ("6h", Some(0.5)),
+                ("30m", Some(0.5)),
+            ],
+        );
+        let burning = report(
+            "r-102",
+            Decision::Rollback,
+            "fast-burn fired",
+            &[
+                ("1h", Some(50.0)),
+                ("5m", Some(48.0)),
+                ("6h", Some(50.0)),
+                ("30m", Some(50.0)),
+            ],
+        );
+        let nodata = report(
+            "r-105",
+            Decision::Pending,
+            "inconclusive: no data",
+            &[("1h", None), ("5m", None)],
+        );
+        vec![
+            train("r-101", Decision::Promote, "2026-11-01T11:30:00Z", None, "verification passed: no rule fired for 30m", Some(healthy)),
+            train("r-102", Decision::Rollback, "2026-11-01T11:50:00Z", Some("fast-burn"), "fast-burn: burn_rate(\"checkout-availability\", \"1h\") = 50 > 14.4 and burn_rate(\"checkout-availability\", \"5m\") = 48 > 14.4", Some(burning)),
+            train("r-104", Decision::Pending, "2026-11-01T11:58:30Z", None, "registered", None),
+            train("r-105", Decision::Pending, "2026-11-01T11:57:00Z", None, "inconclusive: no data", Some(nodata)),
+        ]
+    }
+
+    #[test]
+    fn worst_burn_is_the_window_closest_to_its_threshold() {
+        let r = report(
+            "x",
+            Decision::Pending,
+            "",
+            &[
+                ("1h", Some(10.0)),
+                ("5m", Some(14.0)),
+                ("6h", Some(5.9)),
+                ("30m", Some(1.0)),
+            ],
+        );
+        let w = worst_burn(&r).unwrap();
+        // 6h: 5.9/6 = 0.98 beats 5m: 14/14.4 = 0.97 although 5m's burn rate is higher.
+        assert_eq!(
+            (w.window.as_str(), w.value, w.threshold),
+            ("6h", 5.9, Some(6.0))
+        );
+        assert!(!w.breached());
+        assert_eq!(w.to_string(), "5.9 ≤ 6 (6h)");
+
+        let r = report(
+            "x",
+            Decision::Rollback,
+            "",
+            &[("1h", Some(50.0)), ("5m", None)],
+        );
+        let w = worst_burn(&r).unwrap();
+        assert!(w.breached());
+        assert_eq!(w.to_string(), "50 > 14.4 (1h)");
+
+        assert_eq!(
+            worst_burn(&report("x", Decision::Pending, "", &[("1h", None)])),
+            None
+        );
+    }
+
+    #[test]
+    fn windows_without_thresholds_rank_below_thresholded_ones() {
+        let mut r = report("x", Decision::Pending, "", &[("1h", Some(2.0))]);
+        r.signals
+            .burn_rate
+            .get_mut("checkout-availability")
+            .unwrap()
+            .insert("2d".into(), Some(Num(100.0)));
+        assert_eq!(worst_burn(&r).unwrap().window, "1h");
+        r.rules.clear();
+        let w = worst_burn(&r).unwrap();
+        assert_eq!((w.window.as_str(), w.threshold), ("2d", None));
+        assert_eq!(w.to_string(), "100 (2d)");
+    }
+
+    #[test]
+    fn list_table_snapshot() {
+        insta::assert_snapshot!(render_list(&fleet(), t(NOW), false));
+    }
+
+    #[test]
+    fn list_table_colours_decisions_only_when_asked() {
+        let plain = render_list(&fleet(), t(NOW), false);
+        assert!(!plain.contains('\x1b'));
+        let colored = render_list(&fleet(), t(NOW), true);
+        assert!(colored.contains('\x1b'), "{colored}");
+    }
+
+    #[test]
+    fn empty_list_says_how_to_register() {
+        assert!(render_list(&[], t(NOW), false).contains("gate train start"));
+    }
+
+    fn history() -> Vec<Event> {
+        vec![
+            Event::Registered {
+                at: t("2026-11-01T11:50:00Z"),
+            },
+            Event::Decision {
+                seq: 1,
+                decision: Decision::Rollback,
+                previous: Decision::Pending,
+                reason: "fast-burn fired".into(),
+                rule: Some("fast-burn".into()),
+                evaluated_at: t("2026-11-01T11:50:05Z"),
+            },
+            Event::Delivery(Delivery {
+                event_id: "e1".into(),
+                webhook: "deployer".into(),
+                seq: 1,
+                state: DeliveryState::Delivered,
+                attempts: 1,
+                next_attempt_at: None,
+                last_error: None,
+                last_status: Some(200),
+                delivered_at: Some(t("2026-11-01T11:50:06Z")),
+                dead_at: None,
+            }),
+            Event::Delivery(Delivery {
+                event_id: "e2".into(),
+                webhook: "pager".into(),
+                seq: 1,
+                state: DeliveryState::Pending,
+                attempts: 3,
+                next_attempt_at: Some(t("2026-11-01T12:00:40Z")),
+                last_error: Some("connection refused".into()),
+                last_status: None,
+                delivered_at: None,
+                dead_at: None,
+            }),
+            Event::Delivery(Delivery {
+                event_id: "e3".into(),
+                webhook: "audit".into(),
+                seq: 1,
+                state: DeliveryState::Dead,
+                attempts: 8,
+                next_attempt_at: None,
+                last_error: Some("bad request".into()),
+                last_status: Some(400),
+                delivered_at: None,
+                dead_at: Some(t("2026-11-01T11:58:00Z")),
+            }),
+        ]
+    }
+
+    #[test]
+    fn train_view_puts_the_verdict_first_then_history_and_webhooks() {
+        let trains = fleet();
+        let out = render_train(&trains[1], &history(), t(NOW), false);
+        assert!(out.starts_with("ROLLBACK  train r-102"), "{out}");
+        let decisions = out.find("Decisions (latest first):").expect("history");
+        let webhooks = out.find("Webhooks:").expect("webhooks");
+        assert!(decisions < webhooks);
+        assert!(
+            out.contains(
+                "2026-11-01T11:50:05Z  #1  pending → rollback  [fast-burn] fast-burn fired"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("deployer #1 rollback: delivered at 2026-11-01T11:50:06Z (1 attempt)"),
+            "{out}"
+        );
+        assert!(out.contains("pager #1 rollback: retrying after 3 attempts, last error: connection refused; next attempt at 2026-11-01T12:00:40Z (in 40s)"), "{out}");
+        assert!(out.contains("audit #1 rollback: DEAD-LETTERED at 2026-11-01T11:58:00Z after 8 attempts, last error: HTTP 400: bad request"), "{out}");
+    }
+
+    #[test]
+    fn an_override_is_the_verdict_with_the_evaluation_below_it() {
+        let mut trains = fleet();
+        let mut r102 = trains.remove(1);
+        r102.decision = Decision::Promote;
+        r102.reason = "override promote by alice: false alarm".into();
+        let mut events = history();
+        events.push(Event::Override {
+            seq: 2,
+            action: OverrideAction::Promote,
+            decision: Decision::Promote,
+            previous: Decision::Rollback,
+            reason: "false alarm".into(),
+            actor: "alice".into(),
+            at: t("2026-11-01T11:59:58Z"),
+        });
+        let out = render_train(&r102, &events, t(NOW), false);
+        assert!(out.starts_with("PROMOTE  train r-102"), "{out}");
+        assert!(
+            out.contains("the latest evaluation (2026-11-01T11:59:55Z) said rollback"),
+            "{out}"
+        );
+        assert!(
+            out.contains("#2  rollback → promote  override promote by alice: false alarm"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_unevaluated_train_says_so() {
+        let trains = fleet();
+        let out = render_train(&trains[2], &[], t(NOW), false);
+        assert!(out.starts_with("PENDING  train r-104"), "{out}");
+        assert!(
+            out.contains("not evaluated yet · started 2026-11-01T11:58:30Z (1m ago)"),
+            "{out}"
+        );
+        assert!(out.contains("none queued for this train"), "{out}");
+    }
+}
