@@ -449,8 +449,8 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) {
             let now = shared.clock.now();
             let id = event.event_id.clone();
             let code = status.as_u16();
-            let recorded = blocking(&shared.store, move |s| s.mark_delivered(&id, code, now)).await;
             shared.metrics.count(&event.webhook, Outcome::Delivered);
+            let recorded = blocking(&shared.store, move |s| s.mark_delivered(&id, code, now)).await;
             match recorded {
                 Ok(()) => tracing::debug!(
                     webhook = %event.webhook, event_id = %event.event_id, train = %event.train,
