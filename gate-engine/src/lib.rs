@@ -5,6 +5,7 @@
 //! decides; [`report`] shapes the decision with its evidence; the daemon stores it, serves it
 //! and queues webhooks for it.
 
+pub mod daemon;
 pub mod evaluate;
 pub mod planner;
 pub mod prometheus;

@@ -1,0 +1,412 @@
+//! The daemon's own metrics, served at `GET /metrics` in the Prometheus text format.
+//!
+//! [`Metrics::register`] adds gate's metrics to a `prometheus-client` [`Registry`] the caller
+//! owns, so other parts of the daemon (the webhook deliverer) register theirs in the same
+//! registry before it is shared, read-only, with the API. The scheduler, the API and the
+//! Prometheus client's observer update the metrics; nothing here reads the store.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `gate_evaluations_total` | counter | `gate` — train evaluations |
+//! | `gate_evaluation_errors_total` | counter | `gate` — train evaluations that failed (telemetry, plan or store) |
+//! | `gate_decisions_total` | counter | `gate`, `decision` — decision changes, overrides included |
+//! | `gate_prometheus_queries_total` | counter | `outcome` — HTTP attempts to Prometheus |
+//! | `gate_prometheus_query_duration_seconds` | histogram | — one HTTP attempt |
+//! | `gate_evaluation_cycle_seconds` | histogram | `gate` — one cycle: queries, decisions, write |
+//! | `gate_trains` | gauge | `state` — trains by lifecycle state, counted at scrape |
+//! | `gate_train_decision` | gauge | `train`, `gate`, `decision` — 1 for the current decision |
+//! | `gate_train_burn_rate` | gauge | `train`, `slo`, `window` — the burn rates the rules read |
+//!
+//! Cardinality is bounded by the active trains: the per-train series of a train are removed
+//! when it leaves the set they describe (`gate_train_decision`: done or stopped;
+//! `gate_train_burn_rate`: no longer evaluated), and a burn rate with no data has no series
+//! rather than a made-up value.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use gate_rules::decide::Decision;
+use gate_rules::TrainId;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::prometheus::AttemptReport;
+use crate::report::Num;
+use crate::store::Lifecycle;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GateLabels {
+    gate: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GateDecisionLabels {
+    gate: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrainDecisionLabels {
+    train: String,
+    gate: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BurnRateLabels {
+    train: String,
+    slo: String,
+    window: String,
+}
+
+type CycleHistograms = Family<GateLabels, Histogram, fn() -> Histogram>;
+
+fn cycle_histogram() -> Histogram {
+    // 10 ms … ~20 s
+    Histogram::new(exponential_buckets(0.01, 2.0, 12))
+}
+
+/// The series one train currently has, so they can be replaced or removed.
+#[derive(Debug, Default)]
+struct TrainSeries {
+    decision: Option<TrainDecisionLabels>,
+    burn_rates: Vec<BurnRateLabels>,
+}
+
+/// What a train's per-train series should show (from its current view).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainGauges<'a> {
+    /// The train.
+    pub train: &'a TrainId,
+    /// Its gate.
+    pub gate: &'a str,
+    /// Its current decision.
+    pub decision: Decision,
+    /// Its lifecycle state.
+    pub lifecycle: Lifecycle,
+    /// Whether the daemon still evaluates it.
+    pub evaluated: bool,
+    /// Its latest evaluation's evidence (the report as JSON), if any.
+    pub evidence: Option<&'a serde_json::Value>,
+}
+
+/// The daemon's metrics. Shared behind an `Arc`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    evaluations: Family<GateLabels, Counter>,
+    evaluation_errors: Family<GateLabels, Counter>,
+    decisions: Family<GateDecisionLabels, Counter>,
+    queries: Family<OutcomeLabels, Counter>,
+    query_duration: Histogram,
+    cycle_seconds: CycleHistograms,
+    trains: Family<StateLabels, Gauge>,
+    train_decision: Family<TrainDecisionLabels, Gauge>,
+    train_burn_rate: Family<BurnRateLabels, Gauge<f64, AtomicU64>>,
+    per_train: Mutex<HashMap<TrainId, TrainSeries>>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics {
+            evaluations: Family::default(),
+            evaluation_errors: Family::default(),
+            decisions: Family::default(),
+            queries: Family::default(),
+            // 5 ms … ~10 s
+            query_duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            cycle_seconds: Family::new_with_constructor(cycle_histogram as fn() -> Histogram),
+            trains: Family::default(),
+            train_decision: Family::default(),
+            train_burn_rate: Family::default(),
+            per_train: Mutex::new(HashMap::new()),
+        };
+        registry.register(
+            "gate_evaluations",
+            "Train evaluations by the scheduler",
+            metrics.evaluations.clone(),
+        );
+        registry.register(
+            "gate_evaluation_errors",
+            "Train evaluations that failed (telemetry, query planning or store write)",
+            metrics.evaluation_errors.clone(),
+        );
+        registry.register(
+            "gate_decisions",
+            "Decision changes (evaluations and overrides), by new decision",
+            metrics.decisions.clone(),
+        );
+        registry.register(
+            "gate_prometheus_queries",
+            "HTTP attempts to the Prometheus query API, by outcome",
+            metrics.queries.clone(),
+        );
+        registry.register(
+            "gate_prometheus_query_duration_seconds",
+            "Duration of one HTTP attempt to the Prometheus query API",
+            metrics.query_duration.clone(),
+        );
+        registry.register(
+            "gate_evaluation_cycle_seconds",
+            "Duration of one evaluation cycle of a gate (queries, decisions, store write)",
+            metrics.cycle_seconds.clone(),
+        );
+        registry.register(
+            "gate_trains",
+            "Trains the daemon holds, by lifecycle state",
+            metrics.trains.clone(),
+        );
+        registry.register(
+            "gate_train_decision",
+            "1 for the current decision of each active train",
+            metrics.train_decision.clone(),
+        );
+        registry.register(
+            "gate_train_burn_rate",
+            "Burn rates read by the rules, per evaluated train, SLO and window",
+            metrics.train_burn_rate.clone(),
+        );
+        metrics
+    }
+
+    /// `n` trains of `gate` were evaluated, `errors` of them failed.
+    pub fn evaluated(&self, gate: &str, n: u64, errors: u64) {
+        let labels = GateLabels {
+            gate: gate.to_string(),
+        };
+        self.evaluations.get_or_create(&labels).inc_by(n);
+        if errors > 0 {
+            self.evaluation_errors.get_or_create(&labels).inc_by(errors);
+        }
+    }
+
+    /// A decision of a train of `gate` changed to `decision`.
+    pub fn decision_changed(&self, gate: &str, decision: Decision) {
+        self.decisions
+            .get_or_create(&GateDecisionLabels {
+                gate: gate.to_string(),
+                decision: decision.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// A cycle of `gate` took `secs` seconds.
+    pub fn cycle(&self, gate: &str, secs: f64) {
+        self.cycle_seconds
+            .get_or_create(&GateLabels {
+                gate: gate.to_string(),
+            })
+            .observe(secs);
+    }
+
+    /// Records one HTTP attempt to Prometheus (installed as the client's observer).
+    pub fn observe_query(&self, report: &AttemptReport<'_>) {
+        self.queries
+            .get_or_create(&OutcomeLabels {
+                outcome: report.outcome.as_str().to_string(),
+            })
+            .inc();
+        self.query_duration.observe(report.elapsed.as_secs_f64());
+    }
+
+    /// Sets `gate_trains` from counts by lifecycle state; states not given are 0.
+    pub fn set_train_counts(&self, counts: &HashMap<Lifecycle, i64>) {
+        for state in Lifecycle::ALL.into_iter().filter(|s| s.is_active()) {
+            self.trains
+                .get_or_create(&StateLabels {
+                    state: state.as_str().to_string(),
+                })
+                .set(counts.get(&state).copied().unwrap_or(0));
+        }
+    }
+
+    /// Brings a train's per-train series in line with its current view.
+    pub fn set_train(&self, train: &TrainGauges<'_>) {
+        let mut per_train = self.per_train.lock().unwrap_or_else(|p| p.into_inner());
+        let series = per_train.entry(train.train.clone()).or_default();
+
+        let decision = train.lifecycle.is_active().then(|| TrainDecisionLabels {
+            train: train.train.to_string(),
+            gate: train.gate.to_string(),
+            decision: train.decision.as_str().to_string(),
+        });
+        if series.decision != decision {
+            if let Some(old) = series.decision.take() {
+                self.train_decision.remove(&old);
+            }
+            if let Some(new) = &decision {
+                self.train_decision.get_or_create(new).set(1);
+            }
+            series.decision = decision;
+        }
+
+        let rates = if train.evaluated {
+            train.evidence.map(burn_rates).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let labels: Vec<BurnRateLabels> = rates
+            .iter()
+            .map(|(slo, window, _)| BurnRateLabels {
+                train: train.train.to_string(),
+                slo: slo.clone(),
+                window: window.clone(),
+            })
+            .collect();
+        for old in series.burn_rates.iter().filter(|l| !labels.contains(l)) {
+            self.train_burn_rate.remove(old);
+        }
+        for (label, (_, _, value)) in labels.iter().zip(&rates) {
+            self.train_burn_rate.get_or_create(label).set(*value);
+        }
+        series.burn_rates = labels;
+
+        if series.decision.is_none() && series.burn_rates.is_empty() {
+            per_train.remove(train.train);
+        }
+    }
+}
+
+/// The burn rates with data in an evaluation report (as JSON): `(slo, window, value)`.
+fn burn_rates(evidence: &serde_json::Value) -> Vec<(String, String, f64)> {
+    let Some(by_slo) = evidence
+        .get("signals")
+        .and_then(|s| s.get("burn_rate"))
+        .and_then(|b| b.as_object())
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (slo, windows) in by_slo {
+        let Some(windows) = windows.as_object() else {
+            continue;
+        };
+        for (window, value) in windows {
+            if let Ok(Some(Num(v))) = serde_json::from_value::<Option<Num>>(value.clone()) {
+                out.push((slo.clone(), window.clone(), v));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use prometheus_client::encoding::text::encode;
+    use serde_json::json;
+
+    use super::*;
+    use crate::prometheus::AttemptOutcome;
+
+    fn scrape(registry: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, registry).unwrap();
+        out
+    }
+
+    fn tid(s: &str) -> TrainId {
+        gate_rules::train_id::validate(s).unwrap()
+    }
+
+    #[test]
+    fn counters_and_histograms_are_exposed_with_their_names() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.evaluated("checkout", 3, 1);
+        m.decision_changed("checkout", Decision::Rollback);
+        m.cycle("checkout", 0.2);
+        m.observe_query(&AttemptReport {
+            query: "vector(1)",
+            attempt: 1,
+            elapsed: Duration::from_millis(12),
+            outcome: AttemptOutcome::Timeout,
+        });
+        m.set_train_counts(&HashMap::from([(Lifecycle::Verifying, 2)]));
+        let text = scrape(&registry);
+        for line in [
+            "gate_evaluations_total{gate=\"checkout\"} 3",
+            "gate_evaluation_errors_total{gate=\"checkout\"} 1",
+            "gate_decisions_total{gate=\"checkout\",decision=\"rollback\"} 1",
+            "gate_prometheus_queries_total{outcome=\"timeout\"} 1",
+            "gate_prometheus_query_duration_seconds_count 1",
+            "gate_evaluation_cycle_seconds_count{gate=\"checkout\"} 1",
+            "gate_trains{state=\"verifying\"} 2",
+            "gate_trains{state=\"paused\"} 0",
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("state=\"done\""), "{text}");
+    }
+
+    #[test]
+    fn per_train_series_follow_the_train_and_disappear_when_inactive() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let id = tid("t-1");
+        let evidence =
+            json!({"signals": {"burn_rate": {"avail": {"1h": 20.5, "5m": null, "6h": "+Inf"}}}});
+        let mut gauges = TrainGauges {
+            train: &id,
+            gate: "checkout",
+            decision: Decision::Pending,
+            lifecycle: Lifecycle::Verifying,
+            evaluated: true,
+            evidence: Some(&evidence),
+        };
+        m.set_train(&gauges);
+        let text = scrape(&registry);
+        assert!(
+            text.contains(
+                "gate_train_decision{train=\"t-1\",gate=\"checkout\",decision=\"pending\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("gate_train_burn_rate{train=\"t-1\",slo=\"avail\",window=\"1h\"} 20.5"),
+            "{text}"
+        );
+        let inf = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("gate_train_burn_rate{train=\"t-1\",slo=\"avail\",window=\"6h\"} ")
+            })
+            .expect("a series for the +Inf burn rate");
+        assert_eq!(inf.parse::<f64>().unwrap(), f64::INFINITY);
+        assert!(
+            !text.contains("window=\"5m\""),
+            "no data, no series:\n{text}"
+        );
+
+        gauges.decision = Decision::Rollback;
+        gauges.lifecycle = Lifecycle::RolledBack;
+        gauges.evaluated = false;
+        m.set_train(&gauges);
+        let text = scrape(&registry);
+        assert!(text.contains("decision=\"rollback\"} 1"), "{text}");
+        assert!(!text.contains("decision=\"pending\"} 1"), "{text}");
+        assert!(!text.contains("gate_train_burn_rate{"), "{text}");
+
+        gauges.lifecycle = Lifecycle::Stopped;
+        m.set_train(&gauges);
+        let text = scrape(&registry);
+        assert!(!text.contains("gate_train_decision{"), "{text}");
+        assert!(m.per_train.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,705 @@
+//! The scheduler: one tokio task per gate, one evaluation cycle per `interval`.
+//!
+//! A cycle of a gate ([`run_cycle`]):
+//!
+//! 1. takes the gate's evaluated trains from memory (verifying, promoted while watched,
+//!    paused — see [`super::state::is_evaluated`]);
+//! 2. runs ONE planned batch of queries for all of them at the clock's now
+//!    ([`crate::evaluate::fetch`]) — a thousand trains cost the queries of one;
+//! 3. decides each train from its stored [`gate_rules::decide::TrainState`]
+//!    ([`crate::evaluate::decide_train`], [`Mode::Daemon`]) and works out its lifecycle:
+//!    `verifying` → `promoted` (then `done` once `watch_for` has passed since the promotion),
+//!    `paused` ⇄ `verifying`, or `rolled_back`;
+//! 4. writes the whole cycle — evaluations, decision changes and their webhook events — in
+//!    one store transaction ([`crate::store::Store::record_evaluations`]);
+//! 5. only then publishes the new views to the API and its long-polls.
+//!
+//! Each gate has its own task, so a gate whose Prometheus queries hang or fail delays only
+//! itself; the API reads memory and is never blocked by a cycle. Ticking uses tokio time
+//! (tests pause it), evaluation times come from the daemon's [`super::Clock`]. A tick that
+//! comes due while a cycle is still running is delayed, not bunched up. On shutdown a task
+//! finishes the cycle in flight (its write commits) and stops.
+//!
+//! An evaluation computed while an override landed is refused by the store as stale (it
+//! carries the seq it started from); the train's view is then refreshed from the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gate_rules::config::{Config, Gate};
+use gate_rules::decide::{Decision, Mode};
+use gate_rules::TrainId;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{interval, interval_at, Instant, Interval, MissedTickBehavior};
+
+use super::state::{is_evaluated, TrainView};
+use super::{BlockingError, Shared};
+use crate::evaluate;
+use crate::planner::TrainSpec;
+use crate::store::{EvaluationWrite, Lifecycle, NewOutboxEvent, TrainRecord, WriteOutcome};
+use crate::webhook::{self, DecisionChange};
+
+/// The webhook events announcing a decision change, written in the change's transaction.
+pub(crate) fn webhook_events(config: &Config, change: &DecisionChange) -> Vec<NewOutboxEvent> {
+    webhook::events_for_change(config, change)
+}
+
+/// What one cycle did (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CycleReport {
+    /// Trains evaluated.
+    pub evaluated: usize,
+    /// Decision changes written: (train, previous, new).
+    pub changes: Vec<(TrainId, Decision, Decision)>,
+    /// Why the cycle (or its telemetry) failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// Runs the gate tasks until shutdown, starting a task for each gate in the config and
+/// stopping the tasks of gates that a reload removed.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    struct Task {
+        stop: watch::Sender<bool>,
+        handle: JoinHandle<()>,
+    }
+    let mut runtime = shared.runtime.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut tasks: HashMap<String, Task> = HashMap::new();
+    let mut retired: Vec<JoinHandle<()>> = Vec::new();
+    loop {
+        let config = runtime.borrow_and_update().config.clone();
+        tasks.retain(|name, task| {
+            if config.gate(name).is_some() {
+                return true;
+            }
+            task.stop.send_replace(true);
+            false
+        });
+        for gate in &config.gates {
+            if !tasks.contains_key(&gate.name) {
+                let (stop, stop_rx) = watch::channel(false);
+                let handle =
+                    tokio::spawn(gate_task(Arc::clone(&shared), gate.name.clone(), stop_rx));
+                tasks.insert(gate.name.clone(), Task { stop, handle });
+            }
+        }
+        retired.retain(|h| !h.is_finished());
+        tokio::select! {
+            changed = runtime.changed() => if changed.is_err() { break },
+            _ = shutdown.wait_for(|down| *down) => break,
+        }
+    }
+    for handle in tasks.into_values().map(|t| t.handle).chain(retired) {
+        if let Err(e) = handle.await {
+            tracing::error!("a gate task failed: {e}");
+        }
+    }
+}
+
+fn ticker(period: Duration, first: Instant) -> Interval {
+    let mut ticker = if first <= Instant::now() {
+        interval(period)
+    } else {
+        interval_at(first, period)
+    };
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticker
+}
+
+/// One gate's loop: a cycle now, then one every `interval`, until stopped or shut down.
+async fn gate_task(shared: Arc<Shared>, gate: String, mut stop: watch::Receiver<bool>) {
+    let mut runtime = shared.runtime.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let interval_of = |rt: &super::Runtime| rt.config.gate(&gate).map(|g| g.interval.as_duration());
+    let mut period = interval_of(&runtime.borrow_and_update()).unwrap_or(Duration::from_secs(30));
+    let mut ticks = ticker(period, Instant::now());
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|down| *down) => break,
+            _ = stop.wait_for(|stop| *stop) => break,
+            changed = runtime.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                // A missing gate keeps its old period; the supervisor stops this task.
+                let new = interval_of(&runtime.borrow_and_update());
+                if let Some(new) = new.filter(|p| *p != period) {
+                    period = new;
+                    ticks = ticker(period, Instant::now() + period);
+                }
+                continue;
+            }
+            _ = ticks.tick() => {}
+        }
+        run_cycle(&shared, &gate).await;
+    }
+}
+
+/// One evaluation cycle of `gate_name` (see the module docs). `None` when the gate is not
+/// configured or has no train to evaluate.
+pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> {
+    let runtime = shared.runtime();
+    let config = &runtime.config;
+    let gate = config.gate(gate_name)?;
+    let views = shared
+        .trains
+        .filter(|v| v.record.gate == gate_name && is_evaluated(v.record.lifecycle));
+    if views.is_empty() {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let at = shared.clock.now();
+    let specs: Vec<TrainSpec> = views
+        .iter()
+        .map(|v| TrainSpec {
+            id: v.record.id.clone(),
+            started_at: v.record.started_at,
+            baseline: v.record.baseline.clone(),
+        })
+        .collect();
+    let mut report = CycleReport {
+        evaluated: views.len(),
+        ..CycleReport::default()
+    };
+    let n = views.len() as u64;
+
+    let fetched = match evaluate::fetch(&runtime.client, config, gate, &specs, at).await {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            tracing::error!(
+                gate = gate_name,
+                "cannot plan the queries of gate {gate_name}: {e}"
+            );
+            shared.metrics.evaluated(gate_name, n, n);
+            shared
+                .metrics
+                .cycle(gate_name, started.elapsed().as_secs_f64());
+            report.failure = Some(e.to_string());
+            return Some(report);
+        }
+    };
+
+    let mut writes = Vec::with_capacity(views.len());
+    let mut errors = 0u64;
+    for (view, spec) in views.iter().zip(&specs) {
+        let missing;
+        let signals = match fetched.signals.get(&spec.id) {
+            Some(s) => s,
+            None => {
+                missing = Err("no signals were assembled for the train".to_string());
+                &missing
+            }
+        };
+        if let Err(msg) = signals {
+            errors += 1;
+            report.failure.get_or_insert_with(|| msg.clone());
+        }
+        let prev = &view.record;
+        let (evaluation, evaluation_report) = evaluate::decide_train(
+            config,
+            gate,
+            spec,
+            &fetched.plan,
+            signals,
+            &prev.state,
+            Mode::Daemon,
+        );
+        let evidence = match serde_json::to_value(&evaluation_report) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(train = %spec.id, "cannot encode the evaluation of {}: {e}", spec.id);
+                errors += 1;
+                continue;
+            }
+        };
+        let lifecycle = lifecycle_after(gate, prev, evaluation.decision, at);
+        let events = if evaluation.decision != prev.decision {
+            webhook_events(
+                config,
+                &DecisionChange {
+                    train: prev.id.clone(),
+                    gate: prev.gate.clone(),
+                    decision: evaluation.decision,
+                    previous: prev.decision,
+                    reason: evaluation.reason.clone(),
+                    rule: evaluation.rule.clone(),
+                    evaluated_at: at,
+                    seq: prev.seq + 1,
+                    evidence: evidence.clone(),
+                },
+            )
+        } else {
+            Vec::new()
+        };
+        writes.push((
+            Arc::clone(view),
+            EvaluationWrite {
+                train: prev.id.clone(),
+                based_on_seq: prev.seq,
+                decision: evaluation.decision,
+                reason: evaluation.reason,
+                rule: evaluation.rule,
+                evaluated_at: at,
+                state: evaluation.state,
+                evidence,
+                lifecycle,
+                events,
+            },
+        ));
+    }
+    if errors > 0 {
+        tracing::warn!(
+            gate = gate_name,
+            "gate {gate_name}: evaluation failed for {errors} of {n} train(s): {}",
+            report.failure.as_deref().unwrap_or("unknown error")
+        );
+    }
+
+    let committed = commit(shared, writes, &mut report).await;
+    if let Err(e) = committed {
+        tracing::error!(
+            gate = gate_name,
+            "gate {gate_name}: cannot store the cycle: {e}"
+        );
+        report.failure = Some(e.to_string());
+        errors = n;
+    }
+    shared.metrics.evaluated(gate_name, n, errors);
+    shared
+        .metrics
+        .cycle(gate_name, started.elapsed().as_secs_f64());
+    Some(report)
+}
+
+/// Writes the cycle in one transaction, then publishes what was written, under the write lock.
+async fn commit(
+    shared: &Shared,
+    writes: Vec<(Arc<TrainView>, EvaluationWrite)>,
+    report: &mut CycleReport,
+) -> Result<(), BlockingError> {
+    let _lock = shared.write_lock.lock().await;
+    let (views, writes): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+    let (writes, outcomes) = shared
+        .blocking(move |store| {
+            let outcomes = store.record_evaluations(&writes)?;
+            Ok((writes, outcomes))
+        })
+        .await?;
+    let mut refresh = Vec::new();
+    let mut queued = false;
+    for ((view, write), outcome) in views.into_iter().zip(writes).zip(outcomes) {
+        let prev = &view.record;
+        let seq = match outcome {
+            WriteOutcome::Unchanged => prev.seq,
+            WriteOutcome::Changed { seq } => {
+                shared.decision_changed(
+                    &prev.id,
+                    &prev.gate,
+                    prev.decision,
+                    write.decision,
+                    &write.reason,
+                );
+                report
+                    .changes
+                    .push((prev.id.clone(), prev.decision, write.decision));
+                queued |= !write.events.is_empty();
+                seq
+            }
+            WriteOutcome::Stale { .. } | WriteOutcome::Stopped | WriteOutcome::UnknownTrain => {
+                refresh.push(prev.id.clone());
+                continue;
+            }
+        };
+        shared.publish(TrainView::new(apply(prev, write, seq)));
+    }
+    if queued {
+        shared.nudge_webhooks();
+    }
+    if !refresh.is_empty() {
+        let records = shared
+            .blocking(move |store| {
+                refresh
+                    .iter()
+                    .map(|id| store.train(id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        for record in records.into_iter().flatten() {
+            shared.publish(TrainView::new(record));
+        }
+    }
+    Ok(())
+}
+
+/// The lifecycle state after an evaluation decided `decision` at `at`.
+fn lifecycle_after(
+    gate: &Gate,
+    prev: &TrainRecord,
+    decision: Decision,
+    at: DateTime<Utc>,
+) -> Lifecycle {
+    match decision {
+        Decision::Pending => Lifecycle::Verifying,
+        Decision::Pause => Lifecycle::Paused,
+        Decision::Rollback => Lifecycle::RolledBack,
+        Decision::Promote => {
+            let since = match (prev.decision, prev.promoted_at) {
+                (Decision::Promote, Some(promoted_at)) => promoted_at,
+                _ => at,
+            };
+            let watch = chrono::Duration::from_std(gate.watch_for.as_duration())
+                .unwrap_or(chrono::Duration::MAX);
+            match since.checked_add_signed(watch) {
+                Some(end) if at >= end => Lifecycle::Done,
+                _ => Lifecycle::Promoted,
+            }
+        }
+    }
+}
+
+/// The record after `write` was stored with `seq`: the same columns the store updates.
+fn apply(prev: &TrainRecord, write: EvaluationWrite, seq: u64) -> TrainRecord {
+    let newly_promoted = write.decision == Decision::Promote && prev.decision != Decision::Promote;
+    TrainRecord {
+        id: prev.id.clone(),
+        gate: prev.gate.clone(),
+        started_at: prev.started_at,
+        baseline: prev.baseline.clone(),
+        labels: prev.labels.clone(),
+        lifecycle: write.lifecycle,
+        decision: write.decision,
+        seq,
+        reason: write.reason,
+        rule: write.rule,
+        evaluated_at: Some(write.evaluated_at),
+        state: write.state,
+        evaluation: Some(write.evidence),
+        registered_at: prev.registered_at,
+        promoted_at: if newly_promoted {
+            Some(write.evaluated_at)
+        } else {
+            prev.promoted_at
+        },
+        stopped_at: prev.stopped_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::daemon::tests::{config_yaml, fake_prometheus, harness, t0, tid, FakeData, Harness};
+    use crate::daemon::ApiOptions;
+
+    async fn register(h: &Harness, id: &str, started_secs_before_t0: i64) {
+        let started = t0() - chrono::Duration::seconds(started_secs_before_t0);
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/trains",
+                Some(json!({"id": id, "gate": "checkout", "started_at": crate::report::format_time(started)})),
+                None,
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+
+    fn view(h: &Harness, id: &str) -> Arc<TrainView> {
+        h.shared().trains.get(&tid(id)).unwrap()
+    }
+
+    /// The memory view equals what the store holds.
+    async fn assert_mirrors_store(h: &Harness, id: &str) {
+        let key = tid(id);
+        let stored = h
+            .shared()
+            .blocking(move |s| s.train(&key))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view(h, id).record, stored);
+    }
+
+    #[tokio::test]
+    async fn one_cycle_for_many_trains_sends_the_queries_of_one() {
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-0", 3600).await;
+        data.set("t-0", 1.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(report.evaluated, 1);
+        let for_one = server.received_requests().await.unwrap().len();
+        assert!(for_one > 0);
+
+        for i in 1..50 {
+            let id = format!("t-{i}");
+            register(&h, &id, 3600).await;
+            data.set(&id, 1.0, 10_000.0);
+        }
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(report.evaluated, 50);
+        assert_eq!(report.failure, None);
+        let for_fifty = server.received_requests().await.unwrap().len() - for_one;
+        assert_eq!(for_fifty, for_one, "50 trains cost the queries of 1");
+        for i in 0..50 {
+            assert!(view(&h, &format!("t-{i}")).record.evaluated_at.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_healthy_train_promotes_after_verify_for_then_is_done_after_watch_for() {
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-ok", 60).await; // started 1 min before t0; verify_for is 10m
+        data.set("t-ok", 1.0, 10_000.0); // 0.01 % errors: burn 0.01
+
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert!(report.changes.is_empty(), "{report:?}");
+        let v = view(&h, "t-ok");
+        assert_eq!((v.record.decision, v.record.seq), (Decision::Pending, 0));
+        assert_eq!(v.record.evaluated_at, Some(t0()));
+        let evaluation = v.record.evaluation.as_ref().unwrap();
+        assert_eq!(evaluation["decision"], "pending");
+        assert_eq!(evaluation["train"], "t-ok");
+        assert_mirrors_store(&h, "t-ok").await;
+
+        h.clock.advance(Duration::from_secs(10 * 60));
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(
+            report.changes,
+            vec![(tid("t-ok"), Decision::Pending, Decision::Promote)]
+        );
+        let v = view(&h, "t-ok");
+        assert_eq!(v.record.seq, 1);
+        assert_eq!(v.record.lifecycle, Lifecycle::Promoted);
+        let promoted_at = t0() + chrono::Duration::minutes(10);
+        assert_eq!(v.record.promoted_at, Some(promoted_at));
+        assert_mirrors_store(&h, "t-ok").await;
+
+        // Watched for watch_for (1h) after the promotion, then done.
+        h.clock.advance(Duration::from_secs(59 * 60));
+        run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(view(&h, "t-ok").record.lifecycle, Lifecycle::Promoted);
+        h.clock.advance(Duration::from_secs(60));
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert!(report.changes.is_empty());
+        let v = view(&h, "t-ok");
+        assert_eq!(v.record.lifecycle, Lifecycle::Done);
+        assert_eq!((v.record.decision, v.record.seq), (Decision::Promote, 1));
+        assert_mirrors_store(&h, "t-ok").await;
+        assert!(
+            run_cycle(h.shared(), "checkout").await.is_none(),
+            "a done train is no longer evaluated"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fast_burn_rolls_back_once_and_the_rollback_is_latched() {
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-bad", 1800).await;
+        register(&h, "t-ok", 60).await; // still verifying
+        data.set("t-bad", 2_000.0, 10_000.0); // 20 % errors, objective 99: burn 20
+        data.set("t-ok", 1.0, 10_000.0);
+
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(
+            report.changes,
+            vec![(tid("t-bad"), Decision::Pending, Decision::Rollback)]
+        );
+        let v = view(&h, "t-bad");
+        assert_eq!(v.record.lifecycle, Lifecycle::RolledBack);
+        assert_eq!(v.record.rule.as_deref(), Some("fast-burn"));
+        assert!(v.record.reason.contains("fast-burn"), "{}", v.record.reason);
+        assert_mirrors_store(&h, "t-bad").await;
+
+        // The change and its webhook event are in the audit trail.
+        let key = tid("t-bad");
+        let events = h.shared().blocking(move |s| s.events(&key)).await.unwrap();
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(kinds, ["registered", "decision", "delivery"]);
+
+        // Only the healthy train is evaluated from now on.
+        data.set("t-bad", 0.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(report.evaluated, 1);
+        assert_eq!(view(&h, "t-bad").record.seq, 1);
+    }
+
+    #[tokio::test]
+    async fn failing_telemetry_pauses_after_max_consecutive_errors() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(wiremock::ResponseTemplate::new(500).set_body_string("boom"))
+            .mount(&server)
+            .await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-1", 60).await;
+        for expected in 1..=2 {
+            let report = run_cycle(h.shared(), "checkout").await.unwrap();
+            assert!(
+                report.failure.as_deref().unwrap().contains("500"),
+                "{report:?}"
+            );
+            let v = view(&h, "t-1");
+            assert_eq!(v.record.decision, Decision::Pending);
+            assert_eq!(v.record.state.consecutive_errors, expected);
+        }
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(
+            report.changes,
+            vec![(tid("t-1"), Decision::Pending, Decision::Pause)]
+        );
+        let v = view(&h, "t-1");
+        assert!(
+            v.record.reason.starts_with("telemetry unavailable"),
+            "{}",
+            v.record.reason
+        );
+        assert_eq!(v.record.lifecycle, Lifecycle::Paused);
+        assert_mirrors_store(&h, "t-1").await;
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &h.shared().registry).unwrap();
+        assert!(
+            text.contains("gate_evaluation_errors_total{gate=\"checkout\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gate_prometheus_queries_total{outcome=\"http_error\"}"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_that_raced_an_override_does_not_overwrite_it() {
+        let data = FakeData::default();
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(SlowData(data.clone()))
+            .mount(&server)
+            .await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-1", 1800).await;
+        data.set("t-1", 2_000.0, 10_000.0); // would roll back
+
+        let shared = Arc::clone(h.shared());
+        let cycle = tokio::spawn(async move { run_cycle(&shared, "checkout").await });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.received_requests().await.unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no query arrived");
+            tokio::task::yield_now().await;
+        }
+        let (status, _) = h
+            .call(
+                "POST",
+                "/v1/trains/t-1/override",
+                Some(json!({"decision": "promote", "reason": "known noisy canary", "actor": "carol"})),
+                None,
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK);
+        let report = cycle.await.unwrap().unwrap();
+        assert!(
+            report.changes.is_empty(),
+            "the stale write was skipped: {report:?}"
+        );
+        let v = view(&h, "t-1");
+        assert_eq!((v.record.decision, v.record.seq), (Decision::Promote, 1));
+        assert_eq!(v.record.state.pinned, Some(Decision::Promote));
+        assert_mirrors_store(&h, "t-1").await;
+
+        // The next cycle starts from the override: pinned, it stays promoted.
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert!(report.changes.is_empty());
+        let v = view(&h, "t-1");
+        assert_eq!(v.record.decision, Decision::Promote);
+        assert!(
+            v.record.reason.starts_with("override: promote"),
+            "{}",
+            v.record.reason
+        );
+    }
+
+    /// [`FakeData`] answering after a delay, so that an override can land mid-cycle.
+    struct SlowData(FakeData);
+
+    impl wiremock::Respond for SlowData {
+        fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+            self.0
+                .respond(request)
+                .set_delay(Duration::from_millis(300))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gate_tasks_tick_at_their_interval_and_stop_on_shutdown() {
+        // Nothing listens on port 9: every cycle fails fast, and counts.
+        let h = harness(&config_yaml("http://127.0.0.1:9"), ApiOptions::default()).await;
+        register(&h, "t-1", 60).await;
+        h.daemon.spawn_scheduler();
+        let errors = || view(&h, "t-1").record.state.consecutive_errors;
+        // A cycle at once, then one every 30 s.
+        for expected in 1..=3u32 {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(29);
+            while errors() < expected {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cycle {expected} did not come"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(errors(), expected, "one cycle per interval");
+            if expected < 3 {
+                tokio::time::sleep(Duration::from_secs(25)).await;
+                assert_eq!(errors(), expected, "no cycle before the interval");
+            }
+        }
+        h.daemon.shutdown().await;
+        let after = errors();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(errors(), after, "no cycle after shutdown");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_that_changes_the_interval_retimes_the_gate_task() {
+        let h = harness(&config_yaml("http://127.0.0.1:9"), ApiOptions::default()).await;
+        register(&h, "t-1", 60).await;
+        h.daemon.spawn_scheduler();
+        let errors = || view(&h, "t-1").record.state.consecutive_errors;
+        while errors() < 1 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let faster = config_yaml("http://127.0.0.1:9").replace("interval: 30s", "interval: 5s");
+        std::fs::write(h.config_path(), faster).unwrap();
+        h.daemon.reload().await.unwrap();
+        let start = tokio::time::Instant::now();
+        while errors() < 3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+        h.daemon.shutdown().await;
+    }
+}

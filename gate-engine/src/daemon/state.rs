@@ -1,0 +1,327 @@
+//! The daemon's in-memory view of its trains: what the API serves and the scheduler evaluates.
+//!
+//! Each train is one immutable [`TrainView`] (its stored record plus the pre-rendered body of
+//! `GET /v1/trains/{id}/decision`) behind an `Arc`, held in a `tokio::sync::watch` channel per
+//! train. Readers clone the `Arc` under a short read lock and never touch the store, so a slow
+//! Prometheus or a busy writer cannot slow the API down; long-polls subscribe to the train's
+//! channel and wake on the next publish, without polling.
+//!
+//! The view only ever follows the store: writers (scheduler, API) commit first and publish
+//! after, under the daemon's write lock, so what a client sees is always stored and the
+//! order of publishes is the order of commits.
+//!
+//! The map holds every active train (loaded at start) and any other train that was read or
+//! written since; trains that are done or stopped stay until the daemon restarts, which keeps
+//! a finished train answerable without a store read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use gate_rules::decide::Decision;
+use gate_rules::TrainId;
+use serde::{Serialize, Serializer};
+use tokio::sync::watch;
+
+use crate::report::format_time;
+use crate::store::{Lifecycle, TrainRecord};
+
+/// Whether the scheduler evaluates a train in this lifecycle state: verifying, promoted (while
+/// watched) and paused. A rollback is latched and a done or stopped train is finished.
+pub fn is_evaluated(lifecycle: Lifecycle) -> bool {
+    matches!(
+        lifecycle,
+        Lifecycle::Verifying | Lifecycle::Promoted | Lifecycle::Paused
+    )
+}
+
+/// One train as the API serves it: immutable, replaced as a whole on every change.
+#[derive(Debug)]
+pub struct TrainView {
+    /// The train as stored.
+    pub record: TrainRecord,
+    decision_body: Bytes,
+}
+
+impl TrainView {
+    /// A view of a stored train.
+    pub fn new(record: TrainRecord) -> Arc<TrainView> {
+        let decision_body = Bytes::from(
+            serde_json::to_vec(&DecisionBody::of(&record)).unwrap_or_else(|_| b"{}".to_vec()),
+        );
+        Arc::new(TrainView {
+            record,
+            decision_body,
+        })
+    }
+
+    /// The train's ID.
+    pub fn id(&self) -> &TrainId {
+        &self.record.id
+    }
+
+    /// The body of `GET /v1/trains/{id}/decision`, rendered once per change.
+    pub fn decision_body(&self) -> Bytes {
+        self.decision_body.clone()
+    }
+
+    /// The train for `GET /v1/trains` (`evaluation: false`) or `GET /v1/trains/{id}`
+    /// (`evaluation: true`, the latest evaluation report or `null`). `evaluating` says whether
+    /// the daemon evaluates the train (an evaluated state and a gate in the config).
+    pub fn summary(&self, evaluating: bool, evaluation: bool) -> TrainSummary<'_> {
+        TrainSummary::of(&self.record, evaluating, evaluation)
+    }
+}
+
+/// `{train, gate, decision, reason, rule, seq, evaluated_at, state}`.
+#[derive(Serialize)]
+struct DecisionBody<'a> {
+    train: &'a TrainId,
+    gate: &'a str,
+    decision: Decision,
+    reason: &'a str,
+    rule: Option<&'a str>,
+    seq: u64,
+    #[serde(serialize_with = "opt_time")]
+    evaluated_at: Option<DateTime<Utc>>,
+    state: Lifecycle,
+}
+
+impl<'a> DecisionBody<'a> {
+    fn of(r: &'a TrainRecord) -> Self {
+        DecisionBody {
+            train: &r.id,
+            gate: &r.gate,
+            decision: r.decision,
+            reason: &r.reason,
+            rule: r.rule.as_deref(),
+            seq: r.seq,
+            evaluated_at: r.evaluated_at,
+            state: r.lifecycle,
+        }
+    }
+}
+
+/// A train as `GET /v1/trains` and `GET /v1/trains/{id}` return it.
+#[derive(Debug, Serialize)]
+pub struct TrainSummary<'a> {
+    /// Train ID.
+    pub train: &'a TrainId,
+    /// Gate name.
+    pub gate: &'a str,
+    /// Lifecycle state: verifying, promoted, paused, rolled_back, done, stopped.
+    pub state: Lifecycle,
+    /// Current decision.
+    pub decision: Decision,
+    /// Why.
+    pub reason: &'a str,
+    /// The deciding rule.
+    pub rule: Option<&'a str>,
+    /// Bumped by every decision change and override.
+    pub seq: u64,
+    /// Latest evaluation time.
+    #[serde(serialize_with = "opt_time")]
+    pub evaluated_at: Option<DateTime<Utc>>,
+    /// Start of the train.
+    #[serde(serialize_with = "time")]
+    pub started_at: DateTime<Utc>,
+    /// Baseline train.
+    pub baseline: Option<&'a TrainId>,
+    /// Labels given at registration.
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+    /// Registration time.
+    #[serde(serialize_with = "time")]
+    pub registered_at: DateTime<Utc>,
+    /// When the decision last became promote.
+    #[serde(serialize_with = "opt_time")]
+    pub promoted_at: Option<DateTime<Utc>>,
+    /// When the train was stopped.
+    #[serde(serialize_with = "opt_time")]
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// A decision pinned by an override.
+    pub pinned: Option<Decision>,
+    /// Telemetry failures in a row.
+    pub consecutive_errors: u32,
+    /// Whether the daemon evaluates the train.
+    pub evaluating: bool,
+    /// The latest evaluation report (detail only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Option<&'a serde_json::Value>>,
+}
+
+impl<'a> TrainSummary<'a> {
+    /// The summary of a stored train; see [`TrainView::summary`].
+    pub fn of(r: &'a TrainRecord, evaluating: bool, evaluation: bool) -> Self {
+        TrainSummary {
+            train: &r.id,
+            gate: &r.gate,
+            state: r.lifecycle,
+            decision: r.decision,
+            reason: &r.reason,
+            rule: r.rule.as_deref(),
+            seq: r.seq,
+            evaluated_at: r.evaluated_at,
+            started_at: r.started_at,
+            baseline: r.baseline.as_ref(),
+            labels: &r.labels,
+            registered_at: r.registered_at,
+            promoted_at: r.promoted_at,
+            stopped_at: r.stopped_at,
+            pinned: r.state.pinned,
+            consecutive_errors: r.state.consecutive_errors,
+            evaluating,
+            evaluation: evaluation.then_some(r.evaluation.as_ref()),
+        }
+    }
+}
+
+fn time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(*t))
+}
+
+fn opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => time(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Every train the daemon holds, each in its own watch channel.
+#[derive(Debug, Default)]
+pub struct Trains {
+    map: RwLock<HashMap<TrainId, watch::Sender<Arc<TrainView>>>>,
+}
+
+impl Trains {
+    /// An empty set.
+    pub fn new() -> Self {
+        Trains::default()
+    }
+
+    fn read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<TrainId, watch::Sender<Arc<TrainView>>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current view of a train, if held.
+    pub fn get(&self, id: &TrainId) -> Option<Arc<TrainView>> {
+        self.read().get(id).map(|tx| tx.borrow().clone())
+    }
+
+    /// A receiver that sees every later view of the train.
+    pub fn subscribe(&self, id: &TrainId) -> Option<watch::Receiver<Arc<TrainView>>> {
+        self.read().get(id).map(|tx| tx.subscribe())
+    }
+
+    /// How many receivers watch the train (long-polls in flight).
+    pub fn watchers(&self, id: &TrainId) -> usize {
+        self.read().get(id).map_or(0, |tx| tx.receiver_count())
+    }
+
+    /// Makes `view` the train's current view and wakes its watchers. Returns the view it
+    /// replaced, if any.
+    pub fn publish(&self, view: Arc<TrainView>) -> Option<Arc<TrainView>> {
+        if let Some(tx) = self.read().get(view.id()) {
+            return Some(tx.send_replace(view));
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        match map.get(view.id()) {
+            Some(tx) => Some(tx.send_replace(view)),
+            None => {
+                map.insert(view.id().clone(), watch::Sender::new(view));
+                None
+            }
+        }
+    }
+
+    /// The views matching `keep`, by start time then ID.
+    pub fn filter(&self, keep: impl Fn(&TrainView) -> bool) -> Vec<Arc<TrainView>> {
+        let mut views: Vec<Arc<TrainView>> = self
+            .read()
+            .values()
+            .map(|tx| tx.borrow().clone())
+            .filter(|v| keep(v))
+            .collect();
+        views.sort_by(|a, b| {
+            (a.record.started_at, &a.record.id).cmp(&(b.record.started_at, &b.record.id))
+        });
+        views
+    }
+
+    /// Trains held, by lifecycle state.
+    pub fn count_by_lifecycle(&self) -> HashMap<Lifecycle, i64> {
+        let mut counts = HashMap::new();
+        for tx in self.read().values() {
+            *counts.entry(tx.borrow().record.lifecycle).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+    use gate_rules::decide::TrainState;
+
+    use super::*;
+
+    pub(crate) fn record(id: &str, seq: u64, decision: Decision) -> TrainRecord {
+        let t = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        TrainRecord {
+            id: gate_rules::train_id::validate(id).unwrap(),
+            gate: "checkout".into(),
+            started_at: t,
+            baseline: None,
+            labels: BTreeMap::new(),
+            lifecycle: Lifecycle::Verifying,
+            decision,
+            seq,
+            reason: "why".into(),
+            rule: None,
+            evaluated_at: Some(t),
+            state: TrainState::default(),
+            evaluation: None,
+            registered_at: t,
+            promoted_at: None,
+            stopped_at: None,
+        }
+    }
+
+    #[test]
+    fn decision_body_is_compact_json() {
+        let view = TrainView::new(record("t-1", 3, Decision::Pause));
+        let body: serde_json::Value = serde_json::from_slice(&view.decision_body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"train": "t-1", "gate": "checkout", "decision": "pause",
+                "reason": "why", "rule": null, "seq": 3,
+                "evaluated_at": "2026-11-01T12:00:00Z", "state": "verifying"})
+        );
+    }
+
+    #[tokio::test]
+    async fn publish_replaces_the_view_and_wakes_watchers() {
+        let trains = Trains::new();
+        assert!(trains
+            .publish(TrainView::new(record("t-1", 0, Decision::Pending)))
+            .is_none());
+        let id = gate_rules::train_id::validate("t-1").unwrap();
+        let mut rx = trains.subscribe(&id).unwrap();
+        let waiter = tokio::spawn(async move {
+            rx.wait_for(|v| v.record.seq > 0)
+                .await
+                .unwrap()
+                .record
+                .decision
+        });
+        let old = trains.publish(TrainView::new(record("t-1", 1, Decision::Rollback)));
+        assert_eq!(old.unwrap().record.seq, 0);
+        assert_eq!(waiter.await.unwrap(), Decision::Rollback);
+        assert_eq!(trains.get(&id).unwrap().record.seq, 1);
+        assert_eq!(trains.count_by_lifecycle()[&Lifecycle::Verifying], 1);
+    }
+}
