@@ -43,6 +43,8 @@ enum Command {
     Wait(cmd::wait::Args),
     /// Force a train's decision, or resume it, recording who and why.
     Override(cmd::override_::Args),
+    /// Re-drive dead-lettered webhook events (works on the store file, daemon up or down).
+    Outbox(cmd::outbox::Args),
     /// Print a shell completion script (bash, zsh, fish).
     Completions(cmd::completions::Args),
     /// Write the demo telemetry (OpenMetrics) ending at --end; used by scripts/demo.
@@ -64,6 +66,7 @@ fn main() {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Wait(args) => cmd::wait::run(args).await,
             Command::Override(args) => cmd::override_::run(args).await,
+            Command::Outbox(args) => cmd::outbox::run(args),
             Command::Completions(args) => {
                 cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
             }
