@@ -26,6 +26,9 @@
 //! * **No in-memory queue.** The store is asked again after every finished attempt. That costs
 //!   one small indexed query per delivery and buys crash safety: a killed worker leaves
 //!   nothing behind that the store does not know.
+//! * **A failed store write backs off too.** If an outcome cannot be recorded, the event is
+//!   still pending and due; the worker leaves it alone for 30 s instead of sending it again
+//!   in a tight loop while the store is unwell.
 //! * **The clock is injected** ([`Clock`]): stored times (`next_attempt_at`, dead-letter
 //!   times) and the signed `X-Gate-Timestamp` come from it, so tests step time by hand; only
 //!   the poll tick and per-attempt timeouts use tokio's timers.
@@ -54,6 +57,9 @@ use crate::store::{OutboxEvent, Store, StoreError};
 
 /// The longest excerpt of a failed response's body kept in the error.
 const MAX_BODY_EXCERPT: usize = 200;
+/// How long an event whose outcome could not be recorded (the store failed) is left alone:
+/// it is still pending and due, and would otherwise be sent again at once, in a loop.
+const UNRECORDED_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// Where the worker reads the time. The daemon uses [`SystemClock`]; tests step their own.
 pub trait Clock: Send + Sync + 'static {
@@ -357,22 +363,27 @@ impl Deliverer {
         let shared = Arc::new(shared);
         let concurrency = shared.options.concurrency;
         tokio::pin!(shutdown);
-        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut tasks: JoinSet<bool> = JoinSet::new();
         let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut cooldown: HashMap<String, tokio::time::Instant> = HashMap::new();
         let mut ticker = tokio::time::interval(shared.options.poll_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Every wake-up (a finished attempt, a nudge, a tick) is a reason to look again.
             if in_flight.len() < concurrency {
                 let busy: HashSet<String> = in_flight.values().cloned().collect();
-                let limit = concurrency + busy.len();
+                let instant = tokio::time::Instant::now();
+                cooldown.retain(|_, until| *until > instant);
+                let limit = concurrency + busy.len() + cooldown.len();
                 let now = shared.clock.now();
                 let due = blocking(&shared.store, move |store| store.due_events(now, limit)).await;
                 match due {
                     Ok(due) => {
                         let fresh: Vec<OutboxEvent> = due
                             .into_iter()
-                            .filter(|e| !busy.contains(&e.event_id))
+                            .filter(|e| {
+                                !busy.contains(&e.event_id) && !cooldown.contains_key(&e.event_id)
+                            })
                             .take(concurrency - in_flight.len())
                             .collect();
                         for event in fresh {
@@ -388,14 +399,19 @@ impl Deliverer {
                 biased;
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    let id = match done {
-                        Ok((id, ())) => id,
+                    let (id, recorded) = match done {
+                        Ok((id, recorded)) => (id, recorded),
                         Err(e) => {
                             tracing::error!(error = %e, "a webhook delivery task failed");
-                            e.id()
+                            (e.id(), false)
                         }
                     };
-                    in_flight.remove(&id);
+                    if let Some(event_id) = in_flight.remove(&id) {
+                        if !recorded {
+                            let until = tokio::time::Instant::now() + UNRECORDED_COOLDOWN;
+                            cooldown.insert(event_id, until);
+                        }
+                    }
                 }
                 () = nudge.notified() => {}
                 _ = ticker.tick() => refresh_backlog(&shared).await,
@@ -424,20 +440,19 @@ async fn refresh_backlog(shared: &Shared) {
     }
 }
 
-/// One attempt at one event, with its outcome recorded.
-async fn attempt(shared: Arc<Shared>, event: OutboxEvent) {
+/// One attempt at one event, with its outcome recorded; false when the store could not
+/// record it.
+async fn attempt(shared: Arc<Shared>, event: OutboxEvent) -> bool {
     let Some(target) = shared.targets.get(&event.webhook) else {
         let error = format!("webhook `{}` is no longer in the config", event.webhook);
-        dead_letter(&shared, &event, error, None).await;
-        return;
+        return dead_letter(&shared, &event, error, None).await;
     };
     if target.disabled.load(Ordering::Relaxed) {
         let error = format!(
             "webhook `{}` is disabled: its receiver answered 410 Gone",
             event.webhook
         );
-        dead_letter(&shared, &event, error, None).await;
-        return;
+        return dead_letter(&shared, &event, error, None).await;
     }
     if event.attempts > 0 {
         shared.metrics.retried(&event.webhook);
@@ -452,10 +467,13 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) {
             shared.metrics.count(&event.webhook, Outcome::Delivered);
             let recorded = blocking(&shared.store, move |s| s.mark_delivered(&id, code, now)).await;
             match recorded {
-                Ok(()) => tracing::debug!(
-                    webhook = %event.webhook, event_id = %event.event_id, train = %event.train,
-                    status = code, "webhook delivered"
-                ),
+                Ok(()) => {
+                    tracing::debug!(
+                        webhook = %event.webhook, event_id = %event.event_id,
+                        train = %event.train, status = code, "webhook delivered"
+                    );
+                    true
+                }
                 Err(e) => store_failed(&event, &e),
             }
         }
@@ -472,7 +490,7 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) {
                 "HTTP 410 Gone: webhook `{}` disabled by its receiver",
                 event.webhook
             );
-            dead_letter(&shared, &event, error, Some(410)).await;
+            dead_letter(&shared, &event, error, Some(410)).await
         }
         Attempt::Response(status, excerpt) => {
             let error = if excerpt.is_empty() {
@@ -480,7 +498,7 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) {
             } else {
                 format!("HTTP {status}: {excerpt}")
             };
-            failed(&shared, target, &event, error, Some(status.as_u16())).await;
+            failed(&shared, target, &event, error, Some(status.as_u16())).await
         }
         Attempt::NoResponse(error) => failed(&shared, target, &event, error, None).await,
     }
@@ -493,7 +511,7 @@ async fn failed(
     event: &OutboxEvent,
     error: String,
     status: Option<u16>,
-) {
+) -> bool {
     let now = shared.clock.now();
     let attempts = event.attempts.saturating_add(1);
     let deadline = event.created_at
@@ -503,8 +521,7 @@ async fn failed(
         None => now >= deadline,
     };
     if out_of_attempts {
-        dead_letter(shared, event, error, status).await;
-        return;
+        return dead_letter(shared, event, error, status).await;
     }
     let delay = shared
         .options
@@ -526,12 +543,15 @@ async fn failed(
         s.mark_failed(&id, &error, status, next)
     })
     .await;
-    if let Err(e) = recorded {
-        store_failed(event, &e);
-    }
+    recorded.map_or_else(|e| store_failed(event, &e), |()| true)
 }
 
-async fn dead_letter(shared: &Shared, event: &OutboxEvent, error: String, status: Option<u16>) {
+async fn dead_letter(
+    shared: &Shared,
+    event: &OutboxEvent,
+    error: String,
+    status: Option<u16>,
+) -> bool {
     let now = shared.clock.now();
     tracing::error!(
         webhook = %event.webhook, event_id = %event.event_id, train = %event.train,
@@ -544,16 +564,16 @@ async fn dead_letter(shared: &Shared, event: &OutboxEvent, error: String, status
         s.mark_dead(&id, &error, status, now)
     })
     .await;
-    if let Err(e) = recorded {
-        store_failed(event, &e);
-    }
+    recorded.map_or_else(|e| store_failed(event, &e), |()| true)
 }
 
-fn store_failed(event: &OutboxEvent, e: &StoreError) {
+/// Logs a failure to record an outcome; returns false (not recorded).
+fn store_failed(event: &OutboxEvent, e: &StoreError) -> bool {
     tracing::warn!(
         webhook = %event.webhook, event_id = %event.event_id, error = %e,
-        "cannot record a webhook outcome; the event stays pending and is sent again"
+        "cannot record a webhook outcome; the event stays pending and is sent again later"
     );
+    false
 }
 
 /// POSTs the event's payload, signed, within the target's timeout.
