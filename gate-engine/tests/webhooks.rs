@@ -749,7 +749,10 @@ async fn gone_disables_the_webhook_and_dead_letters_its_events() {
     );
     // The loud error names the webhook by its URL without credentials or query.
     let shown = format!("url=http://{}/hook/gone ", receiver.addr);
-    assert!(logs().lock().unwrap().contains(&shown), "no `{shown}` in the logs");
+    assert!(
+        logs().lock().unwrap().contains(&shown),
+        "no `{shown}` in the logs"
+    );
     worker.shutdown().await;
     assert_no_credentials_logged();
 }
