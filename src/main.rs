@@ -35,6 +35,9 @@ enum Command {
     },
     /// Evaluate one train once, straight against Prometheus (no daemon). Exit code = verdict.
     Eval(cmd::eval::Args),
+    /// Run the daemon: evaluate every active train on schedule, serve the HTTP API, send
+    /// webhooks. SIGTERM stops it gracefully, SIGHUP reloads the config.
+    Serve(cmd::serve::Args),
     /// Register, list and stop trains on the gate server.
     Train(cmd::train::Args),
     /// Show the server's decisions: every active train, or one train's verdict and why.
@@ -62,6 +65,7 @@ fn main() {
         match cli.command {
             Command::Check { config, effective } => cmd::check::run(&config, effective),
             Command::Eval(args) => cmd::eval::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
             Command::Train(args) => cmd::train::run(args).await,
             Command::Status(args) => cmd::status::run(args).await,
             Command::Wait(args) => cmd::wait::run(args).await,

@@ -41,7 +41,6 @@ use std::time::Duration;
 use gate_rules::config::Config;
 use gate_rules::decide::Decision;
 use gate_rules::TrainId;
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -52,6 +51,7 @@ use crate::webhook::Nudger;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::Metrics;
+pub use prometheus_client::registry::Registry;
 pub use state::{TrainView, Trains};
 
 /// Builds a Prometheus client for a config (the caller reads `bearer_token_env`). The daemon
@@ -345,6 +345,14 @@ impl Daemon {
     /// The HTTP API.
     pub fn router(&self) -> axum::Router {
         api::router(Arc::clone(&self.shared))
+    }
+
+    /// Serves the API on `listener` until shutdown begins, then lets the requests in flight
+    /// finish (long-polls return at once with the current decision).
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(self.shutdown_started())
+            .await
     }
 
     /// The shared state (for the webhook deliverer and tests).

@@ -1,0 +1,178 @@
+//! `gate serve`: the daemon. Evaluates every active train on its gate's interval, serves the
+//! HTTP API of SPEC §6 and delivers webhooks.
+//!
+//! This file only wires things together: config, store, Prometheus client, webhook
+//! deliverer, the engine's [`gate_engine::daemon::Daemon`], the listener, and the signals.
+//! The order matters for the exit codes: the config is validated first (exit 2), then the
+//! store is opened (exit 1 when it cannot be), and only once everything is up is the listen
+//! address printed on stdout — a script (or a test) that reads that line knows the API
+//! answers.
+//!
+//! Signals: SIGTERM and SIGINT stop accepting connections, end long-polls with the current
+//! decision, let every gate's evaluation in flight finish and commit, let webhook attempts in
+//! flight finish, then exit 0. SIGHUP reloads the config (as `POST /v1/reload` does): an
+//! invalid file is refused with its errors in the log and the old config keeps running.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use gate_engine::daemon::{
+    ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
+};
+use gate_engine::store::Store;
+use gate_engine::webhook::{self, Deliverer, DeliveryOptions};
+
+use super::eval::prometheus_client;
+use super::load_config;
+use crate::exit;
+
+/// The variable holding the API token; when set, POST and DELETE require it.
+pub const TOKEN_ENV: &str = "GATE_API_TOKEN";
+
+/// Arguments of `gate serve`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The config file. SIGHUP or `POST /v1/reload` reads it again.
+    #[arg(long, short, default_value = "gate.yaml")]
+    pub config: PathBuf,
+    /// Address to listen on (port 0: any free port; the address is printed when ready).
+    #[arg(long, default_value = "127.0.0.1:9797")]
+    pub listen: SocketAddr,
+    /// The SQLite store: trains, decisions, overrides, webhook outbox.
+    #[arg(long, default_value = "gate.db")]
+    pub db: PathBuf,
+    /// Require the API token (GATE_API_TOKEN) for reads too; /healthz and /readyz stay open.
+    #[arg(long)]
+    pub auth_reads: bool,
+}
+
+/// Runs `gate serve` until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> anyhow::Result<i32> {
+    init_tracing();
+    let config = load_config(&args.config)?;
+    // Fails early (exit 2) on a bearer token variable that is not set or a bad URL.
+    prometheus_client(&config)?;
+    let targets = webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
+        .map_err(|e| exit::usage(e.to_string()))?;
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    if args.auth_reads && token.is_none() {
+        return Err(exit::usage(format!(
+            "--auth-reads needs an API token: set {TOKEN_ENV}"
+        )));
+    }
+
+    let store = Store::open(&args.db)
+        .with_context(|| format!("cannot open the store {}", args.db.display()))?;
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let deliverer = Deliverer::new(
+        store.clone(),
+        targets,
+        &mut registry,
+        DeliveryOptions::default(),
+    )
+    .context("cannot start the webhook deliverer")?;
+    let factory: ClientFactory =
+        Arc::new(|config| prometheus_client(config).map_err(|e| e.to_string()));
+    let daemon = Arc::new(
+        Daemon::start(Options {
+            config,
+            config_path: Some(args.config.clone()),
+            store,
+            clock: Arc::new(SystemClock),
+            client_factory: factory,
+            metrics,
+            registry: Arc::new(registry),
+            api: ApiOptions {
+                token,
+                auth_reads: args.auth_reads,
+            },
+            webhooks: Some(deliverer.nudger()),
+        })
+        .await
+        .context("cannot start the daemon")?,
+    );
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listen address")?;
+
+    daemon.spawn_scheduler();
+    let delivery = tokio::spawn(deliverer.run(daemon.shutdown_started()));
+    tokio::spawn(handle_signals(Arc::clone(&daemon)));
+
+    tracing::info!(
+        %addr,
+        store = %args.db.display(),
+        trains = daemon.trains().filter(|v| v.record.lifecycle.is_active()).len(),
+        "gate serve ready"
+    );
+    println!("gate serve: listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let served = daemon.serve(listener).await;
+    // Whatever ended the server, the evaluations in flight finish and commit.
+    daemon.shutdown().await;
+    if let Err(e) = delivery.await {
+        tracing::error!("the webhook deliverer failed: {e}");
+    }
+    served.context("the HTTP server failed")?;
+    tracing::info!("gate serve stopped");
+    Ok(exit::OK)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config.
+#[cfg(unix)]
+async fn handle_signals(daemon: Arc<Daemon>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match daemon.reload().await {
+                Ok(report) => tracing::info!(gates = ?report.gates, "SIGHUP: config reloaded"),
+                Err(e) => {
+                    let details = match &e {
+                        gate_engine::daemon::ReloadError::Invalid { messages } => messages.join("\n  "),
+                        _ => String::new(),
+                    };
+                    tracing::error!("SIGHUP: {e}\n  {details}");
+                }
+            },
+        }
+    }
+    tracing::info!("shutting down: finishing the evaluations in flight");
+    daemon.begin_shutdown();
+}
+
+#[cfg(not(unix))]
+async fn handle_signals(daemon: Arc<Daemon>) {
+    let _ = tokio::signal::ctrl_c().await;
+    daemon.begin_shutdown();
+}
