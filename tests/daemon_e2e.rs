@@ -436,3 +436,98 @@ async fn serve_decides_long_polls_and_survives_sigkill() {
     );
     drop(prometheus);
 }
+
+/// Throughput and latency of `GET /v1/trains/{id}/decision` on loopback, against the real
+/// binary as built (a debug build unless `--release`), with a minimal keep-alive HTTP/1.1
+/// client so the numbers are the server's. Run by hand:
+/// `cargo test --test daemon_e2e decision_endpoint_load -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check; run by hand"]
+async fn decision_endpoint_load() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gate.yaml");
+    // Nothing listens on port 9: evaluations fail fast and change nothing.
+    std::fs::write(&config_path, config("http://127.0.0.1:9")).unwrap();
+    let daemon = Daemon::start(
+        &config_path,
+        &dir.path().join("gate.db"),
+        dir.path().join("serve.log"),
+    );
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+    let (status, _) = api
+        .post(
+            &daemon.url("/v1/trains"),
+            json!({"id": "t-load", "gate": "checkout"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let connections: usize = std::env::var("GATE_LOAD_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let run_for = Duration::from_secs(5);
+    let request = format!(
+        "GET /v1/trains/t-load/decision HTTP/1.1\r\nHost: {}\r\n\r\n",
+        daemon.addr
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let addr = daemon.addr.clone();
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut latencies = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            let start = Instant::now();
+            while start.elapsed() < run_for {
+                let sent = Instant::now();
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let mut have = 0;
+                loop {
+                    let n = stream.read(&mut buf[have..]).await.unwrap();
+                    assert!(n > 0, "connection closed");
+                    have += n;
+                    let text = std::str::from_utf8(&buf[..have]).unwrap_or("");
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap();
+                        if have >= head_end + 4 + len {
+                            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+                            break;
+                        }
+                    }
+                }
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    println!(
+        "decision endpoint: {} connections, {} requests in {:?}: {:.0} req/s, p50 {:?}, p99 {:?}, max {:?}",
+        connections,
+        all.len(),
+        run_for,
+        all.len() as f64 / run_for.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        all.last().unwrap()
+    );
+}
