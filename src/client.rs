@@ -466,26 +466,21 @@ impl Client {
         Ok(Answer { raw, value })
     }
 
-    /// `POST /v1/trains/{id}/override`.
+    /// `POST /v1/trains/{id}/override`: the decision that results.
     pub async fn override_decision(
         &self,
         id: &str,
         request: &OverrideRequest,
-    ) -> Result<Answer<serde_json::Value>, ClientError> {
+    ) -> Result<Answer<DecisionView>, ClientError> {
         let body = serde_json::to_value(request).map_err(|e| self.protocol("override", e))?;
-        let raw = self
-            .call_raw(
-                Method::POST,
-                &["v1", "trains", id, "override"],
-                &[],
-                Some(body),
-                None,
-            )
-            .await?;
-        Ok(Answer {
-            value: raw.clone(),
-            raw,
-        })
+        self.call(
+            Method::POST,
+            &["v1", "trains", id, "override"],
+            &[],
+            Some(body),
+            None,
+        )
+        .await
     }
 
     /// `DELETE /v1/trains/{id}`: stops watching the train.

@@ -8,7 +8,7 @@
 //!
 //! | train | started | errors | expected verdict (gate `checkout`, verify_for 5m) |
 //! |---|---|---|---|
-//! | `r-100` | 3h ago, stopped 40m ago | 0.05 % | the baseline of the others; not registered |
+//! | `r-100` | 3h ago | 0.05 % | the stable release, the baseline of the others; not registered |
 //! | `r-101` | 20m ago | 0.05 % (burn 0.5) | promote |
 //! | `r-102` | 12m ago | 5 % (burn 50) | rollback by `fast-burn` |
 //! | `r-103` | 25m ago | 0.5 % (burn 5, 10× r-100) | rollback by `regression` |
@@ -88,11 +88,11 @@ pub fn trains() -> Vec<DemoTrain> {
         t(
             BASELINE,
             -3 * HOUR,
-            -40 * MINUTE,
+            0,
             15_992,
             4,
             false,
-            "the previous train (baseline)",
+            "the stable release (baseline)",
         ),
         t(
             "r-101",
@@ -253,11 +253,10 @@ mod tests {
         assert!(ok
             .windows(2)
             .all(|w| w[1].1 - w[0].1 == STEP && w[1].0 >= w[0].0));
-        // The baseline stopped 40 minutes before the end.
-        assert_eq!(
-            series(BASELINE, 500).last().map(|s| s.1),
-            Some(END - 40 * MINUTE)
-        );
+        // The baseline serves from three hours before the end, to the end.
+        let baseline = series(BASELINE, 500);
+        assert_eq!(baseline.first(), Some(&(0, END - 3 * HOUR)));
+        assert_eq!(baseline.last().map(|s| s.1), Some(END));
         // The fast-burning train's error ratio is 5 %.
         let r102 = trains().into_iter().find(|t| t.id == "r-102").unwrap();
         let ratio = (2 * r102.errors_each) as f64 / (r102.ok + 2 * r102.errors_each) as f64;

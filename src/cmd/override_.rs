@@ -59,21 +59,17 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         actor,
     };
     let client = args.server.client()?;
-    client
-        .override_decision(id.as_str(), &request)
-        .await
-        .map_err(|e| e.into_exit())?;
-    // Show the decision that resulted, as the server now reports it.
     let now = client
-        .decision(id.as_str(), None, std::time::Duration::ZERO)
+        .override_decision(id.as_str(), &request)
         .await
         .map_err(|e| e.into_exit())?
         .value;
     render::write_stdout(&format!(
-        "{}  train {id}  (override {} by {})\n  {}\n",
+        "{}  train {id}  (override {} by {}, seq {})\n  {}\n",
         render::verdict(now.decision, render::color_stdout()),
         request.decision,
         request.actor,
+        now.seq,
         now.reason
     ))?;
     Ok(exit::OK)
