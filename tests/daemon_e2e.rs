@@ -119,7 +119,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn config(prometheus_url: &str) -> String {
+fn config(prometheus_url: &str, webhook_url: &str) -> String {
     format!(
         r#"
 prometheus:
@@ -147,6 +147,10 @@ gates:
       - name: slow-burn
         when: burn_rate("checkout-availability", "6h") > 6 && burn_rate("checkout-availability", "30m") > 6
         then: pause
+webhooks:
+  - name: deployer
+    url: {webhook_url}
+    on: [rollback, pause, promote]
 "#
     )
 }
@@ -235,7 +239,13 @@ async fn serve_decides_long_polls_and_survives_sigkill() {
     let prometheus = TestPrometheus::start_rendered(&scenario(), end - AHEAD - 60 * MINUTE, end, 5);
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("gate.yaml");
-    std::fs::write(&config_path, config(prometheus.url())).unwrap();
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let hook_url = format!("{}/hook", receiver.uri());
+    std::fs::write(&config_path, config(prometheus.url(), &hook_url)).unwrap();
     let db = dir.path().join("gate.db");
     let api = Api {
         http: reqwest::Client::builder()
@@ -377,6 +387,55 @@ async fn serve_decides_long_polls_and_survives_sigkill() {
         "{metrics}"
     );
 
+    // Each decision change reached the webhook, in the change's own words.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hooks = loop {
+        let received = receiver.received_requests().await.unwrap_or_default();
+        let bodies: Vec<Value> = received
+            .iter()
+            .filter_map(|r| serde_json::from_slice(&r.body).ok())
+            .collect();
+        if bodies.len() >= 4 {
+            break bodies;
+        }
+        assert!(Instant::now() < deadline, "webhooks so far: {bodies:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut told: Vec<(String, String)> = hooks
+        .iter()
+        .map(|b| {
+            (
+                b["train"].as_str().unwrap().to_string(),
+                b["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    told.sort();
+    assert_eq!(
+        told,
+        [
+            ("e2e-fastburn".to_string(), "rollback".to_string()),
+            ("e2e-healthy".to_string(), "promote".to_string()),
+            ("e2e-hold".to_string(), "pause".to_string()),
+            ("e2e-late".to_string(), "promote".to_string()),
+        ]
+    );
+    // Wait for the deliveries to be recorded, so that the snapshot below is final.
+    for id in ["e2e-fastburn", "e2e-healthy", "e2e-hold", "e2e-late"] {
+        api.until(
+            &daemon.url(&format!("/v1/trains/{id}/events")),
+            "delivery recorded",
+            |e| {
+                e["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["kind"] == "delivery" && e["state"] == "delivered")
+            },
+        )
+        .await;
+    }
+
     let before = snapshot(&api, &daemon).await;
     assert_eq!(before.len(), 4);
     let healthy_evaluated: DateTime<Utc> = serde_json::from_value(
@@ -429,6 +488,12 @@ async fn serve_decides_long_polls_and_survives_sigkill() {
     );
 
     assert_eq!(
+        receiver.received_requests().await.unwrap_or_default().len(),
+        4,
+        "no webhook was sent again after the restart"
+    );
+
+    assert_eq!(
         daemon.sigterm(),
         0,
         "SIGTERM is a clean exit; log:\n{}",
@@ -449,7 +514,11 @@ async fn decision_endpoint_load() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("gate.yaml");
     // Nothing listens on port 9: evaluations fail fast and change nothing.
-    std::fs::write(&config_path, config("http://127.0.0.1:9")).unwrap();
+    std::fs::write(
+        &config_path,
+        config("http://127.0.0.1:9", "http://127.0.0.1:9/hook"),
+    )
+    .unwrap();
     let daemon = Daemon::start(
         &config_path,
         &dir.path().join("gate.db"),

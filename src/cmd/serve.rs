@@ -23,7 +23,7 @@ use gate_engine::daemon::{
     ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
 };
 use gate_engine::store::Store;
-use gate_engine::webhook::{self, Deliverer, DeliveryOptions};
+use gate_engine::webhook::{self, Deliverer, DeliveryOptions, WebhookMetrics};
 
 use super::eval::prometheus_client;
 use super::load_config;
@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
     // Fails early (exit 2) on a bearer token variable that is not set or a bad URL.
     prometheus_client(&config)?;
-    let targets = webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
+    webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
         .map_err(|e| exit::usage(e.to_string()))?;
     let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
     if args.auth_reads && token.is_none() {
@@ -69,20 +69,14 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
-    let deliverer = Deliverer::new(
-        store.clone(),
-        targets,
-        &mut registry,
-        DeliveryOptions::default(),
-    )
-    .context("cannot start the webhook deliverer")?;
+    let webhook_metrics = WebhookMetrics::register(&mut registry);
     let factory: ClientFactory =
         Arc::new(|config| prometheus_client(config).map_err(|e| e.to_string()));
     let daemon = Arc::new(
         Daemon::start(Options {
             config,
             config_path: Some(args.config.clone()),
-            store,
+            store: store.clone(),
             clock: Arc::new(SystemClock),
             client_factory: factory,
             metrics,
@@ -91,7 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 token,
                 auth_reads: args.auth_reads,
             },
-            webhooks: Some(deliverer.nudger()),
+            webhooks: None,
         })
         .await
         .context("cannot start the daemon")?,
@@ -105,7 +99,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .context("cannot read the listen address")?;
 
     daemon.spawn_scheduler();
-    let delivery = tokio::spawn(deliverer.run(daemon.shutdown_started()));
+    let delivery = tokio::spawn(deliver_webhooks(
+        Arc::clone(&daemon),
+        store,
+        webhook_metrics,
+    ));
     tokio::spawn(handle_signals(Arc::clone(&daemon)));
 
     tracing::info!(
@@ -126,6 +124,48 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     served.context("the HTTP server failed")?;
     tracing::info!("gate serve stopped");
     Ok(exit::OK)
+}
+
+/// Runs the webhook deliverer until shutdown, restarting it with the new targets whenever a
+/// reload puts a new config in force (attempts in flight finish first; the outbox keeps
+/// everything else).
+async fn deliver_webhooks(daemon: Arc<Daemon>, store: Store, metrics: WebhookMetrics) {
+    let mut runtime = daemon.runtime();
+    let shutdown = daemon.shutdown_receiver();
+    loop {
+        let targets = runtime.borrow_and_update().webhooks.clone();
+        let deliverer = match Deliverer::with_metrics(
+            store.clone(),
+            targets,
+            metrics.clone(),
+            DeliveryOptions::default(),
+        ) {
+            Ok(deliverer) => deliverer,
+            Err(e) => {
+                tracing::error!("cannot start the webhook deliverer: {e}; webhooks stay queued");
+                return;
+            }
+        };
+        daemon.set_webhook_nudger(deliverer.nudger());
+        let mut changes = runtime.clone();
+        let mut down = shutdown.clone();
+        deliverer
+            .run(async move {
+                let reloaded = tokio::select! {
+                    changed = changes.changed() => changed.is_ok(),
+                    _ = down.wait_for(|d| *d) => true,
+                };
+                if !reloaded {
+                    // The daemon is going away: deliver until its shutdown.
+                    let _ = down.wait_for(|d| *d).await;
+                }
+            })
+            .await;
+        if *shutdown.borrow() {
+            return;
+        }
+        tracing::info!("config reloaded: webhook deliverer restarted with the new webhooks");
+    }
 }
 
 fn init_tracing() {

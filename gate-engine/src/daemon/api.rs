@@ -748,7 +748,7 @@ async fn reload(State(shared): AppState) -> Result<Response, ApiError> {
             err.details = messages.clone();
             Err(err)
         }
-        Err(e @ ReloadError::Client(_)) => Err(ApiError::new(
+        Err(e @ (ReloadError::Client(_) | ReloadError::Webhooks(_))) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",
             e.to_string(),
@@ -1364,6 +1364,27 @@ mod tests {
         );
         assert!(
             h.shared().runtime().config.gate("checkout").is_some(),
+            "old config kept"
+        );
+
+        let secretless = config_yaml(UNREACHABLE).replace(
+            "on: [rollback, pause, promote]",
+            "on: [rollback]\n    secret_env: GATE_TEST_SECRET_THAT_IS_NEVER_SET",
+        );
+        std::fs::write(h.config_path(), secretless).unwrap();
+        let (status, err) = h.call("POST", "/v1/reload", None, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("GATE_TEST_SECRET_THAT_IS_NEVER_SET"),
+            "{err}"
+        );
+        assert_eq!(h.shared().runtime().webhooks.len(), 1);
+        assert_eq!(
+            h.shared().runtime().config.webhooks[0].on.len(),
+            3,
             "old config kept"
         );
 

@@ -24,9 +24,11 @@
 //!   override in memory.
 //! * **Reads never touch the store** for trains the daemon holds (every active train), so the
 //!   decision endpoint is a map lookup and a pre-rendered body.
-//! * **A reload swaps config and client together** ([`Runtime`]); a gate task picks up the new
-//!   one at its next tick, and an evaluation in flight finishes with the config it started
-//!   with. An invalid config is refused and the old one keeps running.
+//! * **A reload swaps config, client and webhook targets together** ([`Runtime`]); a gate
+//!   task picks up the new one at its next tick, and an evaluation in flight finishes with the
+//!   config it started with. An invalid config (or one whose webhook secret is not set) is
+//!   refused and the old one keeps running. The webhook deliverer follows [`Daemon::runtime`]
+//!   and is restarted with the new targets.
 
 pub mod api;
 pub mod clock;
@@ -47,7 +49,7 @@ use tokio::time::Instant;
 
 use crate::prometheus::{AttemptOutcome, AttemptReport, PrometheusClient};
 use crate::store::{Store, StoreError, TrainFilter};
-use crate::webhook::Nudger;
+use crate::webhook::{self, Nudger, WebhookError, WebhookTarget};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::Metrics;
@@ -58,13 +60,16 @@ pub use state::{TrainView, Trains};
 /// installs its metrics observer on the result.
 pub type ClientFactory = Arc<dyn Fn(&Config) -> Result<PrometheusClient, String> + Send + Sync>;
 
-/// The config in force and the Prometheus client built from it, replaced together on reload.
+/// The config in force with what is built from it (Prometheus client, webhook targets),
+/// replaced together on reload.
 #[derive(Debug)]
 pub struct Runtime {
     /// The validated config.
     pub config: Arc<Config>,
     /// The client for `config.prometheus`.
     pub client: Arc<PrometheusClient>,
+    /// `config.webhooks` with their URLs parsed and secrets read from the environment.
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 /// Who may call the API.
@@ -94,7 +99,8 @@ pub struct Options {
     pub registry: Arc<Registry>,
     /// API access.
     pub api: ApiOptions,
-    /// Wakes the webhook deliverer after a commit that queued events.
+    /// Wakes the webhook deliverer after a commit that queued events (see also
+    /// [`Daemon::set_webhook_nudger`]).
     pub webhooks: Option<Nudger>,
 }
 
@@ -108,6 +114,9 @@ pub enum DaemonError {
     /// The Prometheus client could not be built.
     #[error("cannot build the Prometheus client: {0}")]
     Client(String),
+    /// A webhook's URL or secret is unusable.
+    #[error(transparent)]
+    Webhooks(WebhookError),
     /// A blocking store task did not complete.
     #[error("a store task failed: {0}")]
     Task(String),
@@ -129,6 +138,9 @@ pub enum ReloadError {
     /// The new Prometheus settings cannot make a client.
     #[error("cannot build a Prometheus client for the new config: {0}")]
     Client(String),
+    /// A webhook of the new config is unusable (e.g. its `secret_env` is not set).
+    #[error("the new config's webhooks are unusable: {0}; the old config keeps running")]
+    Webhooks(WebhookError),
 }
 
 /// What a successful reload changed.
@@ -173,7 +185,7 @@ pub struct Shared {
     pub(crate) health: Arc<PromHealth>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) api: ApiOptions,
-    webhooks: Option<Nudger>,
+    webhooks: Mutex<Option<Nudger>>,
     config_path: Option<PathBuf>,
     client_factory: ClientFactory,
     reload_lock: tokio::sync::Mutex<()>,
@@ -226,7 +238,8 @@ impl Shared {
 
     /// Tells the webhook deliverer that a commit queued events.
     pub(crate) fn nudge_webhooks(&self) {
-        if let Some(nudger) = &self.webhooks {
+        let nudger = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(nudger) = nudger.as_ref() {
             nudger.nudge();
         }
     }
@@ -277,6 +290,11 @@ fn build_client(
     Ok(Arc::new(client))
 }
 
+/// The config's webhooks, secrets read from the environment.
+fn resolve_webhooks(config: &Config) -> Result<Vec<WebhookTarget>, WebhookError> {
+    webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
+}
+
 /// The running daemon: its shared state and its scheduler.
 pub struct Daemon {
     shared: Arc<Shared>,
@@ -291,19 +309,24 @@ impl Daemon {
         let config = Arc::new(opts.config);
         let client = build_client(&opts.client_factory, &config, &opts.metrics, &health)
             .map_err(DaemonError::Client)?;
+        let webhooks = resolve_webhooks(&config).map_err(DaemonError::Webhooks)?;
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             store: opts.store,
             clock: opts.clock,
             trains: Trains::new(),
-            runtime: watch::Sender::new(Arc::new(Runtime { config, client })),
+            runtime: watch::Sender::new(Arc::new(Runtime {
+                config,
+                client,
+                webhooks,
+            })),
             write_lock: tokio::sync::Mutex::new(()),
             metrics: opts.metrics,
             registry: opts.registry,
             health,
             shutdown,
             api: opts.api,
-            webhooks: opts.webhooks,
+            webhooks: Mutex::new(opts.webhooks),
             config_path: opts.config_path,
             client_factory: opts.client_factory,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -340,6 +363,16 @@ impl Daemon {
     pub fn spawn_scheduler(&self) {
         let handle = tokio::spawn(scheduler::run(Arc::clone(&self.shared)));
         *self.scheduler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    /// Wakes this deliverer after commits that queue webhook events (the deliverer is
+    /// replaced when a reload changes the webhooks).
+    pub fn set_webhook_nudger(&self, nudger: Nudger) {
+        *self
+            .shared
+            .webhooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(nudger);
     }
 
     /// The HTTP API.
@@ -429,11 +462,13 @@ async fn reload(shared: &Arc<Shared>) -> Result<ReloadReport, ReloadError> {
             .collect(),
     })?;
     let client = shared.client_for(&config).map_err(ReloadError::Client)?;
+    let webhooks = resolve_webhooks(&config).map_err(ReloadError::Webhooks)?;
     let _one_at_a_time = shared.reload_lock.lock().await;
     let config = Arc::new(config);
     shared.runtime.send_replace(Arc::new(Runtime {
         config: Arc::clone(&config),
         client,
+        webhooks,
     }));
     let orphans = shared
         .trains
