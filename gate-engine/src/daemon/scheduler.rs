@@ -703,3 +703,67 @@ mod tests {
         h.daemon.shutdown().await;
     }
 }
+
+#[cfg(test)]
+mod shutdown_tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::daemon::tests::{config_yaml, harness, tid, FakeData};
+    use crate::daemon::ApiOptions;
+
+    /// [`FakeData`] answering after a delay: a cycle is surely in flight when shutdown begins.
+    struct Slow(FakeData);
+
+    impl wiremock::Respond for Slow {
+        fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+            self.0
+                .respond(request)
+                .set_delay(Duration::from_millis(500))
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_cycle_in_flight_commit() {
+        let data = FakeData::default();
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(Slow(data.clone()))
+            .mount(&server)
+            .await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        let (status, _) = h
+            .call(
+                "POST",
+                "/v1/trains",
+                Some(
+                    json!({"id": "t-1", "gate": "checkout", "started_at": "2026-11-01T11:30:00Z"}),
+                ),
+                None,
+            )
+            .await;
+        assert!(status.is_success());
+        data.set("t-1", 2_000.0, 10_000.0);
+        h.daemon.spawn_scheduler();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.received_requests().await.unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no cycle started");
+            tokio::task::yield_now().await;
+        }
+        h.daemon.shutdown().await;
+        let stored = h
+            .shared()
+            .blocking(|s| s.train(&tid("t-1")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.decision,
+            gate_rules::Decision::Rollback,
+            "{stored:?}"
+        );
+        assert_eq!(stored.seq, 1);
+        assert_eq!(h.shared().trains.get(&tid("t-1")).unwrap().record, stored);
+    }
+}
