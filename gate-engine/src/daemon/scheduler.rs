@@ -183,9 +183,84 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
         }
     };
 
+    // Deciding thousands of trains is CPU work: keep it off the API's async workers.
+    let decided = {
+        let runtime = Arc::clone(&runtime);
+        let gate_name = gate_name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let gate = runtime.config.gate(&gate_name)?;
+            Some(decide_all(
+                &runtime.config,
+                gate,
+                &views,
+                &specs,
+                &fetched,
+                at,
+            ))
+        })
+        .await
+    };
+    let Decided {
+        writes,
+        mut errors,
+        failure,
+    } = match decided {
+        Ok(Some(decided)) => decided,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(gate = gate_name, "gate {gate_name}: deciding failed: {e}");
+            shared.metrics.evaluated(gate_name, n, n);
+            report.failure = Some(format!("deciding failed: {e}"));
+            return Some(report);
+        }
+    };
+    report.failure = failure;
+    if errors > 0 {
+        tracing::warn!(
+            gate = gate_name,
+            "gate {gate_name}: evaluation failed for {errors} of {n} train(s): {}",
+            report.failure.as_deref().unwrap_or("unknown error")
+        );
+    }
+
+    let committed = commit(shared, writes, &mut report).await;
+    if let Err(e) = committed {
+        tracing::error!(
+            gate = gate_name,
+            "gate {gate_name}: cannot store the cycle: {e}"
+        );
+        report.failure = Some(e.to_string());
+        errors = n;
+    }
+    shared.metrics.evaluated(gate_name, n, errors);
+    shared
+        .metrics
+        .cycle(gate_name, started.elapsed().as_secs_f64());
+    Some(report)
+}
+
+/// The decisions of one cycle: a store write per train.
+struct Decided {
+    writes: Vec<(Arc<TrainView>, EvaluationWrite)>,
+    /// Trains whose evaluation failed.
+    errors: u64,
+    /// The first failure.
+    failure: Option<String>,
+}
+
+/// Decides every train of the cycle from the fetched signals and its stored state.
+fn decide_all(
+    config: &Config,
+    gate: &Gate,
+    views: &[Arc<TrainView>],
+    specs: &[TrainSpec],
+    fetched: &evaluate::Fetched,
+    at: DateTime<Utc>,
+) -> Decided {
+    let mut failure: Option<String> = None;
     let mut writes = Vec::with_capacity(views.len());
     let mut errors = 0u64;
-    for (view, spec) in views.iter().zip(&specs) {
+    for (view, spec) in views.iter().zip(specs) {
         let missing;
         let signals = match fetched.signals.get(&spec.id) {
             Some(s) => s,
@@ -196,7 +271,7 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
         };
         if let Err(msg) = signals {
             errors += 1;
-            report.failure.get_or_insert_with(|| msg.clone());
+            failure.get_or_insert_with(|| msg.clone());
         }
         let prev = &view.record;
         let (evaluation, evaluation_report) = evaluate::decide_train(
@@ -251,28 +326,11 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
             },
         ));
     }
-    if errors > 0 {
-        tracing::warn!(
-            gate = gate_name,
-            "gate {gate_name}: evaluation failed for {errors} of {n} train(s): {}",
-            report.failure.as_deref().unwrap_or("unknown error")
-        );
+    Decided {
+        writes,
+        errors,
+        failure,
     }
-
-    let committed = commit(shared, writes, &mut report).await;
-    if let Err(e) = committed {
-        tracing::error!(
-            gate = gate_name,
-            "gate {gate_name}: cannot store the cycle: {e}"
-        );
-        report.failure = Some(e.to_string());
-        errors = n;
-    }
-    shared.metrics.evaluated(gate_name, n, errors);
-    shared
-        .metrics
-        .cycle(gate_name, started.elapsed().as_secs_f64());
-    Some(report)
 }
 
 /// Writes the cycle in one transaction, then publishes what was written, under the write lock.
@@ -765,5 +823,72 @@ mod shutdown_tests {
         );
         assert_eq!(stored.seq, 1);
         assert_eq!(h.shared().trains.get(&tid("t-1")).unwrap().record, stored);
+    }
+}
+
+#[cfg(test)]
+mod scale_tests {
+    use std::time::{Duration, Instant};
+
+    use crate::daemon::tests::{config_yaml, fake_prometheus, harness, t0, tid, FakeData};
+    use crate::daemon::{ApiOptions, TrainView};
+    use crate::store::NewTrain;
+
+    /// How long one cycle over many trains takes, and that it sends the queries of one.
+    /// Run by hand: `cargo test -p gate-engine --lib scale_tests -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check; run by hand"]
+    async fn one_cycle_over_ten_thousand_trains() {
+        let n: usize = std::env::var("GATE_SCALE_TRAINS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        let registered = Instant::now();
+        let ids: Vec<String> = (0..n).map(|i| format!("t-{i}")).collect();
+        let records = h
+            .shared()
+            .blocking(move |store| {
+                ids.iter()
+                    .map(|id| {
+                        store
+                            .register(
+                                &NewTrain {
+                                    id: tid(id),
+                                    gate: "checkout".into(),
+                                    started_at: Some(t0() - chrono::Duration::minutes(30)),
+                                    baseline: None,
+                                    labels: Default::default(),
+                                },
+                                t0(),
+                            )
+                            .map(|r| r.record().clone())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .unwrap();
+        for record in records {
+            data.set(record.id.as_str(), 1.0, 10_000.0);
+            h.shared().publish(TrainView::new(record));
+        }
+        println!("registered {n} trains in {:?}", registered.elapsed());
+
+        for round in 0..2 {
+            let before = server.received_requests().await.unwrap().len();
+            let started = Instant::now();
+            let report = super::run_cycle(h.shared(), "checkout").await.unwrap();
+            let took = started.elapsed();
+            let queries = server.received_requests().await.unwrap().len() - before;
+            assert_eq!(report.evaluated, n);
+            assert_eq!(report.failure, None);
+            println!(
+                "cycle {round}: {n} trains, {queries} queries, {took:?}, {} changes",
+                report.changes.len()
+            );
+            h.clock.advance(Duration::from_secs(30));
+        }
     }
 }
