@@ -64,8 +64,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         )));
     }
 
-    let store = Store::open(&args.db)
-        .with_context(|| format!("cannot open the store {}", args.db.display()))?;
+    // The store's error names the file and why (exit 1).
+    let store = Store::open(&args.db)?;
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
