@@ -219,6 +219,8 @@ pub struct Delivery {
 /// A server answer: the JSON as sent and its typed view.
 #[derive(Debug, Clone)]
 pub struct Answer<T> {
+    /// The HTTP status (201 when a registration created the train, 200 when it existed).
+    pub status: StatusCode,
     /// The JSON as the server sent it.
     pub raw: serde_json::Value,
     /// The typed view.
@@ -382,7 +384,7 @@ impl Client {
     /// `GET /v1/trains`: active trains, or every train with `all`.
     pub async fn trains(&self, all: bool) -> Result<Answer<Vec<Train>>, ClientError> {
         let state = if all { "all" } else { "active" };
-        let raw = self
+        let (status, raw) = self
             .call_raw(
                 Method::GET,
                 &["v1", "trains"],
@@ -393,7 +395,7 @@ impl Client {
             .await?;
         let list = list_in(&raw, "trains");
         let value = serde_json::from_value(list).map_err(|e| self.protocol("v1/trains", e))?;
-        Ok(Answer { raw, value })
+        Ok(Answer { status, raw, value })
     }
 
     /// `GET /v1/trains` and then each train's detail, concurrently: the list with every
@@ -451,7 +453,7 @@ impl Client {
 
     /// `GET /v1/trains/{id}/events`: the audit trail, oldest first.
     pub async fn events(&self, id: &str) -> Result<Answer<Vec<Event>>, ClientError> {
-        let raw = self
+        let (status, raw) = self
             .call_raw(
                 Method::GET,
                 &["v1", "trains", id, "events"],
@@ -463,7 +465,7 @@ impl Client {
         let list = list_in(&raw, "events");
         let value = serde_json::from_value(list)
             .map_err(|e| self.protocol(&format!("v1/trains/{id}/events"), e))?;
-        Ok(Answer { raw, value })
+        Ok(Answer { status, raw, value })
     }
 
     /// `POST /v1/trains/{id}/override`: the decision that results.
@@ -485,10 +487,11 @@ impl Client {
 
     /// `DELETE /v1/trains/{id}`: stops watching the train.
     pub async fn stop(&self, id: &str) -> Result<Answer<serde_json::Value>, ClientError> {
-        let raw = self
+        let (status, raw) = self
             .call_raw(Method::DELETE, &["v1", "trains", id], &[], None, None)
             .await?;
         Ok(Answer {
+            status,
             value: raw.clone(),
             raw,
         })
@@ -502,12 +505,12 @@ impl Client {
         body: Option<serde_json::Value>,
         timeout: Option<Duration>,
     ) -> Result<Answer<T>, ClientError> {
-        let raw = self
+        let (status, raw) = self
             .call_raw(method, segments, query, body, timeout)
             .await?;
         let value = serde_json::from_value(raw.clone())
             .map_err(|e| self.protocol(&segments.join("/"), e))?;
-        Ok(Answer { raw, value })
+        Ok(Answer { status, raw, value })
     }
 
     async fn call_raw(
@@ -517,7 +520,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
         timeout: Option<Duration>,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<(StatusCode, serde_json::Value), ClientError> {
         let url = self.url(segments);
         let mut request = self
             .http
@@ -544,12 +547,13 @@ impl Client {
             return Err(api_error(status, &bytes));
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Value::Null);
+            return Ok((status, serde_json::Value::Null));
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
             url: url.to_string(),
             detail: format!("not JSON ({e})"),
-        })
+        })?;
+        Ok((status, value))
     }
 
     fn url(&self, segments: &[&str]) -> Url {

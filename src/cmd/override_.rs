@@ -37,7 +37,7 @@ fn parse_action(s: &str) -> Result<OverrideAction, String> {
 pub fn default_actor(var: impl Fn(&str) -> Option<String>) -> String {
     ["USER", "LOGNAME"]
         .into_iter()
-        .filter_map(|name| var(name))
+        .filter_map(var)
         .map(|v| v.trim().to_string())
         .find(|v| !v.is_empty())
         .unwrap_or_else(|| "unknown".to_string())

@@ -463,7 +463,7 @@ fn delivery_state(d: &Delivery, now: DateTime<Utc>, color: bool) -> String {
             attempts(d.attempts)
         ),
         DeliveryState::Pending if d.attempts == 0 => {
-            format!("{}", paint("queued, not sent yet", "36", color))
+            paint("queued, not sent yet", "36", color)
         }
         DeliveryState::Pending => {
             let next = d

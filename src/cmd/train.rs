@@ -93,8 +93,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             let client = server.client()?;
             let answer = client.register(&body).await.map_err(|e| e.into_exit())?;
             let t = answer.value;
+            let verb = if answer.status == reqwest::StatusCode::CREATED {
+                "registered"
+            } else {
+                "already registered (same body):"
+            };
             render::write_stdout(&format!(
-                "registered train {} (gate {}, started {}{}) with {}: {}\n",
+                "{verb} train {} (gate {}, started {}{}) with {}: {}\n",
                 t.id,
                 t.gate,
                 gate_engine::report::format_time(t.started_at),

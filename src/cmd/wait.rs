@@ -340,10 +340,14 @@ mod opt_time {
     }
 }
 
-fn json_line(line: &Line<'_>) -> std::io::Result<()> {
-    let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
-    text.push('\n');
-    render::write_stdout(&text)
+/// Writes a JSON line to stdout, best effort: the exit code is the verdict, and a reader that
+/// went away (`gate wait ID | head -1`) must not turn a rollback into a clean exit, so write
+/// failures are ignored rather than ending the wait.
+fn json_line(line: &Line<'_>) {
+    if let Ok(mut text) = serde_json::to_string(line) {
+        text.push('\n');
+        let _ = render::write_stdout(&text);
+    }
 }
 
 /// What the live line shows, refreshed by the updates and re-rendered every second.
@@ -414,8 +418,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
     let outcome = match format {
         Format::Json => {
-            let mut write_error: Option<std::io::Error> = None;
-            let outcome = wait_for_decision(&mut source, opts, |update| {
+            wait_for_decision(&mut source, opts, |update| {
                 let line = match update {
                     Update::Decision(p) => Line::Decision {
                         train: &id,
@@ -435,15 +438,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                     },
                     _ => return,
                 };
-                if write_error.is_none() {
-                    write_error = json_line(&line).err();
-                }
+                json_line(&line);
             })
-            .await;
-            if let Some(e) = write_error {
-                return Err(e.into());
-            }
-            outcome
+            .await
         }
         Format::Human => {
             let live = Arc::new(Mutex::new(Live::default()));
@@ -535,15 +532,18 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                     .map(|v| v.reason.clone())
                     .unwrap_or_else(|| summary.clone()),
                 seq: last.map(|v| v.seq),
-            })?;
+            });
             eprintln!("gate wait: {id}: {summary}");
         }
         Format::Human => match &outcome {
-            Outcome::Final(v) => render::write_stdout(&format!(
-                "{}  train {id}  after {waited}\n  {}\n",
-                render::verdict(v.decision, render::color_stdout()),
-                v.reason
-            ))?,
+            Outcome::Final(v) => {
+                // Best effort, as for JSON lines: the exit code carries the verdict.
+                let _ = render::write_stdout(&format!(
+                    "{}  train {id}  after {waited}\n  {}\n",
+                    render::verdict(v.decision, render::color_stdout()),
+                    v.reason
+                ));
+            }
             _ => eprintln!("gate wait: {id}: {summary}"),
         },
     }
