@@ -1,0 +1,164 @@
+//! Per-train CPU costs of an evaluation cycle, for the four rules of
+//! `fixtures/examples/gate.yaml`: the CEL conditions, the decision function, the evidence
+//! report (and its JSON, which the daemon stores and serves), and the HMAC signature of a
+//! webhook body.
+//!
+//! A cycle over N trains pays these N times; `benches/batch.rs` measures the costs paid once
+//! per query. Run with `cargo bench --bench per_train`.
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gate_engine::evaluate;
+use gate_engine::planner::{self, TrainSpec};
+use gate_engine::report::{self, ReportInput};
+use gate_engine::webhook::{self, sign, DecisionChange, Secret};
+use gate_rules::decide::{self, Mode, Telemetry, TrainState};
+use gate_rules::signals::{Resolver, Signals};
+
+/// The signals of one healthy and one failing train, from a 100-train batch.
+fn fixture() -> (
+    gate_rules::Config,
+    Vec<TrainSpec>,
+    planner::Plan,
+    Vec<Signals>,
+) {
+    let config = common::example_config();
+    let trains = common::trains(100);
+    let gate = common::gate(&config);
+    let plan = planner::plan(&config, gate, &trains, common::at()).expect("plan");
+    let results = common::results(&plan, &trains);
+    let mut assembled = planner::assemble(&config, gate, &trains, &plan, results);
+    // Train 8 is healthy; train 7 fails (see `common::failing`).
+    let picked = [8, 7]
+        .iter()
+        .map(|&i| {
+            assembled
+                .remove(&trains[i].id)
+                .expect("train assembled")
+                .expect("train has signals")
+        })
+        .collect();
+    let trains = vec![trains[8].clone(), trains[7].clone()];
+    (config, trains, plan, picked)
+}
+
+fn bench(c: &mut Criterion) {
+    let (config, trains, plan, signals) = fixture();
+    let gate = common::gate(&config);
+    let prev = TrainState::default();
+
+    for (label, train, signals) in [
+        ("healthy", &trains[0], &signals[0]),
+        ("failing", &trains[1], &signals[1]),
+    ] {
+        let resolver = Resolver {
+            signals,
+            slos: &config.slos,
+            gate,
+        };
+        let age = planner::age_secs(train, plan.at) as f64;
+
+        c.bench_function(&format!("cel/4_rules/{label}"), |b| {
+            b.iter(|| {
+                for rule in &gate.rules {
+                    black_box(rule.expr.evaluate(black_box(&resolver)));
+                }
+            })
+        });
+
+        c.bench_function(&format!("decide/{label}"), |b| {
+            b.iter(|| {
+                decide::decide(
+                    gate,
+                    &config.slos,
+                    age,
+                    Telemetry::Ok(black_box(signals)),
+                    &prev,
+                    Mode::Daemon,
+                )
+            })
+        });
+
+        let evaluation = decide::decide(
+            gate,
+            &config.slos,
+            age,
+            Telemetry::Ok(signals),
+            &prev,
+            Mode::Daemon,
+        );
+        let input = ReportInput {
+            train,
+            gate,
+            slos: &config.slos,
+            resolver: Some(resolver),
+            plan: &plan,
+            evaluation: &evaluation,
+        };
+        c.bench_function(&format!("report/build/{label}"), |b| {
+            b.iter(|| report::build(black_box(input)))
+        });
+        let built = report::build(input);
+        c.bench_function(&format!("report/json/{label}"), |b| {
+            b.iter(|| serde_json::to_vec(black_box(&built)).expect("report serializes"))
+        });
+
+        let signals = Ok(signals.clone());
+        c.bench_function(&format!("decide_train/{label}"), |b| {
+            b.iter(|| {
+                evaluate::decide_train(
+                    &config,
+                    gate,
+                    train,
+                    &plan,
+                    black_box(&signals),
+                    &prev,
+                    Mode::Daemon,
+                )
+            })
+        });
+    }
+
+    // A rollback webhook as the outbox sends it: the JSON body with the full evidence.
+    let (evaluation, report) = evaluate::decide_train(
+        &config,
+        gate,
+        &trains[1],
+        &plan,
+        &Ok(signals[1].clone()),
+        &prev,
+        Mode::Daemon,
+    );
+    let change = DecisionChange {
+        train: trains[1].id.clone(),
+        gate: gate.name.clone(),
+        decision: evaluation.decision,
+        previous: decide::Decision::Pending,
+        reason: evaluation.reason.clone(),
+        rule: evaluation.rule.clone(),
+        evaluated_at: plan.at,
+        seq: 2,
+        evidence: serde_json::to_value(&report).expect("report serializes"),
+    };
+    let hook = &config.webhooks[0];
+    let event_id = webhook::new_event_id(plan.at, [7; 10]);
+    let body = serde_json::to_vec(&webhook::render(hook, &event_id, &change)).expect("payload");
+    let secret = Secret::new(b"a-webhook-secret-of-32-bytes-len".to_vec());
+    let timestamp = plan.at.timestamp();
+    c.bench_function(&format!("webhook/sign/{}_bytes", body.len()), |b| {
+        b.iter(|| sign::signature(&secret, timestamp, black_box(&body)))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .sample_size(30);
+    targets = bench
+}
+criterion_main!(benches);
