@@ -23,6 +23,8 @@
 //! One train gets `label="id"`; several get `label=~"id1|id2"` with the IDs regex-escaped
 //! (a `.` in an ID must not match any character).
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use promql_parser::label::{Labels, MatchOp, Matcher, Matchers};
@@ -281,7 +283,34 @@ fn parse(text: &str) -> Result<Expr, QueryError> {
     parser::parse(text).map_err(|message| QueryError::new(format!("invalid PromQL: {message}")))
 }
 
+/// Parsed selectors by their text, at most [`PARSED_SELECTORS_MAX`] of them.
+static PARSED_SELECTORS: LazyLock<Mutex<HashMap<String, VectorSelector>>> =
+    LazyLock::new(Default::default);
+/// Bound on [`PARSED_SELECTORS`]: a config has a handful of selectors, so the memo is cleared
+/// rather than managed when something passes many different ones.
+const PARSED_SELECTORS_MAX: usize = 256;
+
+/// [`parse_selector_uncached`], memoized: anchored baseline queries and the evidence of every
+/// train's baseline term build one term per train from the same few config selectors, and
+/// parsing costs far more than cloning the parsed selector.
 fn parse_selector(selector: &str) -> Result<VectorSelector, QueryError> {
+    if let Some(vs) = PARSED_SELECTORS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(selector)
+    {
+        return Ok(vs.clone());
+    }
+    let vs = parse_selector_uncached(selector)?;
+    let mut memo = PARSED_SELECTORS.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= PARSED_SELECTORS_MAX {
+        memo.clear();
+    }
+    memo.insert(selector.to_string(), vs.clone());
+    Ok(vs)
+}
+
+fn parse_selector_uncached(selector: &str) -> Result<VectorSelector, QueryError> {
     match parse(selector)? {
         Expr::VectorSelector(vs) if vs.at.is_some() => Err(QueryError::new(format!(
             "`{selector}` uses the @ modifier: give the plain counter selector; gate sets evaluation times itself"
@@ -584,6 +613,32 @@ mod tests {
 
     fn dur(text: &str) -> PromDuration {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn memoized_selectors_equal_fresh_parses_and_errors_are_not_remembered() {
+        for text in [
+            r#"http_requests_total{service="checkout", code=~"5.."}"#,
+            r#"{__name__="up", job="a" or job="b"}"#,
+        ] {
+            let fresh = parse_selector_uncached(text).unwrap().to_string();
+            assert_eq!(parse_selector(text).unwrap().to_string(), fresh);
+            // The second call is answered from the memo; it must be the same selector.
+            assert_eq!(parse_selector(text).unwrap().to_string(), fresh);
+        }
+        for _ in 0..2 {
+            let err = parse_selector("rate(x[5m])").unwrap_err();
+            assert!(err.message.contains("not a series selector"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_selector_memo_stays_bounded() {
+        for i in 0..PARSED_SELECTORS_MAX + 10 {
+            parse_selector(&format!("memo_bound_metric_{i}")).unwrap();
+        }
+        let len = PARSED_SELECTORS.lock().unwrap().len();
+        assert!(len <= PARSED_SELECTORS_MAX, "{len} entries");
     }
 
     /// Every vector selector of a query, as (metric name, matchers as printed).
