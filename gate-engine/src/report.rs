@@ -399,19 +399,23 @@ fn put2(
 }
 
 /// The queries of a plan as evidence for one train. Anchored baseline queries combine every
-/// train's term; only this train's term is shown.
+/// train's term; only this train's term is shown, and a train without a term (no baseline
+/// train) lists no baseline query: the batch's query, one term per train of the gate, can be
+/// megabytes long and says nothing about this train.
 fn queries_for(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Vec<QueryReport> {
     plan.queries
         .iter()
-        .map(|q: &PlannedQuery| QueryReport {
-            purpose: purpose(q),
-            promql: match q.target {
+        .filter_map(|q: &PlannedQuery| {
+            let promql = match q.target {
                 crate::planner::Target::Baseline { .. } => {
-                    crate::planner::baseline_term(plan, q, slos, train)
-                        .unwrap_or_else(|| q.promql.clone())
+                    crate::planner::baseline_term(plan, q, slos, train)?
                 }
                 _ => q.promql.clone(),
-            },
+            };
+            Some(QueryReport {
+                purpose: purpose(q),
+                promql,
+            })
         })
         .collect()
 }
@@ -429,5 +433,80 @@ fn purpose(q: &PlannedQuery) -> String {
         Target::Baseline { slo } => format!("{slo} baseline{part}"),
         Target::Service { slo } => format!("{slo} service-wide over the SLO period{part}"),
         Target::Custom { promql } => format!("query({promql:?})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::{self, Target};
+    use chrono::Duration;
+    use gate_rules::decide::{self, Mode, Telemetry, TrainState};
+
+    fn config() -> gate_rules::Config {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/examples/gate.yaml"
+        );
+        gate_rules::config::load_file(std::path::Path::new(path)).expect("example config loads")
+    }
+
+    #[test]
+    fn each_train_lists_its_own_baseline_term_and_no_other_trains_terms() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let at = DateTime::from_timestamp(1_793_534_400, 0).unwrap();
+        let trains: Vec<TrainSpec> = (0..3)
+            .map(|i| TrainSpec {
+                id: format!("t-{i}").parse().unwrap(),
+                started_at: at - Duration::minutes(40),
+                // t-0 has no baseline train; t-1 and t-2 follow their predecessor.
+                baseline: (i > 0).then(|| format!("t-{}", i - 1).parse().unwrap()),
+            })
+            .collect();
+        let plan = planner::plan(&config, gate, &trains, at).unwrap();
+        let batch = plan
+            .queries
+            .iter()
+            .filter(|q| matches!(q.target, Target::Baseline { .. }))
+            .count();
+        assert_eq!(batch, 2, "errors and total baseline queries");
+        let evaluation = decide::decide(
+            gate,
+            &config.slos,
+            2400.0,
+            Telemetry::Failed("test"),
+            &TrainState::default(),
+            Mode::Stateless,
+        );
+        let report_of = |train: &TrainSpec| {
+            build(ReportInput {
+                train,
+                gate,
+                slos: &config.slos,
+                resolver: None,
+                plan: &plan,
+                evaluation: &evaluation,
+            })
+        };
+        let baseline_queries = |r: &EvaluationReport| -> Vec<String> {
+            r.queries
+                .iter()
+                .filter(|q| q.purpose.contains("baseline"))
+                .map(|q| q.promql.clone())
+                .collect()
+        };
+
+        let without = report_of(&trains[0]);
+        assert_eq!(baseline_queries(&without), Vec::<String>::new());
+        assert_eq!(without.queries.len(), plan.queries.len() - batch);
+
+        let with = baseline_queries(&report_of(&trains[2]));
+        assert_eq!(with.len(), 2);
+        for promql in &with {
+            assert!(promql.contains(r#"train_id="t-1""#), "{promql}");
+            assert!(!promql.contains("t-0"), "another train's term: {promql}");
+            assert!(!promql.contains(" or "), "the whole batch: {promql}");
+        }
     }
 }
