@@ -8,7 +8,9 @@
 //!
 //! The renderers are pure functions of the API objects and a `now`, which is what makes the
 //! human output snapshot-testable; only [`run`] talks to the server and reads the clock.
-//! `--format json` prints the server's objects unchanged.
+//! `--format json` prints the server's train objects with the latest evaluation's `rules` and
+//! `signals` lifted to the top level (SPEC §5: every train object carries them, as `gate eval`
+//! prints them); the full evaluation stays under `evaluation`.
 
 use std::fmt::Write as _;
 
@@ -50,8 +52,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     match args.id {
         None => match format {
             Format::Json => {
-                let answer = client.trains(args.all).await.map_err(|e| e.into_exit())?;
-                write_json(&answer.raw)?
+                let answer = client
+                    .trains_detailed(args.all)
+                    .await
+                    .map_err(|e| e.into_exit())?;
+                let trains: Vec<serde_json::Value> = answer
+                    .value
+                    .iter()
+                    .map(|t| serde_json::to_value(t).map(|v| with_evidence(&v)))
+                    .collect::<Result<_, _>>()?;
+                write_json(&serde_json::json!({ "trains": trains }))?
             }
             Format::Human => {
                 let answer = client
@@ -65,7 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             let id = train_id(&id)?;
             let train = client.train(id.as_str()).await.map_err(|e| e.into_exit())?;
             match format {
-                Format::Json => write_json(&train.raw)?,
+                Format::Json => write_json(&with_evidence(&train.raw))?,
                 Format::Human => {
                     let events = client
                         .events(id.as_str())
@@ -462,9 +472,7 @@ fn delivery_state(d: &Delivery, now: DateTime<Utc>, color: bool) -> String {
                 .unwrap_or_default(),
             attempts(d.attempts)
         ),
-        DeliveryState::Pending if d.attempts == 0 => {
-            paint("queued, not sent yet", "36", color)
-        }
+        DeliveryState::Pending if d.attempts == 0 => paint("queued, not sent yet", "36", color),
         DeliveryState::Pending => {
             let next = d
                 .next_attempt_at
@@ -843,5 +851,45 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("none queued for this train"), "{out}");
+    }
+}
+
+/// A train object as `status --format json` prints it: the API object, plus the latest
+/// evaluation's `rules` and `signals` at the top level (empty before the first evaluation).
+fn with_evidence(train: &serde_json::Value) -> serde_json::Value {
+    let mut out = train.clone();
+    let evaluation = train.get("evaluation").cloned().unwrap_or_default();
+    if let Some(obj) = out.as_object_mut() {
+        for key in ["rules", "signals"] {
+            let value = evaluation.get(key).cloned().unwrap_or_else(|| match key {
+                "rules" => serde_json::json!([]),
+                _ => serde_json::json!({
+                    "burn_rate": {}, "error_ratio": {}, "requests": {}, "errors": {},
+                    "budget_remaining": {}, "error_delta": {}, "since_start": {}
+                }),
+            });
+            obj.insert(key.to_string(), value);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod evidence_tests {
+    use super::*;
+
+    #[test]
+    fn status_json_lifts_rules_and_signals_to_the_top() {
+        let api = serde_json::json!({
+            "train": "t-1", "decision": "rollback",
+            "evaluation": {"rules": [{"name": "fast-burn"}], "signals": {"burn_rate": {"a": {"1h": 50.0}}}}
+        });
+        let shown = with_evidence(&api);
+        assert_eq!(shown["rules"][0]["name"], "fast-burn");
+        assert_eq!(shown["signals"]["burn_rate"]["a"]["1h"], 50.0);
+        assert_eq!(shown["evaluation"], api["evaluation"]);
+        let fresh = with_evidence(&serde_json::json!({"train": "t-2", "evaluation": null}));
+        assert_eq!(fresh["rules"], serde_json::json!([]));
+        assert_eq!(fresh["signals"]["burn_rate"], serde_json::json!({}));
     }
 }
