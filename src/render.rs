@@ -200,9 +200,10 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
     let mut facts = Vec::new();
     for (slo, since) in &r.signals.since_start {
         facts.push(match since {
+            // increase() extrapolates to the window's edges: whole events read better.
             Some(s) => format!(
-                "{slo}: {} requests, {} errors since start",
-                s.requests, s.errors
+                "{slo}: {:.0} requests, {:.0} errors since start",
+                s.requests.0, s.errors.0
             ),
             None => format!("{slo}: no series since start"),
         });
