@@ -15,7 +15,7 @@
 //! * **CloudEvents carry a CDEvent.** In `format: cloudevents` the CloudEvent's `data` is a
 //!   CDEvents object (`context` + `subject`): `service.rolledback` for rollback,
 //!   `service.deployed` for promote, and gate's own extension types
-//!   (`dev.cdeventsx.gate-train.<predicate>`) for pause and pending, for which CDEvents has
+//!   (`dev.cdeventsx.gate-decision.<predicate>`) for pause and pending, for which CDEvents has
 //!   no type. gate does not know the artifact a train deploys; `artifactId` is a generic
 //!   package URL naming the train. gate's full decision with its evidence is the CDEvent's
 //!   `customData`.
@@ -124,8 +124,8 @@ pub fn cdevents_type(decision: Decision) -> &'static str {
     match decision {
         Decision::Rollback => "dev.cdevents.service.rolledback.0.3.0",
         Decision::Promote => "dev.cdevents.service.deployed.0.3.0",
-        Decision::Pause => "dev.cdeventsx.gate-train.paused.0.1.0",
-        Decision::Pending => "dev.cdeventsx.gate-train.pending.0.1.0",
+        Decision::Pause => "dev.cdeventsx.gate-decision.paused.0.1.0",
+        Decision::Pending => "dev.cdeventsx.gate-decision.pending.0.1.0",
     }
 }
 
@@ -147,7 +147,7 @@ fn cloudevent(event_id: &str, change: &DecisionChange) -> Value {
         Decision::Pause | Decision::Pending => json!({
             "id": change.train.as_str(),
             "source": source,
-            "type": "gate-train",
+            "type": "gate-decision",
             "content": {
                 "gate": change.gate,
                 "decision": change.decision,
@@ -321,13 +321,13 @@ mod tests {
             ),
             (
                 Decision::Pause,
-                "dev.cdeventsx.gate-train.paused.0.1.0",
-                "gate-train",
+                "dev.cdeventsx.gate-decision.paused.0.1.0",
+                "gate-decision",
             ),
             (
                 Decision::Pending,
-                "dev.cdeventsx.gate-train.pending.0.1.0",
-                "gate-train",
+                "dev.cdeventsx.gate-decision.pending.0.1.0",
+                "gate-decision",
             ),
         ];
         for (decision, kind, subject_type) in cases {
