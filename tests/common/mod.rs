@@ -1,9 +1,10 @@
 //! Helpers shared by the end-to-end tests in `tests/`: a real Prometheus backfilled with
-//! synthetic telemetry ([`prometheus`]), the generator of that telemetry ([`fixtures`]) and
-//! paths to the committed fixtures. Each test binary uses a different subset, hence the
-//! `dead_code` allowance.
+//! synthetic telemetry ([`prometheus`]), the generator of that telemetry ([`fixtures`]), a
+//! `gate serve` process and its API client ([`daemon`]) and paths to the committed fixtures.
+//! Each test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fixtures;
 pub mod prometheus;
 
