@@ -149,12 +149,17 @@ mod tests {
             assert_eq!(d.as_duration(), Duration::from_secs(secs), "{text}");
             assert_eq!(d.to_string(), canonical, "{text}");
         }
-        assert_eq!("500ms".parse::<PromDuration>().unwrap().to_string(), "500ms");
+        assert_eq!(
+            "500ms".parse::<PromDuration>().unwrap().to_string(),
+            "500ms"
+        );
     }
 
     #[test]
     fn refuses_malformed() {
-        for text in ["", "5", "m", "5x", "1m1h", "1h1h", " 5m", "-5m", "5 m", "0s"] {
+        for text in [
+            "", "5", "m", "5x", "1m1h", "1h1h", " 5m", "-5m", "5 m", "0s",
+        ] {
             assert!(text.parse::<PromDuration>().is_err(), "{text:?} accepted");
         }
     }

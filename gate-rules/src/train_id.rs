@@ -100,7 +100,13 @@ mod tests {
 
     #[test]
     fn accepts_usual_ids() {
-        for id in ["t-123", "2026.11.22-rc1", "team/checkout:42", "A_b", &"x".repeat(128)] {
+        for id in [
+            "t-123",
+            "2026.11.22-rc1",
+            "team/checkout:42",
+            "A_b",
+            &"x".repeat(128),
+        ] {
             assert_eq!(validate(id).unwrap().as_str(), id);
         }
     }
@@ -109,8 +115,22 @@ mod tests {
     fn refuses_hostile_ids() {
         assert_eq!(validate(""), Err(TrainIdError::Empty));
         assert_eq!(validate(&"x".repeat(129)), Err(TrainIdError::TooLong(129)));
-        for id in ["a\"b", "a}", "x\" or vector(1)", "a\\b", "a\nb", "a b", "é", "a{b", "a|b", "a~"] {
-            assert!(matches!(validate(id), Err(TrainIdError::BadChar { .. })), "{id:?} accepted");
+        for id in [
+            "a\"b",
+            "a}",
+            "x\" or vector(1)",
+            "a\\b",
+            "a\nb",
+            "a b",
+            "é",
+            "a{b",
+            "a|b",
+            "a~",
+        ] {
+            assert!(
+                matches!(validate(id), Err(TrainIdError::BadChar { .. })),
+                "{id:?} accepted"
+            );
         }
     }
 }
