@@ -403,11 +403,18 @@ fn put2(
 /// train) lists no baseline query: the batch's query, one term per train of the gate, can be
 /// megabytes long and says nothing about this train.
 fn queries_for(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Vec<QueryReport> {
+    // Baselines come in several queries of many trains each: the train's term once per
+    // (SLO, counter).
+    let mut baselines_shown = Vec::new();
     plan.queries
         .iter()
         .filter_map(|q: &PlannedQuery| {
             let promql = match q.target {
                 crate::planner::Target::Baseline { .. } => {
+                    if baselines_shown.contains(&(&q.target, q.part)) {
+                        return None;
+                    }
+                    baselines_shown.push((&q.target, q.part));
                     crate::planner::baseline_term(plan, q, slos, train)?
                 }
                 _ => q.promql.clone(),
@@ -507,6 +514,53 @@ mod tests {
             assert!(promql.contains(r#"train_id="t-1""#), "{promql}");
             assert!(!promql.contains("t-0"), "another train's term: {promql}");
             assert!(!promql.contains(" or "), "the whole batch: {promql}");
+        }
+    }
+
+    #[test]
+    fn chunked_baseline_queries_show_the_train_term_once_per_counter() {
+        let config = config();
+        let gate = config.gate("checkout").unwrap();
+        let at = DateTime::from_timestamp(1_793_534_400, 0).unwrap();
+        let n = 2 * planner::ANCHORED_TERMS_PER_QUERY + 1;
+        let trains: Vec<TrainSpec> = (0..n)
+            .map(|i| TrainSpec {
+                id: format!("t-{i}").parse().unwrap(),
+                started_at: at - Duration::minutes(40),
+                baseline: Some(format!("b-{i}").parse().unwrap()),
+            })
+            .collect();
+        let plan = planner::plan(&config, gate, &trains, at).unwrap();
+        let evaluation = decide::decide(
+            gate,
+            &config.slos,
+            2400.0,
+            Telemetry::Failed("test"),
+            &TrainState::default(),
+            Mode::Stateless,
+        );
+        let last = &trains[n - 1];
+        let report = build(ReportInput {
+            train: last,
+            gate,
+            slos: &config.slos,
+            resolver: None,
+            plan: &plan,
+            evaluation: &evaluation,
+        });
+        let shown: Vec<&QueryReport> = report
+            .queries
+            .iter()
+            .filter(|q| q.purpose.contains("baseline"))
+            .collect();
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(shown[0].purpose.contains("errors") && shown[1].purpose.contains("total"));
+        for q in shown {
+            assert!(
+                q.promql.contains(&format!("\"{}\"", last.id)),
+                "{}",
+                q.promql
+            );
         }
     }
 }
