@@ -1,0 +1,654 @@
+//! The 10,000-train scale scenario: batched evaluation against a real Prometheus, and the
+//! same evaluation done the way per-rollout analysis tools do it (one query per metric per
+//! train), side by side.
+//!
+//! ```text
+//! cargo run --release --example scale -- [--trains 10000] [--cycles 5] [--baseline none]
+//!     [--per-train-cycles 1] [--data-dir DIR]
+//! ```
+//!
+//! What it does, timing each step:
+//!
+//! 1. writes OpenMetrics for N concurrently active trains: `http_requests_total` of
+//!    `service="checkout"`, one instance, codes 200 and 500, every 15 s, each train started
+//!    5 to 70 minutes before the evaluation time T (one in a hundred has 5 % errors, the rest
+//!    0.2 %);
+//! 2. backfills it with `promtool tsdb create-blocks-from openmetrics` and starts
+//!    `prometheus` on a free loopback port;
+//! 3. runs `--cycles` batched cycles of a gate whose rules read 5m, 30m and 1h burn rates
+//!    (plus `error_delta` unless `--baseline none`): `gate_engine::evaluate::fetch`, then
+//!    `decide_train` and the report's JSON for every train, as the daemon does;
+//! 4. runs the per-train way: every train planned on its own (so its queries carry
+//!    `train_id="X"`), all those queries through one client with the same bound on queries in
+//!    flight (`MAX_CONCURRENT_QUERIES`), then the same decisions, which must agree.
+//!
+//! Per cycle it reports wall time, queries sent, this process's CPU time (getrusage) and peak
+//! RSS (VmHWM, reset between phases through `/proc/self/clear_refs`), and Prometheus' CPU
+//! time. The last line is one JSON object with every figure, for scripts.
+//!
+//! Needs `prometheus` and `promtool` (`apt-get install -y prometheus`; or PROMETHEUS_BIN /
+//! PROMTOOL_BIN). Linux only (getrusage layout, /proc).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use gate_engine::evaluate::{self, MAX_CONCURRENT_QUERIES};
+use gate_engine::planner::{self, ResultSample, TrainSpec};
+use gate_engine::prometheus::{PrometheusClient, QueryData, RetryPolicy};
+use gate_rules::config::Config;
+use gate_rules::decide::{Decision, Mode, TrainState};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The evaluation time T: 2026-11-01T12:00:00Z. Data ends here.
+const EVAL_TIME: i64 = 1_793_534_400;
+/// Sampling step of the generated counters.
+const STEP: i64 = 15;
+/// The oldest train's age, minutes; the youngest is 5 minutes old.
+const MAX_AGE_MIN: i64 = 70;
+const MIN_AGE_MIN: i64 = 5;
+
+#[derive(Parser, Debug)]
+#[command(about = "10,000-train scale scenario against a real Prometheus")]
+struct Args {
+    /// Concurrently active trains.
+    #[arg(long, default_value_t = 10_000)]
+    trains: usize,
+    /// Batched cycles to run.
+    #[arg(long, default_value_t = 5)]
+    cycles: usize,
+    /// Per-train cycles to run (0 skips the comparison).
+    #[arg(long, default_value_t = 1)]
+    per_train_cycles: usize,
+    /// The gate's baseline: none, before_start or previous_train (these two add
+    /// `error_delta` to the rules).
+    #[arg(long, default_value = "none")]
+    baseline: String,
+    /// Keep the generated data and TSDB here instead of a temporary directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let scratch = tempfile::Builder::new().prefix("gate-scale-").tempdir()?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
+
+    // 1. Generate.
+    let om = dir.join("trains.om");
+    let t = Instant::now();
+    let (series, samples) = write_openmetrics(&om, args.trains)?;
+    let generate_s = t.elapsed().as_secs_f64();
+    let om_bytes = std::fs::metadata(&om)?.len();
+    println!(
+        "generate: {} trains, {series} series, {samples} samples, {:.0} MB in {generate_s:.1} s",
+        args.trains,
+        om_bytes as f64 / 1e6
+    );
+
+    // 2. Backfill and start Prometheus.
+    let data = dir.join("tsdb");
+    std::fs::create_dir_all(&data)?;
+    let t = Instant::now();
+    let status = Command::new(binary("PROMTOOL_BIN", "promtool"))
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&om)
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "promtool failed: {status}");
+    let backfill_s = t.elapsed().as_secs_f64();
+    std::fs::remove_file(&om)?;
+    let t = Instant::now();
+    let prometheus = Prometheus::start(&dir, &data)?;
+    let startup_s = t.elapsed().as_secs_f64();
+    println!(
+        "backfill: {backfill_s:.1} s; Prometheus ready in {startup_s:.1} s at {}",
+        prometheus.url
+    );
+
+    let config = config(&prometheus.url, &args.baseline)?;
+    let trains = trains(args.trains);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let client = Arc::new(
+        PrometheusClient::new(&config.prometheus, None)?
+            .with_retry_policy(RetryPolicy::no_retries()),
+    );
+    let at = DateTime::from_timestamp(EVAL_TIME, 0).expect("valid time");
+
+    // 3. Batched cycles.
+    let mut batched = Vec::new();
+    let mut states: BTreeMap<_, TrainState> = BTreeMap::new();
+    let mut decisions = BTreeMap::new();
+    reset_peak_rss();
+    for cycle in 0..args.cycles {
+        let before = Probe::take(&client, prometheus.pid());
+        let t = Instant::now();
+        let fetched = runtime.block_on(evaluate::fetch(
+            &client,
+            &config,
+            &config.gates[0],
+            &trains,
+            at,
+        ))?;
+        let fetch_s = t.elapsed().as_secs_f64();
+        if let Some(failure) = &fetched.failure {
+            anyhow::bail!("cycle {cycle}: a query failed: {failure}");
+        }
+        let gate = &config.gates[0];
+        let mut json_bytes = 0usize;
+        for train in &trains {
+            let prev = states.remove(&train.id).unwrap_or_default();
+            let (evaluation, report) = evaluate::decide_train(
+                &config,
+                gate,
+                train,
+                &fetched.plan,
+                &fetched.signals[&train.id],
+                &prev,
+                Mode::Daemon,
+            );
+            json_bytes += serde_json::to_vec(&report)?.len();
+            decisions.insert(train.id.clone(), evaluation.decision);
+            states.insert(train.id.clone(), evaluation.state);
+        }
+        let wall_s = t.elapsed().as_secs_f64();
+        let after = Probe::take(&client, prometheus.pid());
+        let c = CycleFigures::between(&before, &after, wall_s, fetch_s);
+        println!(
+            "batched cycle {cycle}: wall {:.3} s (queries {:.3} s), {} queries, CPU {:.0} ms, \
+             peak RSS {:.1} MB, Prometheus CPU {:.2} s; decisions {:?} ({:.1} MB of report JSON)",
+            c.wall_s,
+            c.fetch_s,
+            c.queries,
+            c.cpu_ms,
+            c.peak_rss_mb,
+            c.prometheus_cpu_s,
+            tally(&decisions),
+            json_bytes as f64 / 1e6
+        );
+        batched.push(c);
+    }
+    let batched_decisions = decisions;
+
+    // 4. Per-train cycles.
+    let mut per_train = Vec::new();
+    let mut disagreements = 0;
+    reset_peak_rss();
+    for cycle in 0..args.per_train_cycles {
+        let before = Probe::take(&client, prometheus.pid());
+        let t = Instant::now();
+        let (decisions, fetch_s) =
+            runtime.block_on(per_train_cycle(&client, &config, &trains, at))?;
+        let wall_s = t.elapsed().as_secs_f64();
+        let after = Probe::take(&client, prometheus.pid());
+        let c = CycleFigures::between(&before, &after, wall_s, fetch_s);
+        disagreements = trains
+            .iter()
+            .filter(|t| decisions.get(&t.id) != batched_decisions.get(&t.id))
+            .count();
+        println!(
+            "per-train cycle {cycle}: wall {:.3} s (queries {:.3} s), {} queries, CPU {:.0} ms, \
+             peak RSS {:.1} MB, Prometheus CPU {:.2} s; decisions {:?}, {disagreements} differ \
+             from the batched cycle",
+            c.wall_s,
+            c.fetch_s,
+            c.queries,
+            c.cpu_ms,
+            c.peak_rss_mb,
+            c.prometheus_cpu_s,
+            tally(&decisions)
+        );
+        per_train.push(c);
+    }
+
+    let summary = json!({
+        "trains": args.trains,
+        "baseline": args.baseline,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": cpu_model(),
+        "generate_s": generate_s,
+        "om_megabytes": om_bytes as f64 / 1e6,
+        "series": series,
+        "samples": samples,
+        "backfill_s": backfill_s,
+        "prometheus_startup_s": startup_s,
+        "batched": batched.iter().map(CycleFigures::json).collect::<Vec<_>>(),
+        "per_train": per_train.iter().map(CycleFigures::json).collect::<Vec<_>>(),
+        "decisions": tally(&batched_decisions),
+        "per_train_disagreements": disagreements,
+    });
+    if let (Some(b), Some(p)) = (
+        median_of(&batched, |c| c.wall_s),
+        median_of(&per_train, |c| c.wall_s),
+    ) {
+        let bq = median_of(&batched, |c| c.queries as f64).unwrap_or(f64::NAN);
+        let pq = median_of(&per_train, |c| c.queries as f64).unwrap_or(f64::NAN);
+        println!(
+            "per-train / batched: {:.0}× the queries, {:.1}× the wall time",
+            pq / bq,
+            p / b
+        );
+    }
+    println!("{summary}");
+    drop(prometheus);
+    Ok(())
+}
+
+/// One cycle the per-rollout way: every train planned alone (`train_id="X"` matchers), all
+/// queries through one client, at most `MAX_CONCURRENT_QUERIES` in flight; then each train's
+/// decision from its own answers. Returns the decisions and the time the queries took.
+async fn per_train_cycle(
+    client: &Arc<PrometheusClient>,
+    config: &Config,
+    trains: &[TrainSpec],
+    at: DateTime<Utc>,
+) -> anyhow::Result<(BTreeMap<gate_rules::TrainId, Decision>, f64)> {
+    let gate = &config.gates[0];
+    let started = Instant::now();
+    let plans = trains
+        .iter()
+        .map(|t| planner::plan(config, gate, std::slice::from_ref(t), at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES));
+    let mut tasks = JoinSet::new();
+    for (ti, plan) in plans.iter().enumerate() {
+        for (qi, q) in plan.queries.iter().enumerate() {
+            let client = Arc::clone(client);
+            let limit = Arc::clone(&limit);
+            let promql = q.promql.clone();
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await.expect("semaphore never closed");
+                (ti, qi, client.query(&promql, at).await)
+            });
+        }
+    }
+    let mut answers: Vec<Vec<Option<Result<Vec<ResultSample>, String>>>> =
+        plans.iter().map(|p| vec![None; p.queries.len()]).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (ti, qi, result) = joined?;
+        answers[ti][qi] = Some(match result {
+            Ok(r) => samples(r.data, &config.train_label),
+            Err(e) => anyhow::bail!("per-train query failed: {e}"),
+        });
+    }
+    let fetch_s = started.elapsed().as_secs_f64();
+    let mut decisions = BTreeMap::new();
+    for ((train, plan), answers) in trains.iter().zip(&plans).zip(answers) {
+        let results = answers
+            .into_iter()
+            .map(|a| a.expect("every query joined"))
+            .collect();
+        let one = std::slice::from_ref(train);
+        let mut signals = planner::assemble(config, gate, one, plan, results);
+        let signals = signals.remove(&train.id).expect("train assembled");
+        let (evaluation, report) = evaluate::decide_train(
+            config,
+            gate,
+            train,
+            plan,
+            &signals,
+            &TrainState::default(),
+            Mode::Daemon,
+        );
+        std::hint::black_box(serde_json::to_vec(&report)?);
+        decisions.insert(train.id.clone(), evaluation.decision);
+    }
+    Ok((decisions, fetch_s))
+}
+
+fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>, String> {
+    match data {
+        QueryData::Vector(v) => Ok(v
+            .into_iter()
+            .map(|mut s| ResultSample {
+                train: s.metric.remove(label),
+                value: s.value,
+            })
+            .collect()),
+        QueryData::Scalar(p) => Ok(vec![ResultSample {
+            train: None,
+            value: p.value,
+        }]),
+        other => Err(format!("unexpected {}", other.kind())),
+    }
+}
+
+/// The config of the scenario: one SLO, one gate reading 5m, 30m and 1h burn rates.
+fn config(url: &str, baseline: &str) -> anyhow::Result<Config> {
+    let delta_rule = if baseline == "none" {
+        ""
+    } else {
+        r#"
+      - name: regression
+        when: error_delta("checkout-availability").significant && error_delta("checkout-availability").relative > 0.5
+        then: rollback"#
+    };
+    let text = format!(
+        r#"
+prometheus:
+  url: {url}
+  timeout: 120s
+train_label: train_id
+slos:
+  - name: checkout-availability
+    objective: 99.9
+    period: 30d
+    errors: http_requests_total{{service="checkout", code=~"5.."}}
+    total:  http_requests_total{{service="checkout"}}
+gates:
+  - name: checkout
+    slos: [checkout-availability]
+    interval: 30s
+    verify_for: 30m
+    min_requests: 500
+    baseline: {baseline}
+    rules:
+      - name: fast-burn
+        when: burn_rate("checkout-availability", "1h") > 14.4 && burn_rate("checkout-availability", "5m") > 14.4
+        then: rollback
+      - name: slow-burn
+        when: burn_rate("checkout-availability", "1h") > 6 && burn_rate("checkout-availability", "30m") > 6
+        then: pause{delta_rule}
+"#
+    );
+    gate_rules::config::load_str("scale.yaml", &text).map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
+/// Train `i` is `t-<i>`, started `5 + i mod 66` minutes before T; its baseline train is the
+/// next one, a minute older.
+fn trains(n: usize) -> Vec<TrainSpec> {
+    (0..n)
+        .map(|i| TrainSpec {
+            id: train_name(i).parse().expect("valid train ID"),
+            started_at: DateTime::from_timestamp(EVAL_TIME - age_secs(i), 0).expect("valid time"),
+            baseline: Some(train_name(i + 1).parse().expect("valid train ID")),
+        })
+        .collect()
+}
+
+fn train_name(i: usize) -> String {
+    format!("t-{i:05}")
+}
+
+fn age_secs(i: usize) -> i64 {
+    60 * (MIN_AGE_MIN + (i as i64) % (MAX_AGE_MIN - MIN_AGE_MIN + 1))
+}
+
+/// Writes the counters of `n` trains (and of train `n`, the last one's baseline) as
+/// OpenMetrics. Returns (series, samples).
+fn write_openmetrics(path: &Path, n: usize) -> std::io::Result<(usize, usize)> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    writeln!(out, "# HELP http_requests Requests served.")?;
+    writeln!(out, "# TYPE http_requests counter")?;
+    let (mut series, mut samples) = (0, 0);
+    for i in 0..=n {
+        let start = EVAL_TIME - age_secs(i);
+        // Requests per minute by code; rates are multiples of 4, so 15 s steps are whole.
+        let codes: [(u16, i64); 2] = if i % 100 == 7 {
+            [(200, 1900), (500, 100)]
+        } else {
+            [(200, 1996), (500, 4)]
+        };
+        let train = train_name(i);
+        for (code, per_minute) in codes {
+            series += 1;
+            let mut t = start;
+            while t <= EVAL_TIME {
+                let value = per_minute * (t - start) / 60;
+                writeln!(
+                    out,
+                    "http_requests_total{{code=\"{code}\",instance=\"checkout-0:8080\",service=\"checkout\",train_id=\"{train}\"}} {value} {t}"
+                )?;
+                samples += 1;
+                t += STEP;
+            }
+        }
+    }
+    writeln!(out, "# EOF")?;
+    out.flush()?;
+    Ok((series, samples))
+}
+
+/// A Prometheus serving the backfilled TSDB on a free loopback port; killed on drop.
+struct Prometheus {
+    child: Child,
+    url: String,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, data: &Path) -> anyhow::Result<Prometheus> {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
+        )?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log = File::create(dir.join("prometheus.log"))?;
+        let child = Command::new(binary("PROMETHEUS_BIN", "prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let mut prometheus = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let ready = format!("{}/-/ready", prometheus.url);
+        loop {
+            if let Some(status) = prometheus.child.try_wait()? {
+                anyhow::bail!(
+                    "Prometheus exited ({status}); see {}",
+                    dir.join("prometheus.log").display()
+                );
+            }
+            if blocking_get_ok(&ready) {
+                return Ok(prometheus);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "Prometheus not ready in 120 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET answered 200.
+fn blocking_get_ok(url: &str) -> bool {
+    use std::io::Read;
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
+fn binary(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Counters read before and after a cycle.
+struct Probe {
+    queries: u64,
+    cpu: Duration,
+    peak_rss_kb: u64,
+    prometheus_cpu_ticks: u64,
+}
+
+impl Probe {
+    fn take(client: &PrometheusClient, prometheus_pid: u32) -> Probe {
+        Probe {
+            queries: client.queries_sent(),
+            cpu: self_cpu(),
+            peak_rss_kb: status_kb("/proc/self/status", "VmHWM:"),
+            prometheus_cpu_ticks: stat_cpu_ticks(&format!("/proc/{prometheus_pid}/stat")),
+        }
+    }
+}
+
+/// One cycle's figures.
+struct CycleFigures {
+    wall_s: f64,
+    fetch_s: f64,
+    queries: u64,
+    cpu_ms: f64,
+    peak_rss_mb: f64,
+    prometheus_cpu_s: f64,
+}
+
+impl CycleFigures {
+    fn between(before: &Probe, after: &Probe, wall_s: f64, fetch_s: f64) -> CycleFigures {
+        CycleFigures {
+            wall_s,
+            fetch_s,
+            queries: after.queries - before.queries,
+            cpu_ms: (after.cpu - before.cpu).as_secs_f64() * 1e3,
+            peak_rss_mb: after.peak_rss_kb as f64 / 1024.0,
+            // /proc/<pid>/stat counts clock ticks: 100 a second on Linux.
+            prometheus_cpu_s: (after.prometheus_cpu_ticks - before.prometheus_cpu_ticks) as f64
+                / 100.0,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "wall_s": self.wall_s,
+            "fetch_s": self.fetch_s,
+            "queries": self.queries,
+            "cpu_ms": self.cpu_ms,
+            "peak_rss_mb": self.peak_rss_mb,
+            "prometheus_cpu_s": self.prometheus_cpu_s,
+        })
+    }
+}
+
+fn median_of(cycles: &[CycleFigures], f: impl Fn(&CycleFigures) -> f64) -> Option<f64> {
+    let mut v: Vec<f64> = cycles.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+fn tally(decisions: &BTreeMap<gate_rules::TrainId, Decision>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for d in decisions.values() {
+        *counts.entry(d.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// `getrusage(RUSAGE_SELF)` user + system time.
+fn self_cpu() -> Duration {
+    #[repr(C)]
+    struct Timeval {
+        sec: i64,
+        usec: i64,
+    }
+    #[repr(C)]
+    struct Rusage {
+        utime: Timeval,
+        stime: Timeval,
+        // ru_maxrss and the 13 other longs of the Linux LP64 layout.
+        rest: [i64; 14],
+    }
+    extern "C" {
+        fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+    }
+    let mut usage = Rusage {
+        utime: Timeval { sec: 0, usec: 0 },
+        stime: Timeval { sec: 0, usec: 0 },
+        rest: [0; 14],
+    };
+    // SAFETY: `usage` matches `struct rusage` on 64-bit Linux and outlives the call.
+    let rc = unsafe { getrusage(0, &mut usage) };
+    assert_eq!(rc, 0, "getrusage failed");
+    let micros = |t: &Timeval| t.sec as u64 * 1_000_000 + t.usec as u64;
+    Duration::from_micros(micros(&usage.utime) + micros(&usage.stime))
+}
+
+/// Resets this process's peak RSS (VmHWM) to its current RSS.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// A `kB` field of a `/proc/<pid>/status` file.
+fn status_kb(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime of a `/proc/<pid>/stat` file, in clock ticks.
+fn stat_cpu_ticks(path: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
