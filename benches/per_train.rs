@@ -8,7 +8,9 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gate_engine::evaluate;
@@ -122,6 +124,33 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    // The evidence as the daemon keeps it (a `serde_json::Value` per train) against the
+    // report's own JSON text.
+    let (_, built) = evaluate::decide_train(
+        &config,
+        gate,
+        &trains[0],
+        &plan,
+        &Ok(signals[0].clone()),
+        &prev,
+        Mode::Daemon,
+    );
+    c.bench_function("report/to_value_then_string", |b| {
+        b.iter(|| {
+            let value = serde_json::to_value(black_box(&built)).expect("report encodes");
+            serde_json::to_string(&value).expect("value encodes")
+        })
+    });
+    let (value, value_heap) = heap_held_by(|| serde_json::to_value(&built).expect("encodes"));
+    let (text, text_heap) = heap_held_by(|| serde_json::to_string(&built).expect("encodes"));
+    let (_, report_heap) = heap_held_by(|| built.clone());
+    eprintln!(
+        "heap held by one healthy train's evidence: {value_heap} B as serde_json::Value, \
+         {report_heap} B as EvaluationReport, {text_heap} B as JSON text ({} B long)",
+        text.len()
+    );
+    drop(value);
+
     // A rollback webhook as the outbox sends it: the JSON body with the full evidence.
     let (evaluation, report) = evaluate::decide_train(
         &config,
@@ -151,6 +180,41 @@ fn bench(c: &mut Criterion) {
     c.bench_function(&format!("webhook/sign/{}_bytes", body.len()), |b| {
         b.iter(|| sign::signature(&secret, timestamp, black_box(&body)))
     });
+}
+
+/// Counts the bytes allocated and not yet freed, to tell what a value holds on the heap.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The value `make` returns and the heap bytes it holds (measured on this thread alone, with
+/// nothing else allocating meanwhile).
+fn heap_held_by<T>(make: impl FnOnce() -> T) -> (T, isize) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let value = make();
+    (value, LIVE.load(Ordering::Relaxed) - before)
 }
 
 criterion_group! {
