@@ -442,8 +442,8 @@ async fn daemon_scenario(
     let mut scrapes = Vec::new();
     let mut last_seen: Option<String> = None;
     let mut previous: Option<(Snapshot, u64)> = None;
-    let deadline = Instant::now()
-        + Duration::from_secs((args.interval as u64 + 5) * (args.cycles as u64 + 3) + 60);
+    let patience = Duration::from_secs(3 * args.interval as u64 + 60);
+    let mut deadline = Instant::now() + patience;
     while cycles.len() < args.cycles {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -456,6 +456,9 @@ async fn daemon_scenario(
             continue;
         }
         last_seen = seen;
+        deadline = Instant::now() + patience;
+        // The cycle's counters are updated around its publication: let it finish.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let cpu_before = stat_cpu_ticks(&format!("/proc/{pid}/stat"));
         let text = http
             .get(format!("{base}/metrics"))
@@ -481,6 +484,11 @@ async fn daemon_scenario(
                 });
                 println!("daemon cycle: {cycle}");
                 cycles.push(cycle);
+            } else {
+                println!(
+                    "daemon: skipped a partial observation ({} cycles, {evaluated} evaluations)",
+                    snapshot.cycles - before.cycles
+                );
             }
         }
         previous = Some((snapshot, cpu_after));

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Duration, Utc};
-use gate_engine::planner::{Part, Plan, ResultSample, Target, TrainSpec};
+use gate_engine::planner::{Part, Plan, ResultSample, Target, TrainSpec, ANCHORED_TERMS_PER_QUERY};
 use gate_rules::config::{Config, Gate};
 
 /// The evaluation time of every benchmark: 2026-11-01T12:00:00Z.
@@ -55,9 +55,21 @@ pub fn failing(i: usize) -> bool {
 /// minute per train over each window (or its age, if shorter), 0.2 % or 5 % of them errors;
 /// shared (service-wide) queries get one unlabelled sample.
 pub fn results(plan: &Plan, trains: &[TrainSpec]) -> Vec<Result<Vec<ResultSample>, String>> {
+    // Baseline queries hold the terms of ANCHORED_TERMS_PER_QUERY trains each, in train order
+    // among the trains with a baseline: the n-th (errors, total) pair answers for chunk n.
+    let mut chunk_of = vec![None; trains.len()];
+    let with_baseline = (0..trains.len()).filter(|&i| trains[i].baseline.is_some());
+    for (k, i) in with_baseline.enumerate() {
+        chunk_of[i] = Some(k / ANCHORED_TERMS_PER_QUERY);
+    }
+    let mut baseline_queries = 0;
     plan.queries
         .iter()
         .map(|q| {
+            let chunk = matches!(q.target, Target::Baseline { .. }).then(|| {
+                baseline_queries += 1;
+                (baseline_queries - 1) / 2
+            });
             if !q.per_train {
                 let value = if q.part == Some(Part::Total) {
                     8.6e7
@@ -73,6 +85,7 @@ pub fn results(plan: &Plan, trains: &[TrainSpec]) -> Vec<Result<Vec<ResultSample
             Ok(trains
                 .iter()
                 .enumerate()
+                .filter(|&(i, _)| chunk.is_none() || chunk_of[i] == chunk)
                 .map(|(i, t)| {
                     let age = (at() - t.started_at).num_seconds() as f64;
                     let minutes = window_secs.unwrap_or(age).min(age) / 60.0;

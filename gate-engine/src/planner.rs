@@ -446,9 +446,15 @@ pub fn assemble(
                         // The train's term is in one chunk of the baseline queries; the
                         // other chunks have no series for it and must not erase its counts.
                         if baseline_applies(gate, t) {
-                            let slot = signals.baseline.entry(slo.clone()).or_insert(None);
-                            if counts.is_some() {
-                                *slot = counts;
+                            match signals.baseline.get_mut(slo) {
+                                Some(slot) => {
+                                    if counts.is_some() {
+                                        *slot = counts;
+                                    }
+                                }
+                                None => {
+                                    signals.baseline.insert(slo.clone(), counts);
+                                }
                             }
                         }
                     }
