@@ -316,7 +316,7 @@ async fn per_train_cycle(
             });
         }
     }
-    let mut answers: Vec<Vec<Option<Result<Vec<ResultSample>, String>>>> =
+    let mut answers: Vec<Vec<Option<Answer>>> =
         plans.iter().map(|p| vec![None; p.queries.len()]).collect();
     while let Some(joined) = tasks.join_next().await {
         let (ti, qi, result) = joined?;
@@ -655,7 +655,10 @@ impl Drop for Killed {
     }
 }
 
-fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>, String> {
+/// One query's samples, or why it failed.
+type Answer = Result<Vec<ResultSample>, String>;
+
+fn samples(data: QueryData, label: &str) -> Answer {
     match data {
         QueryData::Vector(v) => Ok(v
             .into_iter()
