@@ -23,7 +23,7 @@
 //! Mapping back is strict: a train absent from a result has *no data*; two series for one
 //! train in a result is an error for that train, never a silent pick.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use gate_rules::config::{BadOrGood, BaselineKind, Config, Counter, Gate, Slo};
@@ -363,21 +363,30 @@ pub fn assemble(
             .collect();
     }
 
-    let wanted: BTreeSet<&str> = trains.iter().map(|t| t.id.as_str()).collect();
+    // Trains by position (a train listed twice keeps its first): results are mapped to
+    // positions once, so each train's lookups compare integers, not IDs.
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(trains.len());
+    for (k, t) in trains.iter().enumerate() {
+        index.entry(t.id.as_str()).or_insert(k);
+    }
     let mut failed: BTreeMap<&str, String> = BTreeMap::new();
-    // Per query: train → value (per-train queries) or the one shared value.
-    let mut per_train: Vec<BTreeMap<&str, f64>> = Vec::with_capacity(results.len());
+    // Per query: (train position, value) sorted by position (per-train queries), or the one
+    // shared value.
+    let mut per_train: Vec<Vec<(usize, f64)>> = Vec::with_capacity(results.len());
     let mut shared: Vec<Option<f64>> = Vec::with_capacity(results.len());
     for (q, result) in plan.queries.iter().zip(&results) {
         let samples = result.as_ref().expect("errors handled above");
-        let mut values = BTreeMap::new();
+        let mut values = Vec::new();
         let mut shared_value = None;
         if q.per_train {
-            for s in samples {
-                let Some(train) = s.train.as_deref().and_then(|t| wanted.get(t).copied()) else {
-                    continue;
-                };
-                if values.insert(train, s.value).is_some() {
+            values = samples
+                .iter()
+                .filter_map(|s| Some((*index.get(s.train.as_deref()?)?, s.value)))
+                .collect();
+            values.sort_by_key(|&(k, _)| k);
+            for pair in values.windows(2) {
+                if pair[0].0 == pair[1].0 {
+                    let train = trains[pair[0].0].id.as_str();
                     failed.entry(train).or_insert_with(|| {
                         format!(
                             "query `{}` returned more than one series for train {train}; \
@@ -394,8 +403,8 @@ pub fn assemble(
                 q.promql,
                 samples.len()
             );
-            for t in &wanted {
-                failed.entry(t).or_insert_with(|| msg.clone());
+            for t in trains {
+                failed.entry(t.id.as_str()).or_insert_with(|| msg.clone());
             }
         } else {
             shared_value = samples.first().map(|s| s.value);
@@ -411,6 +420,7 @@ pub fn assemble(
             if let Some(msg) = failed.get(id) {
                 return (t.id.clone(), Err(msg.clone()));
             }
+            let position = index[id];
             let mut signals = Signals {
                 age_secs: age_secs(t, plan.at) as f64,
                 baseline_desc: baseline_desc(gate, t),
@@ -418,7 +428,11 @@ pub fn assemble(
             };
             let value = |i: usize| {
                 if plan.queries[i].per_train {
-                    per_train[i].get(id).copied()
+                    let values = &per_train[i];
+                    values
+                        .binary_search_by_key(&position, |&(k, _)| k)
+                        .ok()
+                        .map(|j| values[j].1)
                 } else {
                     shared[i]
                 }
