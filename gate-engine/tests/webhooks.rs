@@ -19,7 +19,7 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
 use gate_engine::store::{
-    Delivery, DeliveryState, EvaluationWrite, Lifecycle, NewTrain, Store, WriteOutcome,
+    Delivery, DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewTrain, Store, WriteOutcome,
 };
 use gate_engine::webhook::{
     events_for_change, resolve_webhooks, sign, Clock, DecisionChange, Deliverer, DeliveryOptions,
@@ -322,7 +322,7 @@ fn change(
             decision: Some(decision),
             ..TrainState::default()
         },
-        evidence: change.evidence.clone(),
+        evidence: Evidence::encode(&change.evidence).unwrap(),
         lifecycle: match decision {
             Decision::Pending => Lifecycle::Verifying,
             Decision::Promote => Lifecycle::Promoted,

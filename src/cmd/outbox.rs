@@ -65,7 +65,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::TimeZone;
-    use gate_engine::store::{DeliveryState, EvaluationWrite, Lifecycle, NewOutboxEvent, NewTrain};
+    use gate_engine::store::{
+        DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, NewTrain,
+    };
     use gate_rules::decide::{Decision, TrainState};
 
     use super::*;
@@ -97,7 +99,7 @@ mod tests {
                     rule: Some("fast-burn".to_string()),
                     evaluated_at: t(10),
                     state: TrainState::default(),
-                    evidence: serde_json::json!({}),
+                    evidence: Evidence::encode(&serde_json::json!({})).unwrap(),
                     lifecycle: Lifecycle::RolledBack,
                     events: vec![NewOutboxEvent {
                         event_id: event_id.clone(),

@@ -57,8 +57,8 @@ use super::scheduler::webhook_events;
 use super::state::{TrainSummary, TrainView};
 use super::{BlockingError, ReloadError, Shared};
 use crate::store::{
-    ConflictReason, Lifecycle, NewTrain, OverrideAction, OverrideWrite, Registration, StoreError,
-    TrainFilter,
+    ConflictReason, Evidence, Lifecycle, NewTrain, OverrideAction, OverrideWrite, Registration,
+    StoreError, TrainFilter,
 };
 use crate::webhook::DecisionChange;
 
@@ -664,7 +664,10 @@ async fn override_train(
                 rule: None,
                 evaluated_at: at,
                 seq: prev.seq + 1,
-                evidence: prev.evaluation.clone().unwrap_or(serde_json::Value::Null),
+                evidence: prev
+                    .evaluation
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, Evidence::to_value),
             },
         )
     } else {

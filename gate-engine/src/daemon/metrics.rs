@@ -21,8 +21,13 @@
 //! when it leaves the set they describe (`gate_train_decision`: done or stopped;
 //! `gate_train_burn_rate`: no longer evaluated), and a burn rate with no data has no series
 //! rather than a made-up value.
+//!
+//! The scheduler hands over the burn rates of each cycle from the typed report
+//! ([`burn_rates`]); only a view published outside a cycle (start-up, an override) has them
+//! read back from its stored evidence text ([`burn_rates_in`]), which skips everything else
+//! in the report without building a JSON tree.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
@@ -36,8 +41,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::prometheus::AttemptReport;
-use crate::report::Num;
-use crate::store::Lifecycle;
+use crate::report::{Num, SignalsReport};
+use crate::store::{Evidence, Lifecycle};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GateLabels {
@@ -101,9 +106,12 @@ pub struct TrainGauges<'a> {
     pub lifecycle: Lifecycle,
     /// Whether the daemon still evaluates it.
     pub evaluated: bool,
-    /// Its latest evaluation's evidence (the report as JSON), if any.
-    pub evidence: Option<&'a serde_json::Value>,
+    /// The burn rates with data of its latest evaluation (exported while it is evaluated).
+    pub burn_rates: &'a [BurnRate],
 }
+
+/// One burn rate with data: `(slo, window, value)`.
+pub type BurnRate = (String, String, f64);
 
 /// The daemon's metrics. Shared behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]
@@ -261,9 +269,9 @@ impl Metrics {
         }
 
         let rates = if train.evaluated {
-            train.evidence.map(burn_rates).unwrap_or_default()
+            train.burn_rates
         } else {
-            Vec::new()
+            &[]
         };
         let labels: Vec<BurnRateLabels> = rates
             .iter()
@@ -276,7 +284,7 @@ impl Metrics {
         for old in series.burn_rates.iter().filter(|l| !labels.contains(l)) {
             self.train_burn_rate.remove(old);
         }
-        for (label, (_, _, value)) in labels.iter().zip(&rates) {
+        for (label, (_, _, value)) in labels.iter().zip(rates) {
             self.train_burn_rate.get_or_create(label).set(*value);
         }
         series.burn_rates = labels;
@@ -287,27 +295,39 @@ impl Metrics {
     }
 }
 
-/// The burn rates with data in an evaluation report (as JSON): `(slo, window, value)`.
-fn burn_rates(evidence: &serde_json::Value) -> Vec<(String, String, f64)> {
-    let Some(by_slo) = evidence
-        .get("signals")
-        .and_then(|s| s.get("burn_rate"))
-        .and_then(|b| b.as_object())
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (slo, windows) in by_slo {
-        let Some(windows) = windows.as_object() else {
-            continue;
-        };
-        for (window, value) in windows {
-            if let Ok(Some(Num(v))) = serde_json::from_value::<Option<Num>>(value.clone()) {
-                out.push((slo.clone(), window.clone(), v));
-            }
-        }
+/// The burn rates with data in an evaluation's signals.
+pub fn burn_rates(signals: &SignalsReport) -> Vec<BurnRate> {
+    flatten(&signals.burn_rate)
+}
+
+/// The burn rates with data in an evaluation's stored evidence (the report as JSON text).
+/// Evidence that does not hold a readable `signals.burn_rate` has none.
+pub fn burn_rates_in(evidence: &Evidence) -> Vec<BurnRate> {
+    #[derive(serde::Deserialize)]
+    struct Report {
+        #[serde(default)]
+        signals: Signals,
     }
-    out
+    #[derive(serde::Deserialize, Default)]
+    struct Signals {
+        #[serde(default)]
+        burn_rate: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    }
+    match serde_json::from_str::<Report>(evidence.as_str()) {
+        Ok(report) => flatten(&report.signals.burn_rate),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn flatten(by_slo: &BTreeMap<String, BTreeMap<String, Option<Num>>>) -> Vec<BurnRate> {
+    by_slo
+        .iter()
+        .flat_map(|(slo, windows)| {
+            windows.iter().filter_map(move |(window, value)| {
+                value.map(|Num(v)| (slo.clone(), window.clone(), v))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -361,19 +381,54 @@ mod tests {
     }
 
     #[test]
+    fn burn_rates_from_the_report_and_from_its_stored_text_agree() {
+        let signals = SignalsReport {
+            burn_rate: BTreeMap::from([(
+                "avail".to_string(),
+                BTreeMap::from([
+                    ("1h".to_string(), Some(Num(20.5))),
+                    ("5m".to_string(), None),
+                    ("6h".to_string(), Some(Num(f64::INFINITY))),
+                ]),
+            )]),
+            error_ratio: BTreeMap::from([(
+                "avail".to_string(),
+                BTreeMap::from([("1h".to_string(), Some(Num(0.2)))]),
+            )]),
+            ..SignalsReport::default()
+        };
+        let typed = burn_rates(&signals);
+        assert_eq!(
+            typed,
+            [
+                ("avail".to_string(), "1h".to_string(), 20.5),
+                ("avail".to_string(), "6h".to_string(), f64::INFINITY),
+            ]
+        );
+        let evidence =
+            Evidence::encode(&json!({"train": "t-1", "signals": signals, "rules": []})).unwrap();
+        assert_eq!(burn_rates_in(&evidence), typed);
+        let unreadable = Evidence::encode(&json!({"signals": {"burn_rate": 3}})).unwrap();
+        assert!(burn_rates_in(&unreadable).is_empty());
+    }
+
+    #[test]
     fn per_train_series_follow_the_train_and_disappear_when_inactive() {
         let mut registry = Registry::default();
         let m = Metrics::register(&mut registry);
         let id = tid("t-1");
-        let evidence =
-            json!({"signals": {"burn_rate": {"avail": {"1h": 20.5, "5m": null, "6h": "+Inf"}}}});
+        let evidence = Evidence::encode(
+            &json!({"signals": {"burn_rate": {"avail": {"1h": 20.5, "5m": null, "6h": "+Inf"}}}}),
+        )
+        .unwrap();
+        let rates = burn_rates_in(&evidence);
         let mut gauges = TrainGauges {
             train: &id,
             gate: "checkout",
             decision: Decision::Pending,
             lifecycle: Lifecycle::Verifying,
             evaluated: true,
-            evidence: Some(&evidence),
+            burn_rates: &rates,
         };
         m.set_train(&gauges);
         let text = scrape(&registry);

@@ -202,17 +202,39 @@ impl Shared {
         state::is_evaluated(view.record.lifecycle) && config.gate(&view.record.gate).is_some()
     }
 
-    /// Makes `view` current (after its change was committed) and updates its metrics.
+    /// Makes `view` current (after its change was committed) and updates its metrics, its
+    /// burn rates read back from its stored evidence.
     pub(crate) fn publish(&self, view: Arc<TrainView>) {
         let config = self.runtime().config.clone();
+        let evaluated = self.evaluating(&view, &config);
+        let rates = match (&view.record.evaluation, evaluated) {
+            (Some(evidence), true) => metrics::burn_rates_in(evidence),
+            _ => Vec::new(),
+        };
+        self.publish_with(view, evaluated, &rates);
+    }
+
+    /// [`Shared::publish`] of a view just evaluated, with the burn rates of its report.
+    pub(crate) fn publish_evaluated(&self, view: Arc<TrainView>, burn_rates: &[metrics::BurnRate]) {
+        let config = self.runtime().config.clone();
+        let evaluated = self.evaluating(&view, &config);
+        self.publish_with(view, evaluated, burn_rates);
+    }
+
+    fn publish_with(
+        &self,
+        view: Arc<TrainView>,
+        evaluated: bool,
+        burn_rates: &[metrics::BurnRate],
+    ) {
         let r = &view.record;
         self.metrics.set_train(&metrics::TrainGauges {
             train: &r.id,
             gate: &r.gate,
             decision: r.decision,
             lifecycle: r.lifecycle,
-            evaluated: self.evaluating(&view, &config),
-            evidence: r.evaluation.as_ref(),
+            evaluated,
+            burn_rates,
         });
         self.trains.publish(view);
     }

@@ -35,11 +35,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, interval_at, Instant, Interval, MissedTickBehavior};
 
+use super::metrics::{self, BurnRate};
 use super::state::{is_evaluated, TrainView};
 use super::{BlockingError, Shared};
 use crate::evaluate;
 use crate::planner::TrainSpec;
-use crate::store::{EvaluationWrite, Lifecycle, NewOutboxEvent, TrainRecord, WriteOutcome};
+use crate::store::{
+    EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, TrainRecord, WriteOutcome,
+};
 use crate::webhook::{self, DecisionChange};
 
 /// The webhook events announcing a decision change, written in the change's transaction.
@@ -241,7 +244,7 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
 
 /// The decisions of one cycle: a store write per train.
 struct Decided {
-    writes: Vec<(Arc<TrainView>, EvaluationWrite)>,
+    writes: Vec<(Arc<TrainView>, Vec<BurnRate>, EvaluationWrite)>,
     /// Trains whose evaluation failed.
     errors: u64,
     /// The first failure.
@@ -283,7 +286,7 @@ fn decide_all(
             &prev.state,
             Mode::Daemon,
         );
-        let evidence = match serde_json::to_value(&evaluation_report) {
+        let evidence = match Evidence::encode(&evaluation_report) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(train = %spec.id, "cannot encode the evaluation of {}: {e}", spec.id);
@@ -304,7 +307,7 @@ fn decide_all(
                     rule: evaluation.rule.clone(),
                     evaluated_at: at,
                     seq: prev.seq + 1,
-                    evidence: evidence.clone(),
+                    evidence: evidence.to_value(),
                 },
             )
         } else {
@@ -312,6 +315,7 @@ fn decide_all(
         };
         writes.push((
             Arc::clone(view),
+            metrics::burn_rates(&evaluation_report.signals),
             EvaluationWrite {
                 train: prev.id.clone(),
                 based_on_seq: prev.seq,
@@ -336,11 +340,14 @@ fn decide_all(
 /// Writes the cycle in one transaction, then publishes what was written, under the write lock.
 async fn commit(
     shared: &Shared,
-    writes: Vec<(Arc<TrainView>, EvaluationWrite)>,
+    writes: Vec<(Arc<TrainView>, Vec<BurnRate>, EvaluationWrite)>,
     report: &mut CycleReport,
 ) -> Result<(), BlockingError> {
     let _lock = shared.write_lock.lock().await;
-    let (views, writes): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+    let (views, writes): (Vec<_>, Vec<_>) = writes
+        .into_iter()
+        .map(|(view, rates, write)| ((view, rates), write))
+        .unzip();
     let (writes, outcomes) = shared
         .blocking(move |store| {
             let outcomes = store.record_evaluations(&writes)?;
@@ -349,7 +356,7 @@ async fn commit(
         .await?;
     let mut refresh = Vec::new();
     let mut queued = false;
-    for ((view, write), outcome) in views.into_iter().zip(writes).zip(outcomes) {
+    for (((view, rates), write), outcome) in views.into_iter().zip(writes).zip(outcomes) {
         let prev = &view.record;
         let seq = match outcome {
             WriteOutcome::Unchanged => prev.seq,
@@ -372,7 +379,7 @@ async fn commit(
                 continue;
             }
         };
-        shared.publish(TrainView::new(apply(prev, write, seq)));
+        shared.publish_evaluated(TrainView::new(apply(prev, write, seq)), &rates);
     }
     if queued {
         shared.nudge_webhooks();
@@ -525,7 +532,7 @@ mod tests {
         let v = view(&h, "t-ok");
         assert_eq!((v.record.decision, v.record.seq), (Decision::Pending, 0));
         assert_eq!(v.record.evaluated_at, Some(t0()));
-        let evaluation = v.record.evaluation.as_ref().unwrap();
+        let evaluation = v.record.evaluation.as_ref().unwrap().to_value();
         assert_eq!(evaluation["decision"], "pending");
         assert_eq!(evaluation["train"], "t-ok");
         assert_mirrors_store(&h, "t-ok").await;

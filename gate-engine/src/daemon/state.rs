@@ -25,7 +25,7 @@ use serde::{Serialize, Serializer};
 use tokio::sync::watch;
 
 use crate::report::format_time;
-use crate::store::{Lifecycle, TrainRecord};
+use crate::store::{Evidence, Lifecycle, TrainRecord};
 
 /// Whether the scheduler evaluates a train in this lifecycle state: verifying, promoted (while
 /// watched) and paused. A rollback is latched and a done or stopped train is finished.
@@ -147,7 +147,7 @@ pub struct TrainSummary<'a> {
     pub evaluating: bool,
     /// The latest evaluation report (detail only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub evaluation: Option<Option<&'a serde_json::Value>>,
+    pub evaluation: Option<Option<&'a Evidence>>,
 }
 
 impl<'a> TrainSummary<'a> {

@@ -49,8 +49,8 @@ use serde::Serialize;
 
 pub use error::{ConflictReason, StoreError};
 pub use model::{
-    AuditEvent, Delivery, DeliveryState, EvaluationWrite, Lifecycle, NewOutboxEvent, NewTrain,
-    OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite, Registration, TrainFilter,
+    AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent,
+    NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite, Registration, TrainFilter,
     TrainRecord, WriteOutcome,
 };
 
@@ -278,7 +278,7 @@ pub(super) mod tests {
                 pinned: None,
                 ..TrainState::default()
             },
-            evidence: json!({"decision": decision, "rules": [{"name": "fast-burn", "values": {"burn_rate(\"a\", \"1h\")": 15.5}}]}),
+            evidence: Evidence::encode(&json!({"decision": decision, "rules": [{"name": "fast-burn", "values": {"burn_rate(\"a\", \"1h\")": 15.5}}]})).unwrap(),
             lifecycle,
             events,
         }
@@ -559,7 +559,7 @@ pub(super) mod tests {
         let events = store.events(&tid("t-1")).unwrap();
         assert!(events.iter().any(|e| matches!(e,
             AuditEvent::Decision { seq: 1, decision: Decision::Rollback, previous: Decision::Pending, evidence, .. }
-                if *evidence == write.evidence)));
+                if *evidence == write.evidence.to_value())));
         let deliveries = store.delivery_states(&tid("t-1")).unwrap();
         assert_eq!(deliveries.len(), 2);
         assert!(deliveries

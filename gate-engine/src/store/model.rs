@@ -2,18 +2,73 @@
 //!
 //! Everything here is plain data: the store turns it into rows and back, nothing else. Times
 //! are `DateTime<Utc>` passed in by callers and kept at millisecond precision (the columns are
-//! unix milliseconds), so a value read back may have lost its sub-millisecond part. Evidence
-//! and webhook payloads are opaque `serde_json::Value`s: the store keeps them, it never looks
-//! inside.
+//! unix milliseconds), so a value read back may have lost its sub-millisecond part. Webhook
+//! payloads are opaque `serde_json::Value`s and an evaluation's evidence is opaque JSON text
+//! ([`Evidence`]): the store keeps them, it never looks inside.
+//!
+//! Evidence is text rather than a `serde_json::Value` because the daemon holds the latest
+//! evaluation of every train and replaces all of them every cycle: a `Value` tree costs about
+//! twice the heap of the text and an allocation per node, while the text is encoded once per
+//! cycle, written to SQLite and served by the API as it is, and read back without a tree.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gate_rules::decide::{Decision, TrainState};
 use gate_rules::TrainId;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// An evaluation report as JSON text: encoded once, then stored and served verbatim.
+///
+/// Cloning shares the text. Serializing embeds the JSON as it is (not as a string); equality
+/// compares the text.
+#[derive(Clone)]
+pub struct Evidence(Arc<RawValue>);
+
+impl Evidence {
+    /// Encodes `report` as JSON.
+    pub fn encode<T: Serialize + ?Sized>(report: &T) -> Result<Evidence, serde_json::Error> {
+        serde_json::value::to_raw_value(report).map(|raw| Evidence(Arc::from(raw)))
+    }
+
+    /// Evidence from JSON text (e.g. read back from the store); fails if it is not JSON.
+    pub fn from_json(text: String) -> Result<Evidence, serde_json::Error> {
+        RawValue::from_string(text).map(|raw| Evidence(Arc::from(raw)))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The evidence parsed into a `serde_json::Value` (for a webhook payload). The text is
+    /// JSON by construction; `null` only if it nests deeper than serde_json's parser allows.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.as_str()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Evidence").field(&self.as_str()).finish()
+    }
+}
+
+impl PartialEq for Evidence {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for Evidence {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (*self.0).serialize(serializer)
+    }
+}
 
 /// A train registration as the pipeline sent it (`POST /v1/trains`).
 ///
@@ -162,7 +217,7 @@ pub struct TrainRecord {
     /// What the decision function remembers between evaluations.
     pub state: TrainState,
     /// The latest evaluation with its evidence, as the caller wrote it.
-    pub evaluation: Option<serde_json::Value>,
+    pub evaluation: Option<Evidence>,
     /// When the train was registered.
     pub registered_at: DateTime<Utc>,
     /// When the decision last became `promote`.
@@ -203,7 +258,7 @@ pub struct EvaluationWrite {
     /// The state to remember for the next evaluation.
     pub state: TrainState,
     /// The full evaluation with its evidence.
-    pub evidence: serde_json::Value,
+    pub evidence: Evidence,
     /// The train's lifecycle state after this evaluation.
     pub lifecycle: Lifecycle,
     /// Webhook events for the decision change; written only when the decision changed.

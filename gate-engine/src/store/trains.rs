@@ -12,8 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::error::{ConflictReason, SqlContext, StoreError};
 use super::model::{
-    AuditEvent, EvaluationWrite, Lifecycle, NewOutboxEvent, NewTrain, OverrideWrite, Registration,
-    TrainFilter, TrainRecord, WriteOutcome,
+    AuditEvent, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, NewTrain, OverrideWrite,
+    Registration, TrainFilter, TrainRecord, WriteOutcome,
 };
 use super::{encode, ms, outbox, seq_sql, Field, Store};
 
@@ -361,10 +361,9 @@ fn not_found(id: &TrainId) -> StoreError {
     StoreError::NotFound(id.clone())
 }
 
-/// JSON encoded before the writer lock is taken.
+/// JSON encoded before the writer lock is taken (the evidence is already JSON text).
 struct EncodedEvaluation {
     state: String,
-    evidence: String,
     events: Vec<String>,
 }
 
@@ -372,7 +371,6 @@ impl EncodedEvaluation {
     fn new(write: &EvaluationWrite) -> Result<Self, StoreError> {
         Ok(EncodedEvaluation {
             state: encode(&write.state, "train state")?,
-            evidence: encode(&write.evidence, "evaluation evidence")?,
             events: encode_events(&write.events)?,
         })
     }
@@ -446,7 +444,7 @@ fn write_evaluation(
                 write.rule,
                 at,
                 encoded.state,
-                encoded.evidence,
+                write.evidence.as_str(),
             ])
         })
         .ctx("update a train's evaluation")?;
@@ -473,7 +471,7 @@ fn write_evaluation(
             write.rule,
             at,
             encoded.state,
-            encoded.evidence,
+            write.evidence.as_str(),
         ])
     })
     .ctx("update a train's decision")?;
@@ -490,7 +488,7 @@ fn write_evaluation(
             write.reason,
             write.rule,
             at,
-            encoded.evidence,
+            write.evidence.as_str(),
         ])
     })
     .ctx("insert a decision")?;
@@ -601,8 +599,9 @@ impl RawTrain {
             evaluated_at: field("trains.evaluated_at").opt_time(evaluated_at)?,
             state: field("trains.state_json").json(&state)?,
             evaluation: evaluation
-                .as_deref()
-                .map(|e| field("trains.evaluation_json").json(e))
+                .map(|e| {
+                    Evidence::from_json(e).map_err(|e| field("trains.evaluation_json").corrupt(e))
+                })
                 .transpose()?,
             registered_at: field("trains.registered_at").time(registered_at)?,
             promoted_at: field("trains.promoted_at").opt_time(promoted_at)?,
