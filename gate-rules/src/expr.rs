@@ -649,12 +649,7 @@ fn operator_text(name: &str) -> &str {
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
 fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, c)| *score >= 0.8 || strsim::levenshtein(word, c) <= 2)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+    crate::hint::closest(word, candidates, 2)
 }
 
 fn all_functions() -> String {

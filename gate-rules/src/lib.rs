@@ -18,6 +18,7 @@ pub mod config;
 pub mod decide;
 pub mod duration;
 pub mod expr;
+pub mod hint;
 pub mod math;
 pub mod query;
 pub mod signals;

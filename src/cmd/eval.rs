@@ -109,10 +109,7 @@ pub fn find_gate<'a>(
 ) -> anyhow::Result<&'a gate_rules::config::Gate> {
     config.gate(name).ok_or_else(|| {
         let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
-        let hint = names
-            .iter()
-            .min_by_key(|n| levenshtein(n, name))
-            .filter(|n| levenshtein(n, name) <= 3)
+        let hint = gate_rules::hint::closest(name, names.iter().copied(), 2)
             .map(|n| format!(" (did you mean `{n}`?)"))
             .unwrap_or_default();
         exit::usage(format!(
@@ -120,20 +117,6 @@ pub fn find_gate<'a>(
             names.join(", ")
         ))
     })
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Builds the Prometheus client, reading the bearer token from its variable.

@@ -201,7 +201,7 @@ impl Metrics {
         // Created at 0 with the first evaluation, so `increase()` sees the first error.
         self.evaluation_errors.get_or_create(&labels).inc_by(errors);
         for decision in Decision::ALL {
-            self.decisions.get_or_create(&GateDecisionLabels {
+            let _ = self.decisions.get_or_create(&GateDecisionLabels {
                 gate: gate.to_string(),
                 decision: decision.as_str().to_string(),
             });
