@@ -13,12 +13,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use common::daemon::Daemon;
 use common::fixtures::{Scenario, Traffic};
 use common::prometheus::TestPrometheus;
 use serde_json::{json, Value};
@@ -26,94 +24,6 @@ use serde_json::{json, Value};
 const MINUTE: i64 = 60;
 /// How far into the future the telemetry runs.
 const AHEAD: i64 = 30 * MINUTE;
-
-/// A `gate serve` process; killed on drop.
-struct Daemon {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, db: &Path, log: PathBuf) -> Daemon {
-        let stderr = std::fs::File::create(&log).expect("create the daemon log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .arg("--db")
-            .arg(db)
-            .args(["--listen", "127.0.0.1:0"])
-            .env_remove("GATE_API_TOKEN")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("run gate serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("gate serve: listening on http://") {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "gate serve did not print its address; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        };
-        Daemon { child, addr, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn sigkill(&mut self) {
-        self.child.kill().expect("SIGKILL the daemon");
-        self.child.wait().expect("reap the daemon");
-    }
-
-    /// SIGTERM, then the exit code (within a deadline).
-    fn sigterm(&mut self) -> i32 {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the daemon") {
-                return status.code().expect("exited, not killed by a signal");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gate serve did not stop within 30 s of SIGTERM; its log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -542,11 +452,11 @@ async fn decision_endpoint_load() {
     let run_for = Duration::from_secs(5);
     let request = format!(
         "GET /v1/trains/t-load/decision HTTP/1.1\r\nHost: {}\r\n\r\n",
-        daemon.addr
+        daemon.addr()
     );
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let addr = daemon.addr.clone();
+        let addr = daemon.addr().to_string();
         let request = request.clone();
         tasks.push(tokio::spawn(async move {
             let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();

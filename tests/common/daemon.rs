@@ -95,6 +95,27 @@ impl Daemon {
         self.child.kill().expect("SIGKILL the daemon");
         self.child.wait().expect("reap the daemon");
     }
+
+    /// SIGTERM, then the exit code (within a deadline).
+    pub fn sigterm(&mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the daemon") {
+                return status.code().expect("exited, not killed by a signal");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gate serve did not stop within 30 s of SIGTERM; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Daemon {
