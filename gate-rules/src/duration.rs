@@ -1,5 +1,9 @@
 //! Prometheus-style durations (`30s`, `5m`, `1h30m`, `1d`, `2w`, `1y`, `500ms`).
 //!
+//! This is gate's one duration grammar: config windows use [`PromDuration`] (never zero),
+//! and waits and timeouts given on the command line or in the API (`gate wait --timeout`,
+//! `?wait=`) use [`parse_duration`], the same forms plus `0` and bare seconds (`90`).
+//!
 //! Windows are rendered back into PromQL range selectors, so a duration keeps the
 //! Prometheus spelling: [`PromDuration`]'s `Display` prints the canonical Prometheus form
 //! (`90m` → `1h30m`) that `promql-parser` and Prometheus both accept.
@@ -130,9 +134,57 @@ impl<'de> serde::Deserialize<'de> for PromDuration {
     }
 }
 
+/// A wait or timeout: a Prometheus duration (`30s`, `5m`, `1h30m`, `500ms`), bare seconds
+/// (`90`), or zero (`0`, `0s`).
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| DurationError::Invalid(s.to_string()));
+    }
+    match s.parse::<PromDuration>() {
+        Ok(d) => Ok(d.as_duration()),
+        Err(DurationError::Zero) => Ok(Duration::ZERO),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_take_prometheus_forms_bare_seconds_and_zero() {
+        for (text, ms) in [
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("90", 90_000),
+            ("0", 0),
+            ("0s", 0),
+            ("0m", 0),
+        ] {
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_millis(ms),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "soon",
+            "-5",
+            "5 m",
+            "45min",
+            "1h 30m",
+            "1.5h",
+            "99999999999999999999",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn parses_and_prints_prometheus_forms() {

@@ -17,6 +17,7 @@
 pub mod config;
 pub mod decide;
 pub mod duration;
+pub mod error_chain;
 pub mod expr;
 pub mod hint;
 pub mod math;
@@ -24,9 +25,11 @@ pub mod query;
 pub mod signals;
 pub mod stats;
 pub mod thresholds;
+pub mod time;
 pub mod train_id;
 
 pub use config::Config;
 pub use decide::{decide, Decision};
 pub use duration::PromDuration;
+pub use error_chain::error_chain;
 pub use train_id::TrainId;

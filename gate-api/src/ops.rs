@@ -1,0 +1,39 @@
+//! The operations routes on the wire: reload, liveness and readiness.
+
+use gate_rules::TrainId;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::schema::TrainIdSchema;
+
+/// `POST /v1/reload`: what a successful reload changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadReport {
+    /// The gates now configured.
+    pub gates: Vec<String>,
+    /// Active trains whose gate is no longer configured: kept, not evaluated.
+    #[schema(value_type = Vec<TrainIdSchema>)]
+    pub unevaluated_trains: Vec<TrainId>,
+}
+
+/// `GET /healthz`: `{"status": "ok"}` while the process runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// `GET /readyz` when not ready (`503`): what failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Readiness {
+    /// Whether the daemon is ready.
+    pub ready: bool,
+    /// `ok`, or why the store does not answer.
+    pub store: String,
+    /// `ok`, or why Prometheus is not reachable.
+    pub prometheus: String,
+}
