@@ -1,11 +1,12 @@
 //! A small typed client of the gate HTTP API (SPEC §6), for `train`, `status`, `wait` and
 //! `override`.
 //!
-//! Every call returns the server's JSON as a [`serde_json::Value`] *and* typed views of it
-//! ([`Train`], [`DecisionView`], [`Event`]): `--format json` prints what the server said,
-//! unchanged, while the human renderers and `wait` read the typed fields. The typed views are
-//! deserialized leniently (unknown fields are ignored, optional fields default), so a newer
-//! daemon with more fields still works with an older CLI.
+//! Every call returns the server's JSON as a [`serde_json::Value`] *and* its typed view, in
+//! the wire types of the `gate-api` crate that the server serializes ([`Train`],
+//! [`DecisionBody`], [`Event`]): `--format json` prints what the server said, unchanged, while
+//! the human renderers and `wait` read the typed fields. The views are read strictly (the
+//! types deny unknown fields): client and server are built from the same types, and a field
+//! that differs is a bug to fail on, not to paper over.
 //!
 //! Errors are sorted the way a pipeline needs them ([`ClientError`]): the server could not be
 //! reached (exit 6, and what `gate wait` retries), the server answered with an API error
@@ -17,12 +18,11 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+pub use gate_api::{DecisionBody, Delivery, Event, OverrideRequest, RegisterRequest};
+use gate_api::{EventList, TrainList};
 use gate_engine::report::EvaluationReport;
-use gate_engine::store::{DeliveryState, Lifecycle, NewTrain, OverrideAction};
-use gate_rules::Decision;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::exit;
 
@@ -54,167 +54,9 @@ impl ServerArgs {
     }
 }
 
-/// A train as the server shows it (`GET /v1/trains/{id}`, items of `GET /v1/trains`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Train {
-    /// The train ID.
-    #[serde(rename = "train", alias = "id")]
-    pub id: String,
-    /// Its gate.
-    pub gate: String,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// Its baseline train.
-    #[serde(default)]
-    pub baseline: Option<String>,
-    /// Its labels.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Where it is in its life.
-    #[serde(rename = "state", alias = "lifecycle")]
-    pub lifecycle: Lifecycle,
-    /// The current decision (an override included).
-    pub decision: Decision,
-    /// Bumped by every decision change and override.
-    pub seq: u64,
-    /// The one-line reason of the current decision.
-    #[serde(default)]
-    pub reason: String,
-    /// The deciding rule.
-    #[serde(default)]
-    pub rule: Option<String>,
-    /// When the latest evaluation ran.
-    #[serde(default)]
-    pub evaluated_at: Option<DateTime<Utc>>,
-    /// The latest evaluation with its evidence.
-    #[serde(default)]
-    pub evaluation: Option<EvaluationReport>,
-    /// When it was stopped.
-    #[serde(default)]
-    pub stopped_at: Option<DateTime<Utc>>,
-    /// A decision pinned by an override.
-    #[serde(default)]
-    pub pinned: Option<Decision>,
-}
-
-/// The compact decision (`GET /v1/trains/{id}/decision`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DecisionView {
-    /// The train ID.
-    pub train: String,
-    /// The current decision.
-    pub decision: Decision,
-    /// Its reason.
-    #[serde(default)]
-    pub reason: String,
-    /// The train's seq: changes with every decision change and override.
-    pub seq: u64,
-    /// When the latest evaluation ran (`null` before the first).
-    #[serde(default)]
-    pub evaluated_at: Option<DateTime<Utc>>,
-    /// Where the train is in its life.
-    #[serde(default)]
-    pub state: Option<Lifecycle>,
-}
-
-/// An override request (`POST /v1/trains/{id}/override`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OverrideRequest {
-    /// What to force.
-    pub decision: OverrideAction,
-    /// Why.
-    pub reason: String,
-    /// Who.
-    pub actor: String,
-}
-
-/// One entry of a train's audit trail (`GET /v1/trains/{id}/events`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Event {
-    /// The train was registered.
-    Registered {
-        /// When.
-        at: DateTime<Utc>,
-    },
-    /// An evaluation changed the decision.
-    Decision {
-        /// Its seq.
-        seq: u64,
-        /// The new decision.
-        decision: Decision,
-        /// The decision before.
-        previous: Decision,
-        /// Its reason.
-        #[serde(default)]
-        reason: String,
-        /// The deciding rule.
-        #[serde(default)]
-        rule: Option<String>,
-        /// When the evaluation ran.
-        evaluated_at: DateTime<Utc>,
-    },
-    /// An operator override.
-    Override {
-        /// Its seq.
-        seq: u64,
-        /// What was asked.
-        action: OverrideAction,
-        /// The resulting decision.
-        decision: Decision,
-        /// The decision before.
-        previous: Decision,
-        /// The operator's reason.
-        #[serde(default)]
-        reason: String,
-        /// Who asked.
-        #[serde(default)]
-        actor: String,
-        /// When.
-        at: DateTime<Utc>,
-    },
-    /// A webhook event and its delivery.
-    Delivery(Delivery),
-    /// The train was stopped.
-    Stopped {
-        /// When.
-        at: DateTime<Utc>,
-    },
-    /// An entry this client does not know.
-    #[serde(other)]
-    Other,
-}
-
-/// A webhook event's delivery.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Delivery {
-    /// Unique event ID.
-    pub event_id: String,
-    /// The webhook's name.
-    pub webhook: String,
-    /// The seq of the decision it carries.
-    pub seq: u64,
-    /// Where the delivery is.
-    pub state: DeliveryState,
-    /// Attempts so far.
-    #[serde(default)]
-    pub attempts: u32,
-    /// When the next attempt is due (while pending).
-    #[serde(default)]
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// The last failure.
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// The last HTTP status received.
-    #[serde(default)]
-    pub last_status: Option<u16>,
-    /// When it was delivered.
-    #[serde(default)]
-    pub delivered_at: Option<DateTime<Utc>>,
-    /// When it was dead-lettered.
-    #[serde(default)]
-    pub dead_at: Option<DateTime<Utc>>,
-}
+/// A train as the server shows it (`GET /v1/trains/{id}`, items of `GET /v1/trains`), with
+/// its latest evaluation read as the report `gate eval` prints.
+pub type Train = gate_api::Train<EvaluationReport>;
 
 /// A server answer: the JSON as sent and its typed view.
 #[derive(Debug, Clone)]
@@ -375,7 +217,7 @@ impl Client {
     }
 
     /// `POST /v1/trains`: registers a train (idempotent for the same body).
-    pub async fn register(&self, train: &NewTrain) -> Result<Answer<Train>, ClientError> {
+    pub async fn register(&self, train: &RegisterRequest) -> Result<Answer<Train>, ClientError> {
         let body = serde_json::to_value(train).map_err(|e| self.protocol("v1/trains", e))?;
         self.call(Method::POST, &["v1", "trains"], &[], Some(body), None)
             .await
@@ -384,8 +226,8 @@ impl Client {
     /// `GET /v1/trains`: active trains, or every train with `all`.
     pub async fn trains(&self, all: bool) -> Result<Answer<Vec<Train>>, ClientError> {
         let state = if all { "all" } else { "active" };
-        let (status, raw) = self
-            .call_raw(
+        let answer: Answer<TrainList<EvaluationReport>> = self
+            .call(
                 Method::GET,
                 &["v1", "trains"],
                 &[("state", state.into())],
@@ -393,9 +235,11 @@ impl Client {
                 None,
             )
             .await?;
-        let list = list_in(&raw, "trains");
-        let value = serde_json::from_value(list).map_err(|e| self.protocol("v1/trains", e))?;
-        Ok(Answer { status, raw, value })
+        Ok(Answer {
+            status: answer.status,
+            raw: answer.raw,
+            value: answer.value.trains,
+        })
     }
 
     /// `GET /v1/trains` and then each train's detail, concurrently: the list with every
@@ -432,7 +276,7 @@ impl Client {
         id: &str,
         after_seq: Option<u64>,
         wait: Duration,
-    ) -> Result<Answer<DecisionView>, ClientError> {
+    ) -> Result<Answer<DecisionBody>, ClientError> {
         let mut query = Vec::new();
         let mut timeout = REQUEST_TIMEOUT;
         if let Some(seq) = after_seq {
@@ -453,8 +297,8 @@ impl Client {
 
     /// `GET /v1/trains/{id}/events`: the audit trail, oldest first.
     pub async fn events(&self, id: &str) -> Result<Answer<Vec<Event>>, ClientError> {
-        let (status, raw) = self
-            .call_raw(
+        let answer: Answer<EventList> = self
+            .call(
                 Method::GET,
                 &["v1", "trains", id, "events"],
                 &[],
@@ -462,10 +306,11 @@ impl Client {
                 None,
             )
             .await?;
-        let list = list_in(&raw, "events");
-        let value = serde_json::from_value(list)
-            .map_err(|e| self.protocol(&format!("v1/trains/{id}/events"), e))?;
-        Ok(Answer { status, raw, value })
+        Ok(Answer {
+            status: answer.status,
+            raw: answer.raw,
+            value: answer.value.events,
+        })
     }
 
     /// `POST /v1/trains/{id}/override`: the decision that results.
@@ -473,7 +318,7 @@ impl Client {
         &self,
         id: &str,
         request: &OverrideRequest,
-    ) -> Result<Answer<DecisionView>, ClientError> {
+    ) -> Result<Answer<DecisionBody>, ClientError> {
         let body = serde_json::to_value(request).map_err(|e| self.protocol("override", e))?;
         self.call(
             Method::POST,
@@ -486,15 +331,9 @@ impl Client {
     }
 
     /// `DELETE /v1/trains/{id}`: stops watching the train.
-    pub async fn stop(&self, id: &str) -> Result<Answer<serde_json::Value>, ClientError> {
-        let (status, raw) = self
-            .call_raw(Method::DELETE, &["v1", "trains", id], &[], None, None)
-            .await?;
-        Ok(Answer {
-            status,
-            value: raw.clone(),
-            raw,
-        })
+    pub async fn stop(&self, id: &str) -> Result<Answer<Train>, ClientError> {
+        self.call(Method::DELETE, &["v1", "trains", id], &[], None, None)
+            .await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -572,33 +411,11 @@ impl Client {
     }
 }
 
-/// The list in a list answer: the answer itself when it is an array, else its `key` field.
-fn list_in(raw: &serde_json::Value, key: &str) -> serde_json::Value {
-    match raw {
-        serde_json::Value::Array(_) => raw.clone(),
-        other => other
-            .get(key)
-            .cloned()
-            .unwrap_or(serde_json::Value::Array(Vec::new())),
-    }
-}
-
 /// The error of a non-2xx answer: `{"error": {"code", "message"}}` when the body has it,
 /// else the status and the start of the body.
 fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
-    #[derive(Deserialize)]
-    struct Body {
-        error: Inner,
-    }
-    #[derive(Deserialize)]
-    struct Inner {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
     let reason = status.canonical_reason().unwrap_or("error").to_string();
-    match serde_json::from_slice::<Body>(body) {
+    match serde_json::from_slice::<gate_api::ErrorBody>(body) {
         Ok(b) => ClientError::Api {
             status,
             code: if b.error.code.is_empty() {
@@ -706,14 +523,6 @@ mod tests {
             detail: "d".into(),
         };
         assert_eq!(code(protocol), exit::INTERNAL);
-    }
-
-    #[test]
-    fn lists_are_read_bare_or_wrapped() {
-        let bare = serde_json::json!([{"a": 1}]);
-        assert_eq!(list_in(&bare, "trains"), bare);
-        let wrapped = serde_json::json!({"trains": [{"a": 1}]});
-        assert_eq!(list_in(&wrapped, "trains"), bare);
     }
 
     #[tokio::test]

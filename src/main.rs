@@ -94,8 +94,9 @@ fn report(err: &anyhow::Error) -> i32 {
         eprintln!("error: {}", e.message);
         return e.code;
     }
-    eprintln!("error: {err}");
-    for cause in err.chain().skip(1) {
+    let messages = gate_rules::error_chain::messages(err.as_ref());
+    eprintln!("error: {}", messages[0]);
+    for cause in &messages[1..] {
         eprintln!("  Caused by: {cause}");
     }
     exit::INTERNAL

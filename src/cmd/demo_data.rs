@@ -196,7 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let end: DateTime<Utc> = if args.end == "now" {
         Utc::now()
     } else {
-        parse_time(&args.end).map_err(exit::usage)?
+        parse_time(&args.end).map_err(|e| exit::usage(e.to_string()))?
     };
     let end = end.timestamp();
     std::fs::write(&args.out, render_openmetrics(end))

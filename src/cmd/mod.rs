@@ -15,7 +15,6 @@ pub mod wait;
 use std::io::IsTerminal;
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
 use gate_rules::config::Config;
 
 use crate::exit;
@@ -29,23 +28,9 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     })
 }
 
-/// Parses a time given on the command line: RFC 3339 or unix seconds.
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            let millis = (secs * 1000.0).round() as i64;
-            if let Some(t) = DateTime::from_timestamp_millis(millis) {
-                return Ok(t);
-            }
-        }
-    }
-    Err(format!(
-        "`{s}` is not a time: use RFC 3339 (2026-11-01T12:00:00Z) or unix seconds"
-    ))
-}
+/// Parses a time given on the command line: RFC 3339 or unix seconds, to the millisecond
+/// (the same parser as the API's `started_at`).
+pub use gate_rules::time::parse_time;
 
 /// Validates a train ID from the command line (exit 2 when invalid).
 pub fn train_id(s: &str) -> anyhow::Result<gate_rules::TrainId> {
@@ -69,20 +54,5 @@ impl Format {
         } else {
             Format::Json
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_parse_as_rfc3339_or_unix_seconds() {
-        let t = parse_time("2026-11-01T12:00:00Z").unwrap();
-        assert_eq!(t.timestamp(), 1_793_534_400);
-        assert_eq!(parse_time("1793534400").unwrap(), t);
-        assert_eq!(parse_time("2026-11-01T13:00:00+01:00").unwrap(), t);
-        assert!(parse_time("yesterday").is_err());
-        assert!(parse_time("-5").is_err());
     }
 }

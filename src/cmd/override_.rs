@@ -5,7 +5,7 @@
 //! without ceremony; `--actor` names a bot or a pipeline instead. The reason is required: an
 //! override without a why is what post-incident reviews cannot reconstruct.
 
-use gate_engine::store::OverrideAction;
+use gate_api::OverrideAction;
 
 use super::train_id;
 use crate::client::{OverrideRequest, ServerArgs};

@@ -16,8 +16,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use comfy_table::{presets, Cell, Color, Table};
+use gate_api::DeliveryState;
 use gate_engine::report::{format_time, EvaluationReport, Num};
-use gate_engine::store::DeliveryState;
 use gate_rules::Decision;
 
 use super::{train_id, Format};
@@ -233,7 +233,7 @@ pub fn render_list(trains: &[Train], now: DateTime<Utc>, color: bool) -> String 
         if color {
             decision = decision.fg(decision_color(t.decision));
         }
-        let burn = match t.evaluation.as_ref() {
+        let burn = match t.evaluation() {
             None if t.evaluated_at.is_none() => "not evaluated yet".to_string(),
             None => "-".to_string(),
             Some(e) => worst_burn(e)
@@ -242,8 +242,7 @@ pub fn render_list(trains: &[Train], now: DateTime<Utc>, color: bool) -> String 
         };
         let mut burn_cell = Cell::new(burn);
         if color
-            && t.evaluation
-                .as_ref()
+            && t.evaluation()
                 .and_then(worst_burn)
                 .is_some_and(|w| w.breached())
         {
@@ -275,8 +274,7 @@ pub fn render_list(trains: &[Train], now: DateTime<Utc>, color: bool) -> String 
 pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: bool) -> String {
     let mut out = String::new();
     let overridden = train
-        .evaluation
-        .as_ref()
+        .evaluation()
         .is_none_or(|e| e.decision != train.decision || e.evaluated_at < last_override_at(events));
     if overridden {
         let _ = writeln!(
@@ -287,7 +285,7 @@ pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: 
             train.gate
         );
         let _ = writeln!(out, "  {}", train.reason);
-        match &train.evaluation {
+        match train.evaluation() {
             None => {
                 let _ = writeln!(
                     out,
@@ -308,7 +306,7 @@ pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: 
                 }
             }
         }
-    } else if let Some(e) = &train.evaluation {
+    } else if let Some(e) = train.evaluation() {
         out.push_str(&render::evaluation(e, color));
     }
 
@@ -474,21 +472,17 @@ fn delivery_state(d: &Delivery, now: DateTime<Utc>, color: bool) -> String {
         ),
         DeliveryState::Pending if d.attempts == 0 => paint("queued, not sent yet", "36", color),
         DeliveryState::Pending => {
-            let next = d
-                .next_attempt_at
-                .map(|t| {
-                    let secs = (t - now).num_seconds();
-                    if secs > 0 {
-                        format!(
-                            "next attempt at {} (in {})",
-                            format_time(t),
-                            render::short_duration(secs)
-                        )
-                    } else {
-                        format!("next attempt due since {}", format_time(t))
-                    }
-                })
-                .unwrap_or_else(|| "next attempt soon".to_string());
+            let t = d.next_attempt_at;
+            let secs = (t - now).num_seconds();
+            let next = if secs > 0 {
+                format!(
+                    "next attempt at {} (in {})",
+                    format_time(t),
+                    render::short_duration(secs)
+                )
+            } else {
+                format!("next attempt due since {}", format_time(t))
+            };
             format!(
                 "{} after {}, last error: {}; {next}",
                 paint("retrying", "33", color),
@@ -511,8 +505,8 @@ fn delivery_state(d: &Delivery, now: DateTime<Utc>, color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gate_api::{Lifecycle, OverrideAction};
     use gate_engine::report::{RuleReport, SignalsReport, ThresholdReport};
-    use gate_engine::store::{Lifecycle, OverrideAction};
     use std::collections::BTreeMap;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -609,7 +603,7 @@ mod tests {
         eval: Option<EvaluationReport>,
     ) -> Train {
         Train {
-            id: id.into(),
+            id: gate_rules::train_id::validate(id).unwrap(),
             gate: "checkout".into(),
             started_at: t(started),
             baseline: None,
@@ -625,9 +619,13 @@ mod tests {
             reason: reason.into(),
             rule: rule.map(String::from),
             evaluated_at: eval.as_ref().map(|e| e.evaluated_at),
-            evaluation: eval,
+            evaluation: Some(eval),
+            registered_at: t(started),
+            promoted_at: None,
             stopped_at: None,
             pinned: None,
+            consecutive_errors: 0,
+            evaluating: true,
         }
     }
 
@@ -743,6 +741,13 @@ mod tests {
         vec![
             Event::Registered {
                 at: t("2026-11-01T11:50:00Z"),
+                registration: gate_api::RegisterRequest {
+                    id: "r-102".into(),
+                    gate: "checkout".into(),
+                    started_at: None,
+                    baseline: None,
+                    labels: BTreeMap::new(),
+                },
             },
             Event::Decision {
                 seq: 1,
@@ -751,6 +756,7 @@ mod tests {
                 reason: "fast-burn fired".into(),
                 rule: Some("fast-burn".into()),
                 evaluated_at: t("2026-11-01T11:50:05Z"),
+                evidence: serde_json::Value::Null,
             },
             Event::Delivery(Delivery {
                 event_id: "e1".into(),
@@ -758,7 +764,8 @@ mod tests {
                 seq: 1,
                 state: DeliveryState::Delivered,
                 attempts: 1,
-                next_attempt_at: None,
+                created_at: t("2026-11-01T11:50:05Z"),
+                next_attempt_at: t("2026-11-01T11:50:05Z"),
                 last_error: None,
                 last_status: Some(200),
                 delivered_at: Some(t("2026-11-01T11:50:06Z")),
@@ -770,7 +777,8 @@ mod tests {
                 seq: 1,
                 state: DeliveryState::Pending,
                 attempts: 3,
-                next_attempt_at: Some(t("2026-11-01T12:00:40Z")),
+                created_at: t("2026-11-01T11:50:05Z"),
+                next_attempt_at: t("2026-11-01T12:00:40Z"),
                 last_error: Some("connection refused".into()),
                 last_status: None,
                 delivered_at: None,
@@ -782,7 +790,8 @@ mod tests {
                 seq: 1,
                 state: DeliveryState::Dead,
                 attempts: 8,
-                next_attempt_at: None,
+                created_at: t("2026-11-01T11:50:05Z"),
+                next_attempt_at: t("2026-11-01T11:58:00Z"),
                 last_error: Some("bad request".into()),
                 last_status: Some(400),
                 delivered_at: None,

@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use gate_engine::store::NewTrain;
 
 use super::{parse_time, status, train_id, Format};
-use crate::client::ServerArgs;
+use crate::client::{RegisterRequest, ServerArgs};
 use crate::{exit, render};
 
 /// Arguments of `gate train`.
@@ -83,11 +82,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             labels,
             server,
         } => {
-            let body = NewTrain {
-                id: train_id(&id)?,
+            let body = RegisterRequest {
+                id: train_id(&id)?.to_string(),
                 gate,
                 started_at,
-                baseline: baseline.as_deref().map(train_id).transpose()?,
+                baseline: baseline
+                    .as_deref()
+                    .map(train_id)
+                    .transpose()?
+                    .map(|b| b.to_string()),
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
             };
             let client = server.client()?;
@@ -104,7 +107,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 t.gate,
                 gate_engine::report::format_time(t.started_at),
                 t.baseline
-                    .as_deref()
+                    .as_ref()
                     .map(|b| format!(", baseline {b}"))
                     .unwrap_or_default(),
                 client.server(),

@@ -27,14 +27,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use gate_engine::store::Lifecycle;
 use gate_rules::Decision;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{status, train_id, Format};
-use crate::client::{Client, ClientError, DecisionView, ServerArgs, Train};
+use crate::client::{Client, ClientError, DecisionBody, ServerArgs, Train};
 use crate::{exit, render};
+use gate_api::Lifecycle;
 
 /// How long one long poll asks the server to hold the request (JSON mode).
 const POLL_WAIT: Duration = Duration::from_secs(30);
@@ -54,8 +54,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 pub struct Args {
     /// The train ID.
     pub id: String,
-    /// Give up after this long (e.g. 45m, 1h30m): exit 5, or 6 if the server is unreachable.
-    #[arg(long, default_value = "45m", value_parser = humantime::parse_duration)]
+    /// Give up after this long (e.g. 45m, 1h30m, 90 = seconds): exit 5, or 6 if the server is
+    /// unreachable.
+    #[arg(long, default_value = "45m", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// Treat pause as final: exit 4 instead of waiting for it to lift.
     #[arg(long)]
@@ -67,11 +68,16 @@ pub struct Args {
     pub server: ServerArgs,
 }
 
+/// `--timeout`: one of gate's durations ([`gate_rules::duration::parse_duration`]).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    gate_rules::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
 /// One successful poll: the decision, and the train's details when they could be fetched.
 #[derive(Debug, Clone)]
 pub struct Polled {
     /// The decision.
-    pub view: DecisionView,
+    pub view: DecisionBody,
     /// The train with its latest evaluation.
     pub train: Option<Train>,
 }
@@ -144,16 +150,16 @@ pub enum Update<'a> {
 #[derive(Debug)]
 pub enum Outcome {
     /// A final decision: promote, rollback, or pause with `fail_on_pause`.
-    Final(DecisionView),
+    Final(DecisionBody),
     /// The timeout passed; `failing` holds the error of the last poll if it failed.
     TimedOut {
         /// The last decision seen.
-        last: Option<DecisionView>,
+        last: Option<DecisionBody>,
         /// The last poll's failure, if it failed (the server unreachable).
         failing: Option<String>,
     },
     /// The train was stopped before a final decision.
-    Stopped(DecisionView),
+    Stopped(DecisionBody),
     /// The server refused the request (unknown train, bad token): no point retrying.
     Refused(ClientError),
 }
@@ -187,7 +193,7 @@ impl Outcome {
         }
     }
 
-    fn last(&self) -> Option<&DecisionView> {
+    fn last(&self) -> Option<&DecisionBody> {
         match self {
             Outcome::Final(v) | Outcome::Stopped(v) => Some(v),
             Outcome::TimedOut { last, .. } => last.as_ref(),
@@ -241,11 +247,11 @@ pub async fn wait_for_decision<S: Source>(
     mut on_update: impl FnMut(Update<'_>),
 ) -> Outcome {
     let deadline = Instant::now() + opts.timeout;
-    let mut last: Option<DecisionView> = None;
+    let mut last: Option<DecisionBody> = None;
     let mut failing: Option<String> = None;
     let mut backoff = Backoff::default();
     let timed_out =
-        |last: Option<DecisionView>, failing: Option<String>| Outcome::TimedOut { last, failing };
+        |last: Option<DecisionBody>, failing: Option<String>| Outcome::TimedOut { last, failing };
     loop {
         let started = Instant::now();
         if started >= deadline {
@@ -273,7 +279,7 @@ pub async fn wait_for_decision<S: Source>(
                 if is_final(polled.view.decision, opts.fail_on_pause) {
                     return Outcome::Final(polled.view);
                 }
-                let stopped = polled.view.state == Some(Lifecycle::Stopped)
+                let stopped = polled.view.state == Lifecycle::Stopped
                     || polled
                         .train
                         .as_ref()
@@ -353,7 +359,7 @@ fn json_line(line: &Line<'_>) {
 /// What the live line shows, refreshed by the updates and re-rendered every second.
 #[derive(Debug, Default)]
 struct Live {
-    view: Option<DecisionView>,
+    view: Option<DecisionBody>,
     train: Option<Train>,
     trouble: Option<String>,
 }
@@ -368,7 +374,7 @@ impl Live {
         };
         let mut parts = vec![format!("{id} {}", view.decision.as_str().to_uppercase())];
         if let Some(train) = &self.train {
-            if let Some(e) = &train.evaluation {
+            if let Some(e) = train.evaluation() {
                 let age = (Utc::now() - train.started_at).num_seconds();
                 let verify = e.verify_for_secs as i64;
                 parts.push(if age < verify {
@@ -556,14 +562,16 @@ mod tests {
     use reqwest::StatusCode;
     use std::collections::VecDeque;
 
-    fn view(decision: Decision, seq: u64) -> DecisionView {
-        DecisionView {
-            train: "t-1".into(),
+    fn view(decision: Decision, seq: u64) -> DecisionBody {
+        DecisionBody {
+            train: gate_rules::train_id::validate("t-1").unwrap(),
+            gate: "checkout".into(),
             decision,
             reason: format!("{} because", decision.as_str()),
+            rule: None,
             seq,
             evaluated_at: None,
-            state: None,
+            state: Lifecycle::Verifying,
         }
     }
 
@@ -579,7 +587,7 @@ mod tests {
     /// after `after` of (virtual) time; `Hold` is a long poll with no change, answered after
     /// the wait the client asked for; `Down` fails at once.
     enum Step {
-        Change(DecisionView, Duration),
+        Change(DecisionBody, Duration),
         Hold,
         Down,
         Refuse,
@@ -587,7 +595,7 @@ mod tests {
 
     struct Script {
         steps: VecDeque<Step>,
-        current: Option<DecisionView>,
+        current: Option<DecisionBody>,
         polls: Vec<(Duration, Option<u64>)>,
         start: Instant,
     }

@@ -143,14 +143,8 @@ pub enum ReloadError {
     Webhooks(WebhookError),
 }
 
-/// What a successful reload changed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ReloadReport {
-    /// The gates now configured.
-    pub gates: Vec<String>,
-    /// Active trains whose gate is no longer configured: kept, not evaluated.
-    pub unevaluated_trains: Vec<TrainId>,
-}
+/// What a successful reload changed (the body of `POST /v1/reload`).
+pub use gate_api::ReloadReport;
 
 /// What the last contact with Prometheus said, for `/readyz`.
 #[derive(Debug, Default)]

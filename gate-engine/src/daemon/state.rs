@@ -18,13 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
-use chrono::{DateTime, Utc};
-use gate_rules::decide::Decision;
+use gate_api::{DecisionBody, Train};
 use gate_rules::TrainId;
-use serde::{Serialize, Serializer};
 use tokio::sync::watch;
 
-use crate::report::format_time;
 use crate::store::{Evidence, Lifecycle, TrainRecord};
 
 /// Whether the scheduler evaluates a train in this lifecycle state: verifying, promoted (while
@@ -48,7 +45,7 @@ impl TrainView {
     /// A view of a stored train.
     pub fn new(record: TrainRecord) -> Arc<TrainView> {
         let decision_body = Bytes::from(
-            serde_json::to_vec(&DecisionBody::of(&record)).unwrap_or_else(|_| b"{}".to_vec()),
+            serde_json::to_vec(&decision_body(&record)).unwrap_or_else(|_| b"{}".to_vec()),
         );
         Arc::new(TrainView {
             record,
@@ -69,121 +66,46 @@ impl TrainView {
     /// The train for `GET /v1/trains` (`evaluation: false`) or `GET /v1/trains/{id}`
     /// (`evaluation: true`, the latest evaluation report or `null`). `evaluating` says whether
     /// the daemon evaluates the train (an evaluated state and a gate in the config).
-    pub fn summary(&self, evaluating: bool, evaluation: bool) -> TrainSummary<'_> {
-        TrainSummary::of(&self.record, evaluating, evaluation)
+    pub fn summary(&self, evaluating: bool, evaluation: bool) -> Train<Evidence> {
+        train_body(&self.record, evaluating, evaluation)
     }
 }
 
-/// `{train, gate, decision, reason, rule, seq, evaluated_at, state}`.
-#[derive(Serialize)]
-struct DecisionBody<'a> {
-    train: &'a TrainId,
-    gate: &'a str,
-    decision: Decision,
-    reason: &'a str,
-    rule: Option<&'a str>,
-    seq: u64,
-    #[serde(serialize_with = "opt_time")]
-    evaluated_at: Option<DateTime<Utc>>,
-    state: Lifecycle,
-}
-
-impl<'a> DecisionBody<'a> {
-    fn of(r: &'a TrainRecord) -> Self {
-        DecisionBody {
-            train: &r.id,
-            gate: &r.gate,
-            decision: r.decision,
-            reason: &r.reason,
-            rule: r.rule.as_deref(),
-            seq: r.seq,
-            evaluated_at: r.evaluated_at,
-            state: r.lifecycle,
-        }
+/// The compact decision of a stored train (`GET /v1/trains/{id}/decision`).
+pub fn decision_body(r: &TrainRecord) -> DecisionBody {
+    DecisionBody {
+        train: r.id.clone(),
+        gate: r.gate.clone(),
+        decision: r.decision,
+        reason: r.reason.clone(),
+        rule: r.rule.clone(),
+        seq: r.seq,
+        evaluated_at: r.evaluated_at,
+        state: r.lifecycle,
     }
 }
 
-/// A train as `GET /v1/trains` and `GET /v1/trains/{id}` return it.
-#[derive(Debug, Serialize)]
-pub struct TrainSummary<'a> {
-    /// Train ID.
-    pub train: &'a TrainId,
-    /// Gate name.
-    pub gate: &'a str,
-    /// Lifecycle state: verifying, promoted, paused, rolled_back, done, stopped.
-    pub state: Lifecycle,
-    /// Current decision.
-    pub decision: Decision,
-    /// Why.
-    pub reason: &'a str,
-    /// The deciding rule.
-    pub rule: Option<&'a str>,
-    /// Bumped by every decision change and override.
-    pub seq: u64,
-    /// Latest evaluation time.
-    #[serde(serialize_with = "opt_time")]
-    pub evaluated_at: Option<DateTime<Utc>>,
-    /// Start of the train.
-    #[serde(serialize_with = "time")]
-    pub started_at: DateTime<Utc>,
-    /// Baseline train.
-    pub baseline: Option<&'a TrainId>,
-    /// Labels given at registration.
-    pub labels: &'a std::collections::BTreeMap<String, String>,
-    /// Registration time.
-    #[serde(serialize_with = "time")]
-    pub registered_at: DateTime<Utc>,
-    /// When the decision last became promote.
-    #[serde(serialize_with = "opt_time")]
-    pub promoted_at: Option<DateTime<Utc>>,
-    /// When the train was stopped.
-    #[serde(serialize_with = "opt_time")]
-    pub stopped_at: Option<DateTime<Utc>>,
-    /// A decision pinned by an override.
-    pub pinned: Option<Decision>,
-    /// Telemetry failures in a row.
-    pub consecutive_errors: u32,
-    /// Whether the daemon evaluates the train.
-    pub evaluating: bool,
-    /// The latest evaluation report (detail only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub evaluation: Option<Option<&'a Evidence>>,
-}
-
-impl<'a> TrainSummary<'a> {
-    /// The summary of a stored train; see [`TrainView::summary`].
-    pub fn of(r: &'a TrainRecord, evaluating: bool, evaluation: bool) -> Self {
-        TrainSummary {
-            train: &r.id,
-            gate: &r.gate,
-            state: r.lifecycle,
-            decision: r.decision,
-            reason: &r.reason,
-            rule: r.rule.as_deref(),
-            seq: r.seq,
-            evaluated_at: r.evaluated_at,
-            started_at: r.started_at,
-            baseline: r.baseline.as_ref(),
-            labels: &r.labels,
-            registered_at: r.registered_at,
-            promoted_at: r.promoted_at,
-            stopped_at: r.stopped_at,
-            pinned: r.state.pinned,
-            consecutive_errors: r.state.consecutive_errors,
-            evaluating,
-            evaluation: evaluation.then_some(r.evaluation.as_ref()),
-        }
-    }
-}
-
-fn time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_time(*t))
-}
-
-fn opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => time(t, s),
-        None => s.serialize_none(),
+/// A stored train as the API shows it; see [`TrainView::summary`].
+pub fn train_body(r: &TrainRecord, evaluating: bool, evaluation: bool) -> Train<Evidence> {
+    Train {
+        id: r.id.clone(),
+        gate: r.gate.clone(),
+        lifecycle: r.lifecycle,
+        decision: r.decision,
+        reason: r.reason.clone(),
+        rule: r.rule.clone(),
+        seq: r.seq,
+        evaluated_at: r.evaluated_at,
+        started_at: r.started_at,
+        baseline: r.baseline.clone(),
+        labels: r.labels.clone(),
+        registered_at: r.registered_at,
+        promoted_at: r.promoted_at,
+        stopped_at: r.stopped_at,
+        pinned: r.state.pinned,
+        consecutive_errors: r.state.consecutive_errors,
+        evaluating,
+        evaluation: evaluation.then(|| r.evaluation.clone()),
     }
 }
 
@@ -264,8 +186,8 @@ impl Trains {
 mod tests {
     use std::collections::BTreeMap;
 
-    use chrono::TimeZone;
-    use gate_rules::decide::TrainState;
+    use chrono::{TimeZone, Utc};
+    use gate_rules::decide::{Decision, TrainState};
 
     use super::*;
 

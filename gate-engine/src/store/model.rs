@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +20,10 @@ use gate_rules::decide::{Decision, TrainState};
 use gate_rules::TrainId;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
+
+/// The lifecycle, override and delivery states are the API's: the store keeps their names
+/// ([`Lifecycle::as_str`] and the like) in its columns.
+pub use gate_api::{DeliveryState, Lifecycle, OverrideAction};
 
 /// An evaluation report as JSON text: encoded once, then stored and served verbatim.
 ///
@@ -113,70 +116,6 @@ impl Registration {
     /// Whether this call created the train.
     pub fn is_created(&self) -> bool {
         matches!(self, Registration::Created(_))
-    }
-}
-
-/// Where a train is in its life. Set by the caller with each write, except `stopped`
-/// ([`crate::store::Store::stop`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lifecycle {
-    /// Being verified: decision `pending`.
-    Verifying,
-    /// Promoted and still watched for `watch_for`.
-    Promoted,
-    /// Held.
-    Paused,
-    /// Rolled back (the decision is latched).
-    RolledBack,
-    /// Finished: no longer evaluated (e.g. the watch after promotion ended).
-    Done,
-    /// Stopped by an operator (`DELETE /v1/trains/{id}`); kept in history.
-    Stopped,
-}
-
-impl Lifecycle {
-    /// All states.
-    pub const ALL: [Lifecycle; 6] = [
-        Lifecycle::Verifying,
-        Lifecycle::Promoted,
-        Lifecycle::Paused,
-        Lifecycle::RolledBack,
-        Lifecycle::Done,
-        Lifecycle::Stopped,
-    ];
-
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Verifying => "verifying",
-            Lifecycle::Promoted => "promoted",
-            Lifecycle::Paused => "paused",
-            Lifecycle::RolledBack => "rolled_back",
-            Lifecycle::Done => "done",
-            Lifecycle::Stopped => "stopped",
-        }
-    }
-
-    /// Whether the daemon still evaluates a train in this state (all but `done`, `stopped`).
-    pub fn is_active(self) -> bool {
-        !matches!(self, Lifecycle::Done | Lifecycle::Stopped)
-    }
-}
-
-impl fmt::Display for Lifecycle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Lifecycle {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Lifecycle::ALL
-            .into_iter()
-            .find(|l| l.as_str() == s)
-            .ok_or_else(|| format!("unknown lifecycle state `{s}`"))
     }
 }
 
@@ -286,58 +225,6 @@ pub enum WriteOutcome {
     UnknownTrain,
 }
 
-/// An operator override (`POST /v1/trains/{id}/override`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OverrideAction {
-    /// Force `promote`.
-    Promote,
-    /// Force `pause`.
-    Pause,
-    /// Force `rollback`.
-    Rollback,
-    /// Lift a pause or a pinned decision; the rules decide again.
-    Resume,
-}
-
-impl OverrideAction {
-    /// All actions.
-    pub const ALL: [OverrideAction; 4] = [
-        OverrideAction::Promote,
-        OverrideAction::Pause,
-        OverrideAction::Rollback,
-        OverrideAction::Resume,
-    ];
-
-    /// The name used in the API and CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverrideAction::Promote => "promote",
-            OverrideAction::Pause => "pause",
-            OverrideAction::Rollback => "rollback",
-            OverrideAction::Resume => "resume",
-        }
-    }
-}
-
-impl fmt::Display for OverrideAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OverrideAction {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        OverrideAction::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown override `{s}` (expected promote, pause, rollback or resume)")
-            })
-    }
-}
-
 /// An override to write with [`crate::store::Store::record_override`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverrideWrite {
@@ -359,43 +246,6 @@ pub struct OverrideWrite {
     pub lifecycle: Lifecycle,
     /// Webhook events for the change.
     pub events: Vec<NewOutboxEvent>,
-}
-
-/// Where a webhook event is in its delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Waiting for its (next) attempt.
-    Pending,
-    /// A 2xx was received.
-    Delivered,
-    /// Given up after `max_attempts`: dead-lettered until redriven.
-    Dead,
-}
-
-impl DeliveryState {
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Dead => "dead",
-        }
-    }
-}
-
-impl FromStr for DeliveryState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            DeliveryState::Pending,
-            DeliveryState::Delivered,
-            DeliveryState::Dead,
-        ]
-        .into_iter()
-        .find(|d| d.as_str() == s)
-        .ok_or_else(|| format!("unknown delivery state `{s}`"))
-    }
 }
 
 /// A pending webhook event due for an attempt.

@@ -1,0 +1,140 @@
+//! The OpenAPI 3.1 document of the API, generated from the wire types of `gate-api` and the
+//! `#[utoipa::path]` annotations on the handlers in [`super::trains`] and [`super::ops`].
+//!
+//! It is served at `GET /v1/openapi.json` and committed as `docs/openapi.json`, which a test
+//! keeps equal to [`document`] (`UPDATE_OPENAPI=1 cargo test -p gate-engine openapi`
+//! rewrites it). Another test checks that every route of the router is in the document, so a
+//! route cannot be added without its description.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi};
+
+use super::{ops, trains};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gate",
+        description = "SLO-driven release gate: register release trains, read (or long-poll) \
+            their decisions (promote, pause, rollback), override them. Every error is \
+            `{\"error\": {\"code\", \"message\"}}`. When the server has `GATE_API_TOKEN`, POST \
+            and DELETE need `Authorization: Bearer <token>` (reads too with `--auth-reads`, \
+            except `/healthz`, `/readyz` and `/v1/openapi.json`).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        trains::register,
+        trains::list,
+        trains::show,
+        trains::decision,
+        trains::override_train,
+        trains::events,
+        trains::stop,
+        ops::reload,
+        ops::openapi,
+        ops::metrics,
+        ops::healthz,
+        ops::readyz,
+    ),
+    modifiers(&BearerToken),
+    tags(
+        (name = "trains", description = "Release trains and their decisions"),
+        (name = "operations", description = "Reload, metrics and probes"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the routes refer to.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The API's OpenAPI 3.1 document.
+pub fn document() -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// The document as `docs/openapi.json` holds it: pretty JSON with a final newline.
+pub fn document_json() -> String {
+    let mut text = serde_json::to_string_pretty(&document()).expect("the document is JSON");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn committed_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
+    }
+
+    #[test]
+    fn docs_openapi_json_is_the_generated_document() {
+        let generated = document_json();
+        let path = committed_path();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi.json is not the document the code generates; regenerate it with\n  \
+             UPDATE_OPENAPI=1 cargo test -p gate-engine --lib openapi\nand commit it"
+        );
+    }
+
+    #[test]
+    fn every_route_is_documented_with_its_errors() {
+        let doc = serde_json::to_value(document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let routes = [
+            ("/v1/trains", "post"),
+            ("/v1/trains", "get"),
+            ("/v1/trains/{id}", "get"),
+            ("/v1/trains/{id}", "delete"),
+            ("/v1/trains/{id}/decision", "get"),
+            ("/v1/trains/{id}/override", "post"),
+            ("/v1/trains/{id}/events", "get"),
+            ("/v1/reload", "post"),
+            ("/v1/openapi.json", "get"),
+            ("/metrics", "get"),
+            ("/healthz", "get"),
+            ("/readyz", "get"),
+        ];
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(documented, routes.len(), "{:?}", paths.keys());
+        for (path, method) in routes {
+            let op = &doc["paths"][path][method];
+            assert!(op.is_object(), "{method} {path} is not documented");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(!responses.is_empty(), "{method} {path}");
+            if path.starts_with("/v1/trains") {
+                for status in ["400", "401", "404"] {
+                    if status == "404" && path == "/v1/trains" {
+                        continue;
+                    }
+                    let error = &responses[status]["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        error["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
