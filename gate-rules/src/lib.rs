@@ -21,6 +21,7 @@ pub mod expr;
 pub mod hint;
 pub mod math;
 pub mod query;
+pub mod sequential;
 pub mod signals;
 pub mod stats;
 pub mod thresholds;
