@@ -5,6 +5,7 @@
 //! cargo run --release -p gate-rules --example sequential_sim [trains]
 //! ```
 
+#[allow(dead_code)] // the fast test uses the rest
 #[path = "../tests/sim/mod.rs"]
 mod sim;
 

@@ -7,6 +7,8 @@
 //! * [`query`] turns SLI selectors into PromQL through the PromQL AST (never by pasting strings);
 //! * [`signals`] holds the numbers fetched for one train and derives the values rules read,
 //!   using [`math`] (burn rate, budget, error delta) and [`stats`] (significance test);
+//! * [`sequential`] is the anytime-valid test of "the train errs more than its baseline, beyond a
+//!   margin", whose state persists between evaluations;
 //! * [`decide`] is the decision table: signals + previous state → decision with evidence.
 //!
 //! The engine (`gate-engine`) fetches the numbers; this crate never talks to the network,

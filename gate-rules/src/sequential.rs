@@ -35,7 +35,8 @@
 //! window (`before_start`, a previous train) does not cancel them. Two guards keep a burst from
 //! passing for a regression, and neither breaks validity:
 //!
-//! * **tempering**: each look's `ℓ` is multiplied by `η_k = 1 / max(1, D_k)` where `D_k` is the
+//! * **tempering**: each look's `ℓ` is multiplied by `η_k = 1 / max(1, D_k − DISPERSION_SLACK)`
+//!   where `D_k` is the
 //!   Pearson dispersion of the increments of both sides, each around its own error ratio (so a
 //!   steady regression does not inflate it), over the looks *before* `k`, shrunk towards 1 by
 //!   [`DISPERSION_PRIOR_DF`] pseudo degrees of freedom so that two or three looks cannot swing

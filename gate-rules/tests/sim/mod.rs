@@ -31,7 +31,7 @@ pub const MIN_EFFECT: f64 = 0.05;
 /// The seed of scenario `i` is `SEED + i`.
 pub const SEED: u64 = 20_261_130;
 
-/// Looks in 5 minutes, 30 minutes.
+/// Looks in 5 minutes.
 pub const LOOKS_5M: usize = 10;
 /// Looks in 30 minutes.
 pub const LOOKS_30M: usize = 60;
