@@ -375,7 +375,7 @@ fn time_or_unix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>
     let secs = match Option::<Raw>::deserialize(d)? {
         None => return Ok(None),
         Some(Raw::Text(s)) => match DateTime::parse_from_rfc3339(&s) {
-            Ok(t) => return Ok(Some(super::clock::truncate_ms(t.with_timezone(&Utc)))),
+            Ok(t) => return Ok(Some(crate::clock::truncate_ms(t.with_timezone(&Utc)))),
             Err(_) => s.parse::<f64>().map_err(|_| invalid(&s))?,
         },
         Some(Raw::Unix(secs)) => secs,

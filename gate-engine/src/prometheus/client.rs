@@ -1,6 +1,7 @@
 //! The client: sends instant queries as POST forms, times each attempt, retries transient
 //! failures within the [`RetryPolicy`], and reports every attempt to an optional observer.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -275,7 +276,7 @@ mod tests {
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
-    use crate::prometheus::{QueryData, Sample};
+    use crate::prometheus::QueryData;
 
     /// 2026-11-01T12:00:00Z.
     fn eval_time() -> DateTime<Utc> {

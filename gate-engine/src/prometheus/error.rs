@@ -168,7 +168,7 @@ fn attempts_note(attempts: u32) -> String {
     }
 }
 
-fn error_type_note(error_type: &Option<String>) -> String {
+pub(super) fn error_type_note(error_type: &Option<String>) -> String {
     match error_type {
         Some(t) if !t.is_empty() => format!(" ({t})"),
         _ => String::new(),

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::error::{Failure, MAX_BODY_IN_MESSAGE};
+use super::error::{error_type_note, Failure, MAX_BODY_IN_MESSAGE};
 
 /// The parsed answer to an instant query.
 #[derive(Debug, Clone, PartialEq)]

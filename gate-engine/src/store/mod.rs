@@ -211,7 +211,7 @@ fn seq_sql(seq: u64) -> i64 {
 mod tests {
     use gate_rules::Decision;
 
-    use super::testing::{change, event, new_train, t, temp_store, tid};
+    use super::testing::*;
     use super::*;
 
     #[test]

@@ -617,13 +617,11 @@ mod tests {
 
     use gate_rules::decide::TrainState;
     use gate_rules::Decision;
-    use serde_json::json;
 
     use super::super::testing::*;
     use super::*;
     use crate::store::{
-        EvaluationWrite, Evidence, Lifecycle, OverrideAction, Store, StoreError, TrainFilter,
-        WriteOutcome,
+        DeliveryState, Lifecycle, OverrideAction, StoreError, TrainFilter, WriteOutcome,
     };
 
     #[test]
