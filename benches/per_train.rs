@@ -165,7 +165,7 @@ fn bench(c: &mut Criterion) {
         train: trains[1].id.clone(),
         gate: gate.name.clone(),
         decision: evaluation.decision,
-        previous: decide::Decision::Pending,
+        previous: gate_rules::Decision::Pending,
         reason: evaluation.reason.clone(),
         rule: evaluation.rule.clone(),
         evaluated_at: plan.at,

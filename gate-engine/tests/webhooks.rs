@@ -18,15 +18,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
+use gate_engine::clock::Clock;
 use gate_engine::store::{
     Delivery, DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewTrain, Store, WriteOutcome,
 };
 use gate_engine::webhook::{
-    events_for_change, resolve_webhooks, sign, Clock, DecisionChange, Deliverer, DeliveryOptions,
-    Nudger, Secret,
+    events_for_change, resolve_webhooks, sign, DecisionChange, Deliverer, DeliveryOptions, Nudger,
+    Secret,
 };
 use gate_rules::config::Config;
-use gate_rules::decide::{Decision, TrainState};
+use gate_rules::decide::TrainState;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use prometheus_client::registry::Registry;
 use serde_json::{json, Value};

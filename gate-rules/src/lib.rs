@@ -9,7 +9,9 @@
 //!   using [`math`] (burn rate, budget, error delta) and [`stats`] (significance test);
 //! * [`sequential`] is the anytime-valid test of "the train errs more than its baseline, beyond a
 //!   margin", whose state persists between evaluations;
-//! * [`decide`] is the decision table: signals + previous state → decision with evidence.
+//! * [`decide`] is the decision table: signals + previous state → decision with evidence;
+//! * [`vocab`] holds the words these modules share ([`Decision`], [`Counts`], [`SignalRef`], …)
+//!   and imports none of them, so the module graph has no cycles.
 //!
 //! The engine (`gate-engine`) fetches the numbers; this crate never talks to the network,
 //! never reads the clock (times are passed in) and never touches the filesystem except to read
@@ -26,10 +28,13 @@ pub mod query;
 pub mod sequential;
 pub mod signals;
 pub mod stats;
-pub mod thresholds;
 pub mod train_id;
+pub mod vocab;
 
 pub use config::Config;
-pub use decide::{decide, Decision};
+pub use decide::decide;
 pub use duration::PromDuration;
 pub use train_id::TrainId;
+pub use vocab::{
+    Counter, Counts, Decision, ErrorDelta, HoldDecision, Resolve, Resolved, SignalRef, Truth,
+};

@@ -74,7 +74,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::signals::Counts;
+use crate::vocab::Counts;
 
 /// The grid of alternatives: the train's rate is `ρ₀·c` times the baseline's. Dense near 1 for
 /// high-traffic services (where small effects are detectable), up to 10× for outright breakage.

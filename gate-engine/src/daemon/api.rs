@@ -45,7 +45,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use gate_rules::decide::{self, Decision};
+use gate_rules::decide;
+use gate_rules::Decision;
 use gate_rules::{PromDuration, TrainId};
 use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
@@ -374,7 +375,7 @@ fn time_or_unix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>
     let secs = match Option::<Raw>::deserialize(d)? {
         None => return Ok(None),
         Some(Raw::Text(s)) => match DateTime::parse_from_rfc3339(&s) {
-            Ok(t) => return Ok(Some(super::clock::truncate_ms(t.with_timezone(&Utc)))),
+            Ok(t) => return Ok(Some(crate::clock::truncate_ms(t.with_timezone(&Utc)))),
             Err(_) => s.parse::<f64>().map_err(|_| invalid(&s))?,
         },
         Some(Raw::Unix(secs)) => secs,

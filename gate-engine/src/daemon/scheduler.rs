@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gate_rules::config::{Config, Gate};
-use gate_rules::decide::{Decision, Mode};
+use gate_rules::decide::Mode;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
-use gate_rules::decide::Decision;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde::{Serialize, Serializer};
 use tokio::sync::watch;

@@ -17,7 +17,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gate_rules::decide::{Decision, TrainState};
+use gate_rules::decide::TrainState;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;

@@ -12,7 +12,7 @@
 //!   the others as they come due, without being sent;
 //! * anything else (another status — redirects are not followed —, a timeout, a connection
 //!   error): the attempt failed. The next attempt is due after an exponential backoff with
-//!   full jitter ([`Backoff`]); the time is stored, so it holds across restarts. After the
+//!   full jitter ([`crate::backoff::Backoff`]); the time is stored, so it holds across restarts. After the
 //!   webhook's `max_attempts` attempts, or when it has none, once
 //!   [`DeliveryOptions::give_up_after`] passed since the event was queued, the event is
 //!   dead-lettered with the last error.
@@ -29,7 +29,7 @@
 //! * **A failed store write backs off too.** If an outcome cannot be recorded, the event is
 //!   still pending and due; the worker leaves it alone for 30 s instead of sending it again
 //!   in a tight loop while the store is unwell.
-//! * **The clock is injected** ([`Clock`]): stored times (`next_attempt_at`, dead-letter
+//! * **The clock is injected** ([`crate::clock::Clock`]): stored times (`next_attempt_at`, dead-letter
 //!   times) and the signed `X-Gate-Timestamp` come from it, so tests step time by hand; only
 //!   the poll tick and per-attempt timeouts use tokio's timers.
 
@@ -39,7 +39,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,7 +51,10 @@ use tokio::task::JoinSet;
 
 use super::payload::content_type;
 use super::sign::{signature, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use super::{redact_url, WebhookError, WebhookTarget};
+use super::{WebhookError, WebhookTarget};
+use crate::backoff::Backoff;
+use crate::clock::{Clock, SystemClock};
+use crate::redact;
 use crate::store::{OutboxEvent, Store, StoreError};
 
 /// The longest excerpt of a failed response's body kept in the error.
@@ -60,61 +62,6 @@ const MAX_BODY_EXCERPT: usize = 200;
 /// How long an event whose outcome could not be recorded (the store failed) is left alone:
 /// it is still pending and due, and would otherwise be sent again at once, in a loop.
 const UNRECORDED_COOLDOWN: Duration = Duration::from_secs(30);
-
-/// Where the worker reads the time. The daemon uses [`SystemClock`]; tests step their own.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// Exponential backoff with full jitter between the attempts of one event.
-///
-/// After the `n`-th failed attempt the next one waits a uniformly random time between zero and
-/// `initial × 2^(n−1)`, capped at `max`. Full jitter spreads the retries of many events that
-/// failed together (a receiver outage) instead of bringing them back in waves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The ceiling after the first failure.
-    pub initial: Duration,
-    /// The largest ceiling.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 1 s, doubling up to 5 min.
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-        }
-    }
-}
-
-impl Backoff {
-    /// The longest wait after `failures` failed attempts (at least 1).
-    pub fn ceiling(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(31);
-        self.initial
-            .checked_mul(1u32 << doublings)
-            .unwrap_or(self.max)
-            .min(self.max)
-    }
-
-    /// The wait after `failures` failed attempts, for a random `unit` in `[0, 1)`.
-    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
-        self.ceiling(failures).mul_f64(unit.clamp(0.0, 1.0))
-    }
-}
 
 /// How the worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +84,10 @@ impl Default for DeliveryOptions {
         DeliveryOptions {
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
-            backoff: Backoff::default(),
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+            },
             give_up_after: Duration::from_secs(24 * 3600),
         }
     }
@@ -317,7 +267,7 @@ impl Deliverer {
             .into_iter()
             .map(|target| {
                 let name = target.name.clone();
-                let shown_url = redact_url(&target.url);
+                let shown_url = redact::url(&target.url);
                 (
                     name,
                     Target {
@@ -657,31 +607,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let b = Backoff::default();
+        let b = DeliveryOptions::default().backoff;
         let ceilings: Vec<u64> = (1..=11).map(|n| b.ceiling(n).as_secs()).collect();
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(b.ceiling(0), Duration::from_secs(1));
         assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn full_jitter_spans_zero_to_the_ceiling() {
-        let b = Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-        };
-        assert_eq!(b.delay(3, 0.0), Duration::ZERO);
-        assert_eq!(b.delay(3, 0.5), Duration::from_millis(200));
-        assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
-        assert_eq!(
-            b.delay(3, 7.0),
-            Duration::from_millis(400),
-            "unit is clamped"
-        );
-        for _ in 0..100 {
-            let d = b.delay(5, rand::random::<f64>());
-            assert!(d <= Duration::from_millis(1600), "{d:?}");
-        }
     }
 
     #[test]

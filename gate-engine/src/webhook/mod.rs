@@ -20,7 +20,7 @@
 //! recorded is sent again, which is why receivers de-duplicate by event ID.
 //!
 //! Webhook URLs may carry credentials (`https://user:pass@host/…?token=…`); they are shown only
-//! through [`redact_url`], which drops the user info and the query string.
+//! through [`crate::redact::url`], which drops the user info and the query string.
 
 mod deliver;
 mod payload;
@@ -32,9 +32,9 @@ use std::time::Duration;
 use gate_rules::config::{Webhook, WebhookFormat};
 use reqwest::Url;
 
-pub use deliver::{
-    Backoff, Clock, Deliverer, DeliveryOptions, Nudger, SystemClock, WebhookMetrics,
-};
+use crate::redact;
+
+pub use deliver::{Deliverer, DeliveryOptions, Nudger, WebhookMetrics};
 pub use payload::{
     cdevents_type, content_type, events_for_change, new_event_id, render, DecisionChange,
     CDEVENTS_SPEC_VERSION, CLOUDEVENTS_CONTENT_TYPE, JSON_CONTENT_TYPE, JSON_EVENT_TYPE,
@@ -89,7 +89,7 @@ impl fmt::Debug for WebhookTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookTarget")
             .field("name", &self.name)
-            .field("url", &redact_url(&self.url))
+            .field("url", &redact::url(&self.url))
             .field("format", &self.format)
             .field("secret", &self.secret)
             .field("timeout", &self.timeout)
@@ -136,7 +136,7 @@ pub fn resolve_webhooks(
 fn parse_url(webhook: &str, text: &str) -> Result<Url, WebhookError> {
     let invalid = |reason: String| WebhookError::InvalidUrl {
         webhook: webhook.to_string(),
-        url: redact_url_text(text),
+        url: redact::url_text(text),
         reason,
     };
     let url = Url::parse(text).map_err(|e| invalid(e.to_string()))?;
@@ -149,33 +149,9 @@ fn parse_url(webhook: &str, text: &str) -> Result<Url, WebhookError> {
     Ok(url)
 }
 
-/// The URL as it may be shown in logs and errors: without user name, password, query string
-/// and fragment (`https://user:pass@host/hook?token=x` → `https://host/hook`).
-pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Both fail only for URLs that cannot carry credentials, which then have none to drop.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
-}
-
-/// [`redact_url`] for text that does not parse as a URL.
-fn redact_url_text(text: &str) -> String {
-    let end = text.find(['?', '#']).unwrap_or(text.len());
-    let text = &text[..end];
-    match (text.find("://"), text.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}{}", &text[..scheme_end + 3], &text[at + 1..])
-        }
-        _ => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use gate_rules::decide::Decision;
+    use gate_rules::Decision;
     use gate_rules::PromDuration;
 
     use super::*;
@@ -190,18 +166,6 @@ mod tests {
             timeout: PromDuration::from_secs(3),
             max_attempts: Some(5),
         }
-    }
-
-    #[test]
-    fn urls_are_shown_without_credentials_or_query() {
-        let url = Url::parse("https://bob:hunter2@hooks.example:8443/a/b?token=t0p#frag").unwrap();
-        assert_eq!(redact_url(&url), "https://hooks.example:8443/a/b");
-        let plain = Url::parse("http://127.0.0.1:8081/hook").unwrap();
-        assert_eq!(redact_url(&plain), "http://127.0.0.1:8081/hook");
-        assert_eq!(
-            redact_url_text("http://u:p@host:9/x y?k=secret"),
-            "http://host:9/x y"
-        );
     }
 
     #[test]

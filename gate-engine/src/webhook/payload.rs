@@ -22,7 +22,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gate_rules::config::{Config, Webhook, WebhookFormat};
-use gate_rules::decide::Decision;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde_json::{json, Value};
 

@@ -10,10 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{
-    BadOrGood, BaselineKind, Config, Counter, Gate, HoldDecision, Slo, Webhook, WebhookFormat,
-};
-use crate::decide::Decision;
+use super::model::{BadOrGood, BaselineKind, Config, Gate, Slo, Webhook, WebhookFormat};
+use crate::vocab::{Counter, Decision, HoldDecision};
 
 /// The config as YAML in the file format, defaults included.
 pub fn effective_yaml(config: &Config) -> String {

@@ -14,7 +14,7 @@
 //! fixed-horizon [`gate_rules::stats::train_worse`] re-tested at every look.
 
 use gate_rules::sequential::SequentialTest;
-use gate_rules::signals::Counts;
+use gate_rules::Counts;
 use gate_rules::stats::train_worse;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
