@@ -9,6 +9,8 @@
 //!   using [`math`] (burn rate, budget, error delta) and [`stats`] (significance test);
 //! * [`decide`] is the decision table: signals + previous state → decision with evidence.
 //!
+//! Beside that flow, [`import`] converts SLOs written for OpenSLO and Sloth into a config.
+//!
 //! The engine (`gate-engine`) fetches the numbers; this crate never talks to the network,
 //! never reads the clock (times are passed in) and never touches the filesystem except to read
 //! the config file in [`config::load_file`].
@@ -19,6 +21,7 @@ pub mod decide;
 pub mod duration;
 pub mod expr;
 pub mod hint;
+pub mod import;
 pub mod math;
 pub mod query;
 pub mod signals;
