@@ -171,10 +171,12 @@ fn bench(c: &mut Criterion) {
         evaluated_at: plan.at,
         seq: 2,
         evidence: serde_json::to_value(&report).expect("report serializes"),
+        artifact: None,
     };
     let hook = &config.webhooks[0];
     let event_id = webhook::new_event_id(plan.at, [7; 10]);
-    let body = serde_json::to_vec(&webhook::render(hook, &event_id, &change)).expect("payload");
+    let body =
+        serde_json::to_vec(&webhook::render(hook, &event_id, &change, None)).expect("payload");
     let secret = Secret::new(b"a-webhook-secret-of-32-bytes-len".to_vec());
     let timestamp = plan.at.timestamp();
     c.bench_function(&format!("webhook/sign/{}_bytes", body.len()), |b| {

@@ -13,6 +13,8 @@
 //! * [`vocab`] holds the words these modules share ([`Decision`], [`Counts`], [`SignalRef`], …)
 //!   and imports none of them, so the module graph has no cycles.
 //!
+//! Beside that flow, [`import`] converts SLOs written for OpenSLO and Sloth into a config.
+//!
 //! The engine (`gate-engine`) fetches the numbers; this crate never talks to the network,
 //! never reads the clock (times are passed in) and never touches the filesystem except to read
 //! the config file in [`config::load_file`].
@@ -23,6 +25,7 @@ pub mod decide;
 pub mod duration;
 pub mod expr;
 pub mod hint;
+pub mod import;
 pub mod math;
 pub mod query;
 pub mod sequential;

@@ -403,6 +403,18 @@ async fn register(
             })
         })
         .transpose()?;
+    if let Some(artifact) = body.labels.get("artifact") {
+        if !crate::webhook::purl::is_purl(artifact) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_label",
+                format!(
+                    "labels.artifact: `{artifact}` is not a package URL \
+                     (pkg:<type>/<name>[@<version>], e.g. pkg:oci/checkout@sha256%3Aab12…)"
+                ),
+            ));
+        }
+    }
     let config = shared.runtime().config.clone();
     if config.gate(&body.gate).is_none() {
         let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
@@ -669,6 +681,8 @@ async fn override_train(
                     .evaluation
                     .as_ref()
                     .map_or(serde_json::Value::Null, Evidence::to_value),
+
+                artifact: prev.labels.get("artifact").cloned(),
             },
         )
     } else {

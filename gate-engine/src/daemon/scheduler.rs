@@ -309,6 +309,7 @@ fn decide_all(
                     evaluated_at: at,
                     seq: prev.seq + 1,
                     evidence: evidence.to_value(),
+                    artifact: prev.labels.get("artifact").cloned(),
                 },
             )
         } else {

@@ -15,7 +15,9 @@
 //!   full jitter ([`crate::backoff::Backoff`]); the time is stored, so it holds across restarts. After the
 //!   webhook's `max_attempts` attempts, or when it has none, once
 //!   [`DeliveryOptions::give_up_after`] passed since the event was queued, the event is
-//!   dead-lettered with the last error.
+//!   dead-lettered with the last error. A `429` or `503` with `Retry-After` (seconds or an
+//!   HTTP-date) is honoured: the next attempt is not before the time it names
+//!   ([`retry_after`]), even when that is later than the backoff.
 //!
 //! Design choices a newcomer may question:
 //!
@@ -44,7 +46,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use reqwest::header::{CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::StatusCode;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -234,8 +236,9 @@ impl std::fmt::Debug for Deliverer {
 
 /// How one attempt ended.
 enum Attempt {
-    /// A response with this status (and, when not a success, a body excerpt).
-    Response(StatusCode, String),
+    /// A response with this status (and, when not a success, a body excerpt and its
+    /// `Retry-After` header).
+    Response(StatusCode, String, Option<String>),
     /// No response: a connection error or a timeout.
     NoResponse(String),
 }
@@ -267,7 +270,7 @@ impl Deliverer {
             .into_iter()
             .map(|target| {
                 let name = target.name.clone();
-                let shown_url = redact::url(&target.url);
+                let shown_url = target.shown_url();
                 (
                     name,
                     Target {
@@ -410,7 +413,7 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) -> bool {
     let sent_at = shared.clock.now();
     let result = send(&shared.client, &target.target, &event, sent_at.timestamp()).await;
     match result {
-        Attempt::Response(status, _) if status.is_success() => {
+        Attempt::Response(status, _, _) if status.is_success() => {
             let now = shared.clock.now();
             let id = event.event_id.clone();
             let code = status.as_u16();
@@ -427,7 +430,7 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) -> bool {
                 Err(e) => store_failed(&event, &e),
             }
         }
-        Attempt::Response(StatusCode::GONE, _) => {
+        Attempt::Response(StatusCode::GONE, _, _) => {
             if !target.disabled.swap(true, Ordering::Relaxed) {
                 tracing::error!(
                     webhook = %event.webhook, url = %target.shown_url,
@@ -442,25 +445,34 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) -> bool {
             );
             dead_letter(&shared, &event, error, Some(410)).await
         }
-        Attempt::Response(status, excerpt) => {
+        Attempt::Response(status, excerpt, retry_after_header) => {
             let error = if excerpt.is_empty() {
                 format!("HTTP {status}")
             } else {
                 format!("HTTP {status}: {excerpt}")
             };
-            failed(&shared, target, &event, error, Some(status.as_u16())).await
+            let not_before = match (status, retry_after_header) {
+                (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, Some(h)) => {
+                    retry_after(&h, shared.clock.now())
+                }
+                _ => None,
+            };
+            let status = Some(status.as_u16());
+            failed(&shared, target, &event, error, status, not_before).await
         }
-        Attempt::NoResponse(error) => failed(&shared, target, &event, error, None).await,
+        Attempt::NoResponse(error) => failed(&shared, target, &event, error, None, None).await,
     }
 }
 
-/// Records a failed attempt: retried later, or dead-lettered when out of attempts or time.
+/// Records a failed attempt: retried later (not before `not_before`, the receiver's
+/// `Retry-After`), or dead-lettered when out of attempts or time.
 async fn failed(
     shared: &Shared,
     target: &Target,
     event: &OutboxEvent,
     error: String,
     status: Option<u16>,
+    not_before: Option<DateTime<Utc>>,
 ) -> bool {
     let now = shared.clock.now();
     let attempts = event.attempts.saturating_add(1);
@@ -482,6 +494,9 @@ async fn failed(
         // The last attempt happens at the deadline, not after it.
         next = next.min(deadline);
     }
+    // The receiver's `Retry-After` wins over the backoff and the deadline: calling earlier
+    // than it asked would break the CloudEvents webhook contract.
+    next = next.max(not_before.unwrap_or(next));
     tracing::warn!(
         webhook = %event.webhook, event_id = %event.event_id, train = %event.train,
         url = %target.shown_url, attempts, %error, next_attempt_at = %next,
@@ -547,6 +562,11 @@ async fn send(
     let exchange = async {
         let mut response = request.body(body).send().await?;
         let status = response.status();
+        let retry_after_header = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut excerpt = Vec::new();
         if !status.is_success() {
             // The body is only for the error message: a failure to read it is ignored.
@@ -557,10 +577,12 @@ async fn send(
                 }
             }
         }
-        Ok::<_, reqwest::Error>((status, excerpt))
+        Ok::<_, reqwest::Error>((status, excerpt, retry_after_header))
     };
     match tokio::time::timeout(target.timeout, exchange).await {
-        Ok(Ok((status, excerpt))) => Attempt::Response(status, excerpt_text(&excerpt)),
+        Ok(Ok((status, excerpt, retry_after))) => {
+            Attempt::Response(status, excerpt_text(&excerpt), retry_after)
+        }
         Ok(Err(e)) => Attempt::NoResponse(describe(e)),
         Err(_) => Attempt::NoResponse(format!("no response within {}", humanize(target.timeout))),
     }
@@ -593,6 +615,20 @@ fn excerpt_text(bytes: &[u8]) -> String {
     }
 }
 
+/// The time a `Retry-After` header value names, read at `now`: a number of seconds
+/// (`120`) or an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`, RFC 9110 §10.2.3). `None` when
+/// the value is neither (the backoff alone decides then).
+fn retry_after(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<i64>().ok()?;
+        return now.checked_add_signed(chrono::Duration::try_seconds(secs)?);
+    }
+    DateTime::parse_from_rfc2822(value)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
@@ -612,6 +648,23 @@ mod tests {
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(b.ceiling(0), Duration::from_secs(1));
         assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(retry_after("120", now), Some(at("2026-11-01T12:02:00Z")));
+        assert_eq!(retry_after(" 0 ", now), Some(now));
+        assert_eq!(
+            retry_after("Sun, 01 Nov 2026 13:30:00 GMT", now),
+            Some(at("2026-11-01T13:30:00Z"))
+        );
+        for unusable in ["", "-5", "1.5", "soon", "99999999999999999999"] {
+            assert_eq!(retry_after(unusable, now), None, "{unusable:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct File<'a> {
     slos: Vec<SloFile<'a>>,
     gates: Vec<GateFile<'a>>,
     webhooks: Vec<WebhookFile<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -109,6 +111,7 @@ impl<'a> From<&'a Config> for File<'a> {
             slos: c.slos.iter().map(SloFile::from).collect(),
             gates: c.gates.iter().map(GateFile::from).collect(),
             webhooks: c.webhooks.iter().map(WebhookFile::from).collect(),
+            public_url: c.public_url.as_deref(),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Config {
     pub gates: Vec<Gate>,
     /// Webhook receivers, in file order.
     pub webhooks: Vec<Webhook>,
+    /// Where users reach this gate's HTTP API (e.g. `https://gate.example`), without a
+    /// trailing `/`; chat notifications link a train's page under it. `None`: no links.
+    pub public_url: Option<String>,
 }
 
 /// The Prometheus-compatible query API.
@@ -143,6 +146,8 @@ pub enum WebhookFormat {
     Json,
     /// CloudEvents 1.0 structured mode with CDEvents types.
     Cloudevents,
+    /// A Slack incoming-webhook message (`text` + Block Kit `blocks`).
+    Slack,
 }
 
 /// A webhook receiver.

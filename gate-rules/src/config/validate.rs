@@ -344,6 +344,7 @@ fn build(
         slos,
         gates,
         webhooks,
+        public_url: optional(&raw.public_url)?.map(|u| u.trim_end_matches('/').to_string()),
     })
 }
 

@@ -78,6 +78,7 @@ pub(super) struct RawConfig {
     pub slos: Vec<RawSlo>,
     pub gates: Vec<RawGate>,
     pub webhooks: Vec<RawWebhook>,
+    pub public_url: Field<String>,
 }
 
 #[derive(Debug, Default)]
@@ -140,7 +141,14 @@ pub(super) struct RawWebhook {
     pub max_attempts: Field<u32>,
 }
 
-const TOP_FIELDS: &[&str] = &["prometheus", "train_label", "slos", "gates", "webhooks"];
+const TOP_FIELDS: &[&str] = &[
+    "prometheus",
+    "train_label",
+    "slos",
+    "gates",
+    "webhooks",
+    "public_url",
+];
 const PROMETHEUS_FIELDS: &[&str] = &["url", "timeout", "headers", "bearer_token_env"];
 const SLO_FIELDS: &[&str] = &[
     "name",
@@ -208,6 +216,7 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
     };
     let mut r = Reader { sink };
     let train_label = r.label_name(fields.get("train_label"));
+    let public_url = r.url(fields.get("public_url"));
     let slos = r.list(fields.get("slos"), "slos", |r, node| r.slo(node));
     let gates = r.list(fields.get("gates"), "gates", |r, node| r.gate(node));
     let webhooks = r.list(fields.get("webhooks"), "webhooks", |r, node| {
@@ -219,6 +228,7 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
         slos: slos.unwrap_or_default(),
         gates: gates.unwrap_or_default(),
         webhooks: webhooks.unwrap_or_default(),
+        public_url,
     })
 }
 
@@ -557,6 +567,7 @@ impl Reader<'_, '_> {
                 &[
                     ("json", WebhookFormat::Json),
                     ("cloudevents", WebhookFormat::Cloudevents),
+                    ("slack", WebhookFormat::Slack),
                 ],
             ),
             secret_env: self.env_name(get("secret_env")),
@@ -685,7 +696,7 @@ mod tests {
             "t.yaml:16:15: a rule cannot decide `pending`: it is what no rule firing means (expected rollback, pause or promote)",
             "t.yaml:20:17: `pause` is listed twice in `on`",
             "t.yaml:20:24: `rolback` is not a decision (did you mean `rollback`? expected pending, promote, pause or rollback)",
-            "t.yaml:21:13: `xml` is not a valid `format` (expected json or cloudevents)",
+            "t.yaml:21:13: `xml` is not a valid `format` (expected json, cloudevents or slack)",
         ];
         assert_eq!(errors, expected);
     }
