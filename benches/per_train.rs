@@ -165,16 +165,18 @@ fn bench(c: &mut Criterion) {
         train: trains[1].id.clone(),
         gate: gate.name.clone(),
         decision: evaluation.decision,
-        previous: decide::Decision::Pending,
+        previous: gate_rules::Decision::Pending,
         reason: evaluation.reason.clone(),
         rule: evaluation.rule.clone(),
         evaluated_at: plan.at,
         seq: 2,
         evidence: serde_json::to_value(&report).expect("report serializes"),
+        artifact: None,
     };
     let hook = &config.webhooks[0];
     let event_id = webhook::new_event_id(plan.at, [7; 10]);
-    let body = serde_json::to_vec(&webhook::render(hook, &event_id, &change)).expect("payload");
+    let body =
+        serde_json::to_vec(&webhook::render(hook, &event_id, &change, None)).expect("payload");
     let secret = Secret::new(b"a-webhook-secret-of-32-bytes-len".to_vec());
     let timestamp = plan.at.timestamp();
     c.bench_function(&format!("webhook/sign/{}_bytes", body.len()), |b| {

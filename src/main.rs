@@ -48,6 +48,8 @@ enum Command {
     Override(cmd::override_::Args),
     /// Re-drive dead-lettered webhook events (works on the store file, daemon up or down).
     Outbox(cmd::outbox::Args),
+    /// Print a gate config converted from OpenSLO v1 or Sloth SLOs (or why it cannot be).
+    Import(cmd::import::Args),
     /// Print a shell completion script (bash, zsh, fish).
     Completions(cmd::completions::Args),
     /// Write the demo telemetry (OpenMetrics) ending at --end; used by scripts/demo.
@@ -71,6 +73,7 @@ fn main() {
             Command::Wait(args) => cmd::wait::run(args).await,
             Command::Override(args) => cmd::override_::run(args).await,
             Command::Outbox(args) => cmd::outbox::run(args),
+            Command::Import(args) => cmd::import::run(args),
             Command::Completions(args) => {
                 cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
             }

@@ -4,11 +4,17 @@
 //! [`prometheus`] sends them; the planner maps results back to per-train signals; `gate-rules`
 //! decides; [`report`] shapes the decision with its evidence; the daemon stores it, serves it
 //! and queues webhooks for it.
+//!
+//! Three small rooms serve all of them: [`clock`] (where wall-clock time comes from),
+//! [`backoff`] (how long to wait between attempts) and [`redact`] (URLs without credentials).
 
+pub mod backoff;
+pub mod clock;
 pub mod daemon;
 pub mod evaluate;
 pub mod planner;
 pub mod prometheus;
+pub mod redact;
 pub mod report;
 pub mod store;
 pub mod webhook;

@@ -26,10 +26,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use gate_rules::config::{BadOrGood, BaselineKind, Config, Counter, Gate, Slo};
-use gate_rules::expr::SignalRef;
+use gate_rules::config::{BadOrGood, BaselineKind, Config, Gate, Slo};
 use gate_rules::query::{self, Anchored, QueryError, TrainFilter};
-use gate_rules::signals::{Counts, Signals};
+use gate_rules::signals::Signals;
+use gate_rules::SignalRef;
+use gate_rules::{Counter, Counts};
 use gate_rules::{PromDuration, TrainId};
 use serde::Serialize;
 

@@ -8,16 +8,16 @@
 //! backend) are written as the strings `"+Inf"`, `"-Inf"`, `"NaN"` — the way Prometheus
 //! writes them — through [`Num`], never silently as `null`, which means *no data*.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{LazyLock, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gate_rules::config::Slo;
 use gate_rules::decide::Evaluation;
-use gate_rules::expr::SignalRef;
-use gate_rules::signals::{Resolved, Resolver, Signals};
+use gate_rules::signals::{Resolver, Signals};
 use gate_rules::Decision;
+use gate_rules::Resolved;
+use gate_rules::SignalRef;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::planner::{Plan, PlannedQuery, TrainSpec};
@@ -310,25 +310,17 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
     }
 }
 
-/// A rule's thresholds, parsed once per distinct condition and cached: reports are built for
-/// every train of every cycle.
+/// A rule's thresholds, as its compiled condition lists them.
 fn thresholds_of(rule: &gate_rules::config::Rule) -> Vec<ThresholdReport> {
-    static CACHE: LazyLock<Mutex<HashMap<String, Vec<ThresholdReport>>>> =
-        LazyLock::new(Default::default);
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    cache
-        .entry(rule.when.clone())
-        .or_insert_with(|| {
-            gate_rules::thresholds::thresholds(&rule.when)
-                .into_iter()
-                .map(|t| ThresholdReport {
-                    signal: t.signal,
-                    op: t.op.to_string(),
-                    value: t.value,
-                })
-                .collect()
+    rule.expr
+        .thresholds
+        .iter()
+        .map(|t| ThresholdReport {
+            signal: t.signal.clone(),
+            op: t.op.to_string(),
+            value: t.value,
         })
-        .clone()
+        .collect()
 }
 
 fn fill_signals(out: &mut SignalsReport, r: &Resolver<'_>) {

@@ -4,6 +4,12 @@
 //!
 //! Time: the worker reads a `StepClock` that the tests move forward by hand, so backoff and
 //! dead-letter deadlines are exact and no test sleeps for them; tests poll with a deadline.
+//!
+//! Formats: the bodies the worker really sends are checked against their specs — CloudEvents
+//! against the official CDEvents 0.5.1 JSON schemas and the binding rules ([`cdevents`]),
+//! Slack messages against Block Kit's structure and limits.
+
+mod cdevents;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -18,15 +24,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
+use gate_engine::clock::Clock;
 use gate_engine::store::{
     Delivery, DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewTrain, Store, WriteOutcome,
 };
 use gate_engine::webhook::{
-    events_for_change, resolve_webhooks, sign, Clock, DecisionChange, Deliverer, DeliveryOptions,
-    Nudger, Secret,
+    events_for_change, resolve_webhooks, sign, DecisionChange, Deliverer, DeliveryOptions, Nudger,
+    Secret,
 };
 use gate_rules::config::Config;
-use gate_rules::decide::{Decision, TrainState};
+use gate_rules::decide::TrainState;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
@@ -38,6 +46,8 @@ const SECRET: &str = "test-secret-Zq8";
 /// Credentials in the receiver URL; they must never show up in logs.
 const USERINFO: &str = "hookuser:Pw-n0t-in-logs";
 const QUERY_TOKEN: &str = "tok-n0t-in-logs";
+/// The secret part of a Slack-style webhook URL path.
+const SLACK_PATH_SECRET: &str = "T000-B000-Sl4ckS3cret";
 
 // ---------------------------------------------------------------------------------------------
 // Time
@@ -71,6 +81,8 @@ fn t(secs: i64) -> DateTime<Utc> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
     Status(u16),
+    /// 429 Too Many Requests with this `Retry-After`.
+    TooMany(&'static str),
     /// Accept the request and never answer.
     Hang,
 }
@@ -168,7 +180,7 @@ async fn receive(
     UrlPath(webhook): UrlPath<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, &'static str) {
+) -> (StatusCode, HeaderMap, &'static str) {
     let mode = state
         .modes
         .lock()
@@ -182,8 +194,14 @@ async fn receive(
         body,
     });
     match mode {
+        Mode::TooMany(retry_after) => {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", retry_after.parse().unwrap());
+            (StatusCode::TOO_MANY_REQUESTS, headers, "slow down")
+        }
         Mode::Status(code) => (
             StatusCode::from_u16(code).unwrap(),
+            HeaderMap::new(),
             if code == 503 {
                 "down for\nmaintenance"
             } else {
@@ -243,7 +261,13 @@ fn logs() -> &'static Arc<Mutex<String>> {
 
 fn assert_no_credentials_logged() {
     let logs = logs().lock().unwrap();
-    for secret in ["Pw-n0t-in-logs", "hookuser", QUERY_TOKEN, SECRET] {
+    for secret in [
+        "Pw-n0t-in-logs",
+        "hookuser",
+        QUERY_TOKEN,
+        SECRET,
+        SLACK_PATH_SECRET,
+    ] {
         assert!(!logs.contains(secret), "`{secret}` was logged:\n{logs}");
     }
 }
@@ -277,12 +301,16 @@ fn tid(id: &str) -> TrainId {
 }
 
 fn register(store: &Store, train: &str) {
+    register_with(store, train, BTreeMap::new());
+}
+
+fn register_with(store: &Store, train: &str, labels: BTreeMap<String, String>) {
     let body = NewTrain {
         id: tid(train),
         gate: "checkout".to_string(),
         started_at: Some(t(0)),
         baseline: None,
-        labels: BTreeMap::new(),
+        labels,
     };
     store.register(&body, t(0)).unwrap();
 }
@@ -307,7 +335,17 @@ fn change(
         rule: (decision == Decision::Rollback).then(|| "fast-burn".to_string()),
         evaluated_at: at,
         seq: seq + 1,
-        evidence: json!({"rules": [{"name": "fast-burn", "values": {"burn_rate": 15.5}}]}),
+        evidence: json!({"rules": [{
+            "name": "fast-burn", "then": "rollback", "fired": decision == Decision::Rollback,
+            "when": "burn_rate(\"availability\", \"1h\") > 14.4",
+            "values": {"burn_rate(\"availability\", \"1h\")": 15.5},
+            "streak": 1, "for": 1,
+            "thresholds": [{"signal": "burn_rate(\"availability\", \"1h\")", "op": ">", "value": 14.4}],
+        }]}),
+        artifact: store
+            .train(&tid(train))
+            .unwrap()
+            .and_then(|r| r.labels.get("artifact").cloned()),
     };
     let events = events_for_change(config, &change);
     let ids = events.iter().map(|e| e.event_id.clone()).collect();
@@ -347,6 +385,17 @@ fn history(
     at: i64,
 ) -> Vec<String> {
     register(store, train);
+    decide_in_turn(store, config, train, decisions, at)
+}
+
+/// Gives the registered `train` `decisions` in turn, from `pending`.
+fn decide_in_turn(
+    store: &Store,
+    config: &Config,
+    train: &str,
+    decisions: &[Decision],
+    at: i64,
+) -> Vec<String> {
     let mut previous = Decision::Pending;
     let mut ids = Vec::new();
     for (seq, &decision) in decisions.iter().enumerate() {
@@ -1049,4 +1098,335 @@ async fn the_python_receiver_in_the_docs_verifies_our_signature() {
         "invalid",
         "replayed an hour later"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formats
+
+/// `text` between `<!-- {marker}:start -->` and `<!-- {marker}:end -->` in docs/webhooks.md,
+/// without the code fence.
+fn docs_example(marker: &str) -> Value {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/webhooks.md"))
+            .unwrap();
+    let start = format!("<!-- {marker}:start -->");
+    let end = format!("<!-- {marker}:end -->");
+    let block = &docs[docs.find(&start).unwrap() + start.len()..docs.find(&end).unwrap()];
+    let json = block
+        .trim()
+        .strip_prefix("```json")
+        .and_then(|b| b.strip_suffix("```"))
+        .unwrap_or_else(|| panic!("{marker}: not one ```json block"));
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{marker}: {e}"))
+}
+
+/// Block Kit's structure and limits for an incoming-webhook message; every problem found.
+fn slack_violations(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars = |v: &Value| v.as_str().map_or(usize::MAX, |s| s.chars().count());
+    if !(1..=3000).contains(&chars(&body["text"])) {
+        out.push("`text` missing, empty or over 3000 characters".to_string());
+    }
+    let Some(blocks) = body["blocks"].as_array() else {
+        out.push("no `blocks` array".to_string());
+        return out;
+    };
+    if blocks.is_empty() || blocks.len() > 50 {
+        out.push(format!("{} blocks", blocks.len()));
+    }
+    let mrkdwn = |v: &Value, max: usize, what: &str, out: &mut Vec<String>| {
+        if v["type"] != "mrkdwn" && v["type"] != "plain_text" {
+            out.push(format!("{what}: text type {}", v["type"]));
+        }
+        if !(1..=max).contains(&chars(&v["text"])) {
+            out.push(format!("{what}: text empty or over {max} characters"));
+        }
+    };
+    for (i, block) in blocks.iter().enumerate() {
+        match block["type"].as_str() {
+            Some("header") => {
+                if block["text"]["type"] != "plain_text" {
+                    out.push(format!("block {i}: a header's text must be plain_text"));
+                }
+                mrkdwn(&block["text"], 150, &format!("header {i}"), &mut out);
+            }
+            Some("section") => {
+                if block.get("text").is_none() && block.get("fields").is_none() {
+                    out.push(format!("section {i} has neither text nor fields"));
+                }
+                if let Some(text) = block.get("text") {
+                    mrkdwn(text, 3000, &format!("section {i}"), &mut out);
+                }
+                if let Some(fields) = block.get("fields") {
+                    let fields = fields.as_array().cloned().unwrap_or_default();
+                    if fields.is_empty() || fields.len() > 10 {
+                        out.push(format!("section {i}: {} fields", fields.len()));
+                    }
+                    for f in &fields {
+                        mrkdwn(f, 2000, &format!("section {i} field"), &mut out);
+                    }
+                }
+            }
+            Some("context") => {
+                let elements = block["elements"].as_array().cloned().unwrap_or_default();
+                if elements.is_empty() || elements.len() > 10 {
+                    out.push(format!("context {i}: {} elements", elements.len()));
+                }
+                for e in &elements {
+                    mrkdwn(e, 3000, &format!("context {i} element"), &mut out);
+                }
+            }
+            other => out.push(format!(
+                "block {i}: type {other:?} is not header, section or context"
+            )),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_format_s_real_body_follows_its_spec() {
+    logs();
+    let receiver = Receiver::bind().await;
+    let chat = format!("chat-{SLACK_PATH_SECRET}");
+    let text = format!(
+        "public_url: https://gate.example/\n{CONFIG_HEAD}\
+         \x20 - name: plain\n    url: {}\n    secret_env: HOOK_SECRET\n\
+         \x20 - name: cdevents\n    url: {}\n    format: cloudevents\n    secret_env: HOOK_SECRET\n\
+         \x20 - name: chat\n    url: http://{}/hook/{chat}\n    format: slack\n",
+        hook_url(receiver.addr, "plain"),
+        hook_url(receiver.addr, "cdevents"),
+        receiver.addr,
+    );
+    let config = gate_rules::config::load_str("gate.yaml", &text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("gate.db")).unwrap();
+    let artifact = "pkg:oci/checkout@sha256%3Aab12cd?repository_url=ghcr.io/acme";
+    register_with(
+        &store,
+        "t-art",
+        BTreeMap::from([("artifact".to_string(), artifact.to_string())]),
+    );
+    register(&store, "team/t:2");
+    let path = [
+        Decision::Pause,
+        Decision::Pending,
+        Decision::Promote,
+        Decision::Rollback,
+    ];
+    decide_in_turn(&store, &config, "t-art", &path, 0);
+    decide_in_turn(&store, &config, "team/t:2", &path, 10);
+
+    // The chat receiver fails at first, so the worker logs its URL (which must not show the
+    // path), then recovers.
+    receiver.set(&chat, Mode::Status(500));
+    let clock = StepClock::new(t(3600));
+    let worker = Worker::start(&store, &config, &clock);
+    let trains = ["t-art", "team/t:2"];
+    until(
+        "a failed chat attempt",
+        &clock,
+        chrono::Duration::zero(),
+        &worker.nudger,
+        || {
+            deliveries(&store, &trains)
+                .iter()
+                .any(|d| d.webhook == "chat" && d.attempts > 0)
+        },
+    )
+    .await;
+    receiver.set(&chat, Mode::Status(200));
+    until(
+        "every event delivered",
+        &clock,
+        chrono::Duration::minutes(10),
+        &worker.nudger,
+        || {
+            deliveries(&store, &trains)
+                .iter()
+                .all(|d| d.state == DeliveryState::Delivered)
+        },
+    )
+    .await;
+    worker.shutdown().await;
+
+    // CloudEvents: the official schemas and the binding, on every body sent.
+    let schemas = cdevents::Schemas::load();
+    let sent = receiver.requests_for("cdevents");
+    assert_eq!(sent.len(), 8);
+    for request in &sent {
+        assert_eq!(
+            request.header("content-type"),
+            "application/cloudevents+json"
+        );
+        let body = request.json();
+        let problems = schemas.violations(&body);
+        assert!(problems.is_empty(), "{problems:#?}\n{body:#}");
+        let train = body["subject"].as_str().unwrap();
+        let decision = body["data"]["customData"]["decision"].as_str().unwrap();
+        let expected_type = match decision {
+            "rollback" => "dev.cdevents.service.rolledback.0.3.0",
+            "promote" => "dev.cdevents.service.deployed.0.3.0",
+            "pause" => "dev.cdeventsx.gate-decision.paused.0.1.0",
+            _ => "dev.cdeventsx.gate-decision.pending.0.1.0",
+        };
+        assert_eq!(body["type"], expected_type);
+        if matches!(decision, "rollback" | "promote") {
+            let expected_artifact = if train == "t-art" {
+                artifact
+            } else {
+                "pkg:generic/team%2Ft%3A2"
+            };
+            assert_eq!(
+                body["data"]["subject"]["content"]["artifactId"],
+                expected_artifact
+            );
+            assert_eq!(
+                body["data"]["subject"]["content"]["environment"]["id"],
+                "checkout"
+            );
+        }
+    }
+    // A body that breaks the facts is caught: the checks can fail.
+    let mut broken = sent[0].json();
+    broken["data"]["context"]["version"] = json!("0.5.0");
+    broken["data"]["subject"]["type"] = json!("service");
+    broken["time"] = json!("2020-01-01T00:00:00Z");
+    let problems = schemas.violations(&broken);
+    for expected in ["context has `version`", "subject has `type`", "time ≠"] {
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected} not in {problems:#?}"
+        );
+    }
+    assert!(
+        problems.iter().any(|p| p.starts_with("schema:")),
+        "{problems:#?}"
+    );
+
+    // json: gate's own body.
+    for request in receiver.requests_for("plain") {
+        assert_eq!(request.header("content-type"), "application/json");
+        assert_eq!(request.json()["type"], "gate.decision");
+    }
+
+    // Slack: Block Kit, the verdict first, the link to the train under public_url.
+    let messages: Vec<Received> = receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.webhook == chat && r.headers.get("x-gate-event-id").is_some())
+        .collect();
+    let distinct: HashSet<String> = messages.iter().map(Received::event_id).collect();
+    assert_eq!(distinct.len(), 8);
+    for request in &messages {
+        assert_eq!(request.header("content-type"), "application/json");
+        let body = request.json();
+        let problems = slack_violations(&body);
+        assert!(problems.is_empty(), "{problems:#?}\n{body:#}");
+        let header = body["blocks"][0]["text"]["text"].as_str().unwrap();
+        let verdict = ["ROLLBACK", "PAUSE", "PROMOTE", "PENDING"]
+            .into_iter()
+            .find(|v| header.contains(v))
+            .unwrap_or_else(|| panic!("no verdict first: {header}"));
+        assert!(body["text"].as_str().unwrap().contains(verdict));
+        let shown = body.to_string();
+        assert!(
+            shown.contains("https://gate.example/v1/trains/t-art")
+                || shown.contains("https://gate.example/v1/trains/team%2Ft%3A2"),
+            "{body:#}"
+        );
+        if verdict == "ROLLBACK" {
+            assert!(
+                shown.contains("*15.5* &gt; 14.4"),
+                "the numbers against thresholds: {body:#}"
+            );
+        }
+    }
+    assert_no_credentials_logged();
+}
+
+#[test]
+fn the_docs_examples_follow_their_specs() {
+    let schemas = cdevents::Schemas::load();
+    let cloudevent = docs_example("cloudevents-example");
+    let problems = schemas.violations(&cloudevent);
+    assert!(problems.is_empty(), "docs/webhooks.md: {problems:#?}");
+    let slack = docs_example("slack-example");
+    let problems = slack_violations(&slack);
+    assert!(problems.is_empty(), "docs/webhooks.md: {problems:#?}");
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_waits_for_the_time_it_names() {
+    logs();
+    let receiver = Receiver::bind().await;
+    receiver.set("busy-secs", Mode::TooMany("120"));
+    receiver.set("busy-date", Mode::TooMany("Sun, 01 Nov 2026 14:00:00 GMT"));
+    let config = config(&format!(
+        "  - name: busy-secs\n    url: {}\n    on: [rollback]\n\
+         \x20 - name: busy-date\n    url: {}\n    on: [pause]\n",
+        hook_url(receiver.addr, "busy-secs"),
+        hook_url(receiver.addr, "busy-date"),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("gate.db")).unwrap();
+    history(&store, &config, "t-1", &[Decision::Rollback], 0);
+    history(&store, &config, "t-2", &[Decision::Pause], 0);
+
+    let clock = StepClock::new(t(3600));
+    let worker = Worker::start(&store, &config, &clock);
+    until(
+        "both answered 429",
+        &clock,
+        chrono::Duration::zero(),
+        &worker.nudger,
+        || {
+            deliveries(&store, &["t-1", "t-2"])
+                .iter()
+                .all(|d| d.attempts == 1)
+        },
+    )
+    .await;
+    let next: HashMap<String, DateTime<Utc>> = deliveries(&store, &["t-1", "t-2"])
+        .into_iter()
+        .map(|d| (d.webhook, d.next_attempt_at))
+        .collect();
+    // The backoff alone would retry within a second.
+    assert_eq!(next["busy-secs"], t(3600 + 120));
+    assert_eq!(next["busy-date"], t(7200));
+
+    receiver.set("busy-secs", Mode::Status(200));
+    receiver.set("busy-date", Mode::Status(200));
+    // Just before the named times: no new attempt.
+    clock.advance(chrono::Duration::seconds(119));
+    worker.nudger.nudge();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        receiver.requests().len(),
+        2,
+        "called again before Retry-After"
+    );
+    until(
+        "busy-secs delivered",
+        &clock,
+        chrono::Duration::seconds(1),
+        &worker.nudger,
+        || deliveries(&store, &["t-1"])[0].state == DeliveryState::Delivered,
+    )
+    .await;
+    assert!(clock.now() >= t(3600 + 120));
+    assert_eq!(
+        deliveries(&store, &["t-2"])[0].state,
+        DeliveryState::Pending
+    );
+    until(
+        "busy-date delivered",
+        &clock,
+        chrono::Duration::minutes(5),
+        &worker.nudger,
+        || deliveries(&store, &["t-2"])[0].state == DeliveryState::Delivered,
+    )
+    .await;
+    assert!(clock.now() >= t(7200));
+    worker.shutdown().await;
 }

@@ -38,65 +38,12 @@
 //!   true (whether or not its `for` is met) and the evidence is conclusive.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Gate, HoldDecision, Slo};
-use crate::expr::Truth;
+use crate::config::{Gate, Slo};
 use crate::signals::{Resolver, Signals};
-
-/// What gate tells the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// Still verifying.
-    Pending,
-    /// Verification passed.
-    Promote,
-    /// Hold the train.
-    Pause,
-    /// Undo the train (latched).
-    Rollback,
-}
-
-impl Decision {
-    /// All decisions, in severity order.
-    pub const ALL: [Decision; 4] = [
-        Decision::Pending,
-        Decision::Promote,
-        Decision::Pause,
-        Decision::Rollback,
-    ];
-
-    /// The lowercase name used in config, API and CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Pending => "pending",
-            Decision::Promote => "promote",
-            Decision::Pause => "pause",
-            Decision::Rollback => "rollback",
-        }
-    }
-}
-
-impl fmt::Display for Decision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Decision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Decision::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown decision `{s}` (expected pending, promote, pause or rollback)")
-            })
-    }
-}
+use crate::vocab::{Decision, HoldDecision, Truth};
 
 /// Whether `for` and `resume_after` apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -810,10 +757,10 @@ fn fmt_secs(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BadOrGood, BaselineKind, Counter, Rule};
+    use crate::config::{BadOrGood, BaselineKind, Rule};
     use crate::duration::PromDuration;
     use crate::expr;
-    use crate::signals::Counts;
+    use crate::vocab::{Counter, Counts};
 
     const SLO: &str = "checkout-availability";
     /// Ten minutes: inside the 30m verification window.

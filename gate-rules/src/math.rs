@@ -11,32 +11,13 @@
 //! `1 - objective/100`. The config loader guarantees `0 < objective < 100`; these functions do
 //! not re-check it.
 
-use serde::Serialize;
-
 use crate::duration::PromDuration;
-use crate::signals::Counts;
 use crate::stats;
+use crate::vocab::{Counts, ErrorDelta};
 
 /// How far errors may exceed the total (relative) before the counts are refused rather than
 /// clamped: float noise from summing series, not a real excess.
 const EXCESS_TOLERANCE: f64 = 1e-9;
-
-/// The train since its start against its baseline over an equal window.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct ErrorDelta {
-    /// `train_ratio - baseline_ratio`.
-    pub absolute: f64,
-    /// `absolute / baseline_ratio`; `+Inf` when the baseline has no errors and the train has some.
-    pub relative: f64,
-    /// One-sided p-value for "the train's error ratio is higher than the baseline's".
-    pub p_value: f64,
-    /// `p_value < alpha`.
-    pub significant: bool,
-    /// The train's error ratio since start.
-    pub train_ratio: f64,
-    /// The baseline's error ratio.
-    pub baseline_ratio: f64,
-}
 
 /// `errors / total`, in `[0, 1]`.
 ///

@@ -35,9 +35,9 @@ use promql_parser::parser::{
     MatrixSelector, ParenExpr, StringLiteral, VectorSelector,
 };
 
-use crate::config::Counter;
 use crate::duration::PromDuration;
 use crate::train_id::TrainId;
+use crate::vocab::Counter;
 
 /// The placeholder for the window in `*_query` counters.
 pub const WINDOW_PLACEHOLDER: &str = "$window";
@@ -598,6 +598,37 @@ fn label_replace(expr: Expr, label: &str, value: &str) -> Expr {
     })
 }
 
+/// When a train was first seen: `min(min_over_time(timestamp(<selector>{<label>="<train>"})[<lookback>:1m]))`,
+/// the unix time of the earliest sample of the train's series within `lookback`, for
+/// `gate eval` without `--started-at`. Only for selector counters: a full query has no single
+/// series to date.
+pub fn first_seen_query(
+    counter: &Counter,
+    label: &str,
+    train: &TrainId,
+    lookback: PromDuration,
+) -> Result<String, QueryError> {
+    let Counter::Selector(selector) = counter else {
+        return Err(QueryError::new(
+            "the start of a train cannot be found from a `*_query` SLI; give the start time explicitly"
+                .to_string(),
+        ));
+    };
+    let mut vs = parse_selector(selector)?;
+    set_matcher(&mut vs.matchers, &train_matcher(label, &[train.as_str()])?);
+    // The template holds no input: only a placeholder selector and a generated duration.
+    let mut expr = parse(&format!(
+        "min(min_over_time(timestamp(gate_placeholder)[{lookback}:1m]))"
+    ))?;
+    let mut vs = Some(vs);
+    for_each_selector_mut(&mut expr, &mut |slot| {
+        if let Some(vs) = vs.take() {
+            *slot = vs;
+        }
+    });
+    Ok(expr.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1027,42 +1058,6 @@ mod tests {
             }
         }
     }
-}
-
-/// When a train was first seen: `min(min_over_time(timestamp(<selector>{<label>="<train>"})[<lookback>:1m]))`,
-/// the unix time of the earliest sample of the train's series within `lookback`, for
-/// `gate eval` without `--started-at`. Only for selector counters: a full query has no single
-/// series to date.
-pub fn first_seen_query(
-    counter: &Counter,
-    label: &str,
-    train: &TrainId,
-    lookback: PromDuration,
-) -> Result<String, QueryError> {
-    let Counter::Selector(selector) = counter else {
-        return Err(QueryError::new(
-            "the start of a train cannot be found from a `*_query` SLI; give the start time explicitly"
-                .to_string(),
-        ));
-    };
-    let mut vs = parse_selector(selector)?;
-    set_matcher(&mut vs.matchers, &train_matcher(label, &[train.as_str()])?);
-    // The template holds no input: only a placeholder selector and a generated duration.
-    let mut expr = parse(&format!(
-        "min(min_over_time(timestamp(gate_placeholder)[{lookback}:1m]))"
-    ))?;
-    let mut vs = Some(vs);
-    for_each_selector_mut(&mut expr, &mut |slot| {
-        if let Some(vs) = vs.take() {
-            *slot = vs;
-        }
-    });
-    Ok(expr.to_string())
-}
-
-#[cfg(test)]
-mod first_seen_tests {
-    use super::*;
 
     #[test]
     fn first_seen_query_dates_the_trains_series() {

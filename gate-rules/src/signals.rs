@@ -19,17 +19,8 @@ use serde::Serialize;
 
 use crate::config::{Gate, Slo};
 use crate::duration::PromDuration;
-use crate::expr::SignalRef;
-use crate::math::{self, ErrorDelta};
-
-/// Error and total event counts over some window.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Counts {
-    /// Bad events.
-    pub errors: f64,
-    /// All events.
-    pub total: f64,
-}
+use crate::math;
+use crate::vocab::{Counts, ErrorDelta, Resolve, Resolved, SignalRef};
 
 /// Everything fetched for one train at one evaluation time. A key that is absent or maps to
 /// `None` means Prometheus returned no series for it.
@@ -49,16 +40,6 @@ pub struct Signals {
     pub queries: BTreeMap<String, Option<f64>>,
     /// What the baseline was, for the evidence (e.g. `train t-122` or `before start`).
     pub baseline_desc: Option<String>,
-}
-
-/// A resolved signal value as a rule function returns it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Resolved {
-    /// A number, or `None` for no data.
-    Number(Option<f64>),
-    /// An error delta, or `None` when it cannot be computed.
-    Delta(Option<ErrorDelta>),
 }
 
 /// Resolves signal references against fetched [`Signals`] for one gate.
@@ -188,10 +169,19 @@ impl Resolver<'_> {
     }
 }
 
+/// The rule language reads values through this: a compiled condition does not know where
+/// numbers come from.
+impl Resolve for Resolver<'_> {
+    fn resolve(&self, signal: &SignalRef) -> Resolved {
+        Resolver::resolve(self, signal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BadOrGood, BaselineKind, Counter, HoldDecision};
+    use crate::config::{BadOrGood, BaselineKind};
+    use crate::vocab::{Counter, HoldDecision};
 
     const SLO: &str = "checkout-availability";
 

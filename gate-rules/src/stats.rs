@@ -27,7 +27,7 @@ use serde::Serialize;
 use statrs::function::erf::erfc;
 use statrs::stats_tests::{fishers_exact, Alternative};
 
-use crate::signals::Counts;
+use crate::vocab::Counts;
 
 /// Tables with at most this many events in all (train + baseline) use Fisher's exact test.
 pub const FISHER_MAX_EVENTS: u64 = 10_000;

@@ -3,10 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use gate_rules::config::{
-    effective_yaml, load_file, load_str, BadOrGood, BaselineKind, Config, Counter, HoldDecision,
-    WebhookFormat,
+    effective_yaml, load_file, load_str, BadOrGood, BaselineKind, Config, WebhookFormat,
 };
-use gate_rules::{Decision, PromDuration};
+use gate_rules::{Counter, Decision, HoldDecision, PromDuration};
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,6 +5,7 @@ pub mod check;
 pub mod completions;
 pub mod demo_data;
 pub mod eval;
+pub mod import;
 pub mod outbox;
 pub mod override_;
 pub mod serve;

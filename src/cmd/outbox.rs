@@ -68,7 +68,8 @@ mod tests {
     use gate_engine::store::{
         DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, NewTrain,
     };
-    use gate_rules::decide::{Decision, TrainState};
+    use gate_rules::decide::TrainState;
+    use gate_rules::Decision;
 
     use super::*;
 

@@ -47,11 +47,24 @@ pub struct Args {
     /// Require the API token (GATE_API_TOKEN) for reads too; /healthz and /readyz stay open.
     #[arg(long)]
     pub auth_reads: bool,
+    /// Log lines on stderr: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `gate serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (with `message`), `target`.
+    Json,
 }
 
 /// Runs `gate serve` until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
-    init_tracing();
+    init_tracing(args.log_format);
     let config = load_config(&args.config)?;
     // Fails early (exit 2) on a bearer token variable that is not set or a bad URL.
     prometheus_client(&config)?;
@@ -168,15 +181,19 @@ async fn deliver_webhooks(daemon: Arc<Daemon>, store: Store, metrics: WebhookMet
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 /// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config.

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use gate_engine::backoff::Backoff;
 use gate_rules::Decision;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -202,31 +203,28 @@ impl Outcome {
     }
 }
 
-/// Capped exponential backoff: 250 ms, 500 ms, 1 s, … up to 5 s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
+/// Retries while the server is unreachable: the engine's capped exponential backoff, 250 ms,
+/// 500 ms, 1 s, … up to 5 s, counted from the last success.
+#[derive(Debug, Clone, Default)]
+pub struct Reconnect {
+    failures: u32,
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: BACKOFF_INITIAL,
-        }
-    }
-}
+impl Reconnect {
+    const POLICY: Backoff = Backoff {
+        initial: BACKOFF_INITIAL,
+        max: BACKOFF_CAP,
+    };
 
-impl Backoff {
     /// The delay before the next attempt; doubles up to the cap.
     pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(BACKOFF_CAP);
-        d
+        self.failures = self.failures.saturating_add(1);
+        Self::POLICY.ceiling(self.failures)
     }
 
     /// Back to the first delay, after a success.
     pub fn reset(&mut self) {
-        self.next = BACKOFF_INITIAL;
+        self.failures = 0;
     }
 }
 
@@ -249,7 +247,7 @@ pub async fn wait_for_decision<S: Source>(
     let deadline = Instant::now() + opts.timeout;
     let mut last: Option<DecisionBody> = None;
     let mut failing: Option<String> = None;
-    let mut backoff = Backoff::default();
+    let mut backoff = Reconnect::default();
     let timed_out =
         |last: Option<DecisionBody>, failing: Option<String>| Outcome::TimedOut { last, failing };
     loop {

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
-use gate_rules::decide::Decision;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

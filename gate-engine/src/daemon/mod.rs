@@ -9,7 +9,6 @@
 //! * [`api`] — the HTTP API of SPEC §6 (axum), reading the in-memory state;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
-//! * [`clock`] — where evaluation times come from (a manual clock in tests).
 //!
 //! This file holds what they share ([`Shared`]): the store, the clock, the trains, the
 //! current config with its Prometheus client ([`Runtime`], swapped as a whole on reload), the
@@ -31,7 +30,6 @@
 //!   and is restarted with the new targets.
 
 pub mod api;
-pub mod clock;
 pub mod metrics;
 pub mod scheduler;
 pub mod state;
@@ -41,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gate_rules::config::Config;
-use gate_rules::decide::Decision;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,7 +49,7 @@ use crate::prometheus::{AttemptOutcome, AttemptReport, PrometheusClient};
 use crate::store::{Store, StoreError, TrainFilter};
 use crate::webhook::{self, Nudger, WebhookError, WebhookTarget};
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use metrics::Metrics;
 pub use prometheus_client::registry::Registry;
 pub use state::{TrainView, Trains};

@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gate_rules::config::{Config, Gate};
-use gate_rules::decide::{Decision, Mode};
+use gate_rules::decide::Mode;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -308,6 +309,7 @@ fn decide_all(
                     evaluated_at: at,
                     seq: prev.seq + 1,
                     evidence: evidence.to_value(),
+                    artifact: prev.labels.get("artifact").cloned(),
                 },
             )
         } else {

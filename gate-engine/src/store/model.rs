@@ -16,7 +16,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gate_rules::decide::{Decision, TrainState};
+use gate_rules::decide::TrainState;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;

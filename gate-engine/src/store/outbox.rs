@@ -318,9 +318,9 @@ impl RawDelivery {
 
 #[cfg(test)]
 mod tests {
-    use gate_rules::decide::Decision;
+    use gate_rules::Decision;
 
-    use super::super::tests::{change, event, new_train, t, temp_store, tid};
+    use super::super::testing::{change, event, new_train, t, temp_store, tid};
     use super::*;
     use crate::store::{DeliveryState, StoreError};
 

@@ -6,7 +6,8 @@
 //! train row: history holds changes, not every cycle.
 
 use chrono::{DateTime, Utc};
-use gate_rules::decide::{Decision, TrainState};
+use gate_rules::decide::TrainState;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -607,5 +608,497 @@ impl RawTrain {
             promoted_at: field("trains.promoted_at").opt_time(promoted_at)?,
             stopped_at: field("trains.stopped_at").opt_time(stopped_at)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use gate_rules::decide::TrainState;
+    use gate_rules::Decision;
+
+    use super::super::testing::*;
+    use super::*;
+    use crate::store::{
+        DeliveryState, Lifecycle, OverrideAction, StoreError, TrainFilter, WriteOutcome,
+    };
+
+    #[test]
+    fn register_creates_pending_seq_0_and_is_idempotent() {
+        let (_dir, store) = temp_store();
+        let mut body = new_train("t-1");
+        body.started_at = None;
+        let created = store.register(&body, t(0)).unwrap();
+        assert!(created.is_created());
+        let rec = created.record().clone();
+        assert_eq!(rec.decision, Decision::Pending);
+        assert_eq!(rec.seq, 0);
+        assert_eq!(rec.lifecycle, Lifecycle::Verifying);
+        assert_eq!(rec.started_at, t(0), "no started_at: the registration time");
+        assert_eq!(rec.registered_at, t(0));
+        assert_eq!(rec.labels, body.labels);
+        assert_eq!(rec.baseline, Some(tid("t-0")));
+        assert_eq!(rec.state, TrainState::default());
+        assert_eq!(rec.evaluation, None);
+
+        // A retry of the same body later (still without started_at) is the same train.
+        let again = store.register(&body, t(90)).unwrap();
+        assert_eq!(again, Registration::Existing(rec.clone()));
+        assert_eq!(store.train(&tid("t-1")).unwrap(), Some(rec));
+    }
+
+    #[test]
+    fn register_with_a_different_body_conflicts() {
+        let (_dir, store) = temp_store();
+        let body = new_train("t-1");
+        store.register(&body, t(0)).unwrap();
+        let variants = [
+            NewTrain {
+                gate: "search".to_string(),
+                ..body.clone()
+            },
+            NewTrain {
+                started_at: Some(t(-61)),
+                ..body.clone()
+            },
+            NewTrain {
+                started_at: None,
+                ..body.clone()
+            },
+            NewTrain {
+                baseline: None,
+                ..body.clone()
+            },
+            NewTrain {
+                labels: BTreeMap::new(),
+                ..body.clone()
+            },
+        ];
+        for other in variants {
+            let err = store.register(&other, t(1)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Conflict {
+                        ref id,
+                        reason: ConflictReason::DifferentBody
+                    } if *id == body.id
+                ),
+                "{other:?}: {err:?}"
+            );
+        }
+        assert_eq!(store.train(&body.id).unwrap().unwrap().gate, "checkout");
+    }
+
+    #[test]
+    fn a_stopped_train_id_is_not_reused() {
+        let (_dir, store) = temp_store();
+        let body = new_train("t-1");
+        store.register(&body, t(0)).unwrap();
+        let stopped = store.stop(&body.id, t(10)).unwrap();
+        assert_eq!(stopped.lifecycle, Lifecycle::Stopped);
+        assert_eq!(stopped.stopped_at, Some(t(10)));
+        // Stopping again keeps the first stop time.
+        assert_eq!(store.stop(&body.id, t(20)).unwrap().stopped_at, Some(t(10)));
+        let err = store.register(&body, t(30)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Conflict {
+                    reason: ConflictReason::Stopped,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(matches!(
+            store.stop(&tid("nope"), t(0)),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn seq_moves_only_on_changes_and_overrides() {
+        let (_dir, store) = temp_store();
+        store.register(&new_train("t-1"), t(0)).unwrap();
+
+        let same = eval(
+            "t-1",
+            0,
+            Decision::Pending,
+            t(30),
+            vec![event("x", "deployer")],
+        );
+        assert_eq!(
+            store.record_evaluation(&same).unwrap(),
+            WriteOutcome::Unchanged
+        );
+        let rec = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!(rec.seq, 0);
+        assert_eq!(rec.evaluated_at, Some(t(30)));
+        assert_eq!(
+            rec.state, same.state,
+            "unchanged evaluations still keep the state"
+        );
+        assert_eq!(rec.evaluation, Some(same.evidence.clone()));
+        assert_eq!(
+            decision_rows(&store, "t-1"),
+            0,
+            "no history for an unchanged decision"
+        );
+        assert_eq!(
+            outbox_rows(&store),
+            0,
+            "no webhook for an unchanged decision"
+        );
+
+        let s1 = change(
+            &store,
+            "t-1",
+            0,
+            Decision::Pause,
+            t(60),
+            vec![event("e1", "deployer")],
+        );
+        assert_eq!(s1, 1);
+        let again = eval("t-1", 1, Decision::Pause, t(90), vec![]);
+        assert_eq!(
+            store.record_evaluation(&again).unwrap(),
+            WriteOutcome::Unchanged
+        );
+        let s2 = change(&store, "t-1", 1, Decision::Promote, t(120), vec![]);
+        assert_eq!(s2, 2);
+        let rec = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!(rec.promoted_at, Some(t(120)));
+        assert_eq!(rec.lifecycle, Lifecycle::Promoted);
+
+        let s3 = store
+            .record_override(&override_write(
+                "t-1",
+                OverrideAction::Promote,
+                Decision::Promote,
+            ))
+            .unwrap();
+        assert_eq!(s3, 3, "an override bumps seq even when the decision stays");
+        let rec = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!(
+            rec.promoted_at,
+            Some(t(120)),
+            "already promoted: not re-promoted"
+        );
+        assert_eq!(rec.state.pinned, Some(Decision::Promote));
+        assert!(rec.reason.contains("alice"), "{}", rec.reason);
+
+        // An evaluation computed before the override must not overwrite it.
+        let late = eval(
+            "t-1",
+            2,
+            Decision::Rollback,
+            t(330),
+            vec![event("e9", "deployer")],
+        );
+        assert_eq!(
+            store.record_evaluation(&late).unwrap(),
+            WriteOutcome::Stale { seq: 3 }
+        );
+        let rec = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!((rec.decision, rec.seq), (Decision::Promote, 3));
+        assert_eq!(rec.state.pinned, Some(Decision::Promote));
+
+        let seqs: Vec<u64> = store
+            .events(&tid("t-1"))
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                AuditEvent::Decision { seq, .. } | AuditEvent::Override { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_change_its_history_and_its_events_appear_together() {
+        let (_dir, store) = temp_store();
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        let write = eval(
+            "t-1",
+            0,
+            Decision::Rollback,
+            t(30),
+            vec![event("e1", "deployer"), event("e1-audit", "audit")],
+        );
+        assert_eq!(
+            store.record_evaluation(&write).unwrap(),
+            WriteOutcome::Changed { seq: 1 }
+        );
+        let rec = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!((rec.decision, rec.seq), (Decision::Rollback, 1));
+        assert_eq!(rec.rule.as_deref(), Some("fast-burn"));
+        let events = store.events(&tid("t-1")).unwrap();
+        assert!(events.iter().any(|e| matches!(e,
+            AuditEvent::Decision { seq: 1, decision: Decision::Rollback, previous: Decision::Pending, evidence, .. }
+                if *evidence == write.evidence.to_value())));
+        let deliveries = store.delivery_states(&tid("t-1")).unwrap();
+        assert_eq!(deliveries.len(), 2);
+        assert!(deliveries
+            .iter()
+            .all(|d| d.seq == 1 && d.state == DeliveryState::Pending));
+        let due = store.due_events(t(30), 10).unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].payload, write.events[0].payload);
+    }
+
+    #[test]
+    fn a_failing_write_leaves_nothing_behind() {
+        let (_dir, store) = temp_store();
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        store.register(&new_train("t-2"), t(0)).unwrap();
+        change(
+            &store,
+            "t-2",
+            0,
+            Decision::Pause,
+            t(10),
+            vec![event("dup", "deployer")],
+        );
+        let before_1 = store.train(&tid("t-1")).unwrap();
+        let before_2 = store.train(&tid("t-2")).unwrap();
+        let before_outbox = outbox_rows(&store);
+
+        // The second event reuses an event ID: the whole write must roll back.
+        let single = eval(
+            "t-1",
+            0,
+            Decision::Rollback,
+            t(30),
+            vec![event("fresh", "deployer"), event("dup", "audit")],
+        );
+        assert!(matches!(
+            store.record_evaluation(&single),
+            Err(StoreError::Sqlite { .. })
+        ));
+        assert_eq!(store.train(&tid("t-1")).unwrap(), before_1);
+        assert_eq!(decision_rows(&store, "t-1"), 0);
+        assert_eq!(outbox_rows(&store), before_outbox);
+
+        // In a cycle, a failure in the last write undoes the earlier ones too.
+        let cycle = [
+            eval(
+                "t-1",
+                0,
+                Decision::Pause,
+                t(40),
+                vec![event("ok", "deployer")],
+            ),
+            eval(
+                "t-2",
+                1,
+                Decision::Rollback,
+                t(40),
+                vec![event("dup", "deployer")],
+            ),
+        ];
+        assert!(store.record_evaluations(&cycle).is_err());
+        assert_eq!(store.train(&tid("t-1")).unwrap(), before_1);
+        assert_eq!(store.train(&tid("t-2")).unwrap(), before_2);
+        assert_eq!(decision_rows(&store, "t-1"), 0);
+        assert_eq!(outbox_rows(&store), before_outbox);
+
+        // The store is still usable after the rollback.
+        assert_eq!(change(&store, "t-1", 0, Decision::Pause, t(50), vec![]), 1);
+    }
+
+    #[test]
+    fn a_cycle_reports_each_write() {
+        let (_dir, store) = temp_store();
+        for id in ["a", "b", "c", "d"] {
+            store.register(&new_train(id), t(0)).unwrap();
+        }
+        store.stop(&tid("c"), t(5)).unwrap();
+        change(&store, "d", 0, Decision::Pause, t(5), vec![]);
+        let cycle = [
+            eval("a", 0, Decision::Pending, t(30), vec![]),
+            eval(
+                "b",
+                0,
+                Decision::Promote,
+                t(30),
+                vec![event("b1", "deployer")],
+            ),
+            eval(
+                "c",
+                0,
+                Decision::Rollback,
+                t(30),
+                vec![event("c1", "deployer")],
+            ),
+            eval(
+                "d",
+                0,
+                Decision::Rollback,
+                t(30),
+                vec![event("d1", "deployer")],
+            ),
+            eval(
+                "zz",
+                0,
+                Decision::Rollback,
+                t(30),
+                vec![event("z1", "deployer")],
+            ),
+        ];
+        assert_eq!(
+            store.record_evaluations(&cycle).unwrap(),
+            [
+                WriteOutcome::Unchanged,
+                WriteOutcome::Changed { seq: 1 },
+                WriteOutcome::Stopped,
+                WriteOutcome::Stale { seq: 1 },
+                WriteOutcome::UnknownTrain,
+            ]
+        );
+        let c = store.train(&tid("c")).unwrap().unwrap();
+        assert_eq!(
+            (c.lifecycle, c.decision, c.evaluated_at),
+            (Lifecycle::Stopped, Decision::Pending, None)
+        );
+        let ids: Vec<String> = store
+            .due_events(t(30), 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(ids, ["b1"]);
+    }
+
+    #[test]
+    fn active_filters_skip_done_and_stopped_trains() {
+        let (_dir, store) = temp_store();
+        for (id, gate) in [
+            ("a", "checkout"),
+            ("b", "checkout"),
+            ("c", "search"),
+            ("d", "checkout"),
+        ] {
+            store
+                .register(
+                    &NewTrain {
+                        gate: gate.to_string(),
+                        started_at: Some(t(id.as_bytes()[0] as i64)),
+                        ..new_train(id)
+                    },
+                    t(0),
+                )
+                .unwrap();
+        }
+        store.stop(&tid("b"), t(10)).unwrap();
+        let mut done = eval("d", 0, Decision::Pending, t(10), vec![]);
+        done.lifecycle = Lifecycle::Done;
+        store.record_evaluation(&done).unwrap();
+
+        let ids = |trains: Vec<TrainRecord>| -> Vec<String> {
+            trains.into_iter().map(|t| t.id.to_string()).collect()
+        };
+        assert_eq!(
+            ids(store.trains(TrainFilter::All).unwrap()),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(ids(store.trains(TrainFilter::Active).unwrap()), ["a", "c"]);
+        assert_eq!(ids(store.active_trains_of_gate("checkout").unwrap()), ["a"]);
+    }
+
+    #[test]
+    fn overrides_need_a_live_train() {
+        let (_dir, store) = temp_store();
+        let ov = override_write("t-1", OverrideAction::Pause, Decision::Pause);
+        assert!(matches!(
+            store.record_override(&ov),
+            Err(StoreError::NotFound(_))
+        ));
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        store.stop(&tid("t-1"), t(1)).unwrap();
+        assert!(matches!(
+            store.record_override(&ov),
+            Err(StoreError::TrainStopped(_))
+        ));
+        assert_eq!(store.train(&tid("t-1")).unwrap().unwrap().seq, 0);
+        assert_eq!(outbox_rows(&store), 0);
+    }
+
+    #[test]
+    fn audit_trail_is_in_seq_order_and_serializes() {
+        let (_dir, store) = temp_store();
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        change(
+            &store,
+            "t-1",
+            0,
+            Decision::Pause,
+            t(30),
+            vec![event("e1", "deployer")],
+        );
+        store.mark_delivered("e1", 204, t(31)).unwrap();
+        store
+            .record_override(&override_write(
+                "t-1",
+                OverrideAction::Promote,
+                Decision::Promote,
+            ))
+            .unwrap();
+        store.stop(&tid("t-1"), t(400)).unwrap();
+
+        let events = store.events(&tid("t-1")).unwrap();
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "registered",
+                "decision",
+                "delivery",
+                "override",
+                "delivery",
+                "stopped"
+            ]
+        );
+        let delivery = serde_json::to_value(&events[2]).unwrap();
+        assert_eq!(delivery["event_id"], "e1");
+        assert_eq!(delivery["state"], "delivered");
+        assert_eq!(delivery["last_status"], 204);
+        let ov = serde_json::to_value(&events[3]).unwrap();
+        assert_eq!(ov["action"], "promote");
+        assert_eq!(ov["actor"], "alice");
+        assert_eq!(ov["previous"], "pause");
+        assert!(matches!(
+            store.events(&tid("nope")),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_rows_are_reported_not_panicked() {
+        let (_dir, store) = temp_store();
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        store
+            .writer()
+            .execute(
+                "UPDATE trains SET state_json = '{not json' WHERE id = 't-1'",
+                [],
+            )
+            .unwrap();
+        let err = store.train(&tid("t-1")).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { what, .. } if what.contains("state_json") && what.contains("t-1")),
+            "{err:?}"
+        );
     }
 }

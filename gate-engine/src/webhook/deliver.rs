@@ -12,10 +12,12 @@
 //!   the others as they come due, without being sent;
 //! * anything else (another status — redirects are not followed —, a timeout, a connection
 //!   error): the attempt failed. The next attempt is due after an exponential backoff with
-//!   full jitter ([`Backoff`]); the time is stored, so it holds across restarts. After the
+//!   full jitter ([`crate::backoff::Backoff`]); the time is stored, so it holds across restarts. After the
 //!   webhook's `max_attempts` attempts, or when it has none, once
 //!   [`DeliveryOptions::give_up_after`] passed since the event was queued, the event is
-//!   dead-lettered with the last error.
+//!   dead-lettered with the last error. A `429` or `503` with `Retry-After` (seconds or an
+//!   HTTP-date) is honoured: the next attempt is not before the time it names
+//!   ([`retry_after`]), even when that is later than the backoff.
 //!
 //! Design choices a newcomer may question:
 //!
@@ -29,7 +31,7 @@
 //! * **A failed store write backs off too.** If an outcome cannot be recorded, the event is
 //!   still pending and due; the worker leaves it alone for 30 s instead of sending it again
 //!   in a tight loop while the store is unwell.
-//! * **The clock is injected** ([`Clock`]): stored times (`next_attempt_at`, dead-letter
+//! * **The clock is injected** ([`crate::clock::Clock`]): stored times (`next_attempt_at`, dead-letter
 //!   times) and the signed `X-Gate-Timestamp` come from it, so tests step time by hand; only
 //!   the poll tick and per-attempt timeouts use tokio's timers.
 
@@ -39,20 +41,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use reqwest::header::{CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use reqwest::StatusCode;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::payload::content_type;
 use super::sign::{signature, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use super::{redact_url, WebhookError, WebhookTarget};
+use super::{WebhookError, WebhookTarget};
+use crate::backoff::Backoff;
+use crate::clock::{Clock, SystemClock};
+use crate::redact;
 use crate::store::{OutboxEvent, Store, StoreError};
 
 /// The longest excerpt of a failed response's body kept in the error.
@@ -60,61 +64,6 @@ const MAX_BODY_EXCERPT: usize = 200;
 /// How long an event whose outcome could not be recorded (the store failed) is left alone:
 /// it is still pending and due, and would otherwise be sent again at once, in a loop.
 const UNRECORDED_COOLDOWN: Duration = Duration::from_secs(30);
-
-/// Where the worker reads the time. The daemon uses [`SystemClock`]; tests step their own.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// Exponential backoff with full jitter between the attempts of one event.
-///
-/// After the `n`-th failed attempt the next one waits a uniformly random time between zero and
-/// `initial × 2^(n−1)`, capped at `max`. Full jitter spreads the retries of many events that
-/// failed together (a receiver outage) instead of bringing them back in waves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The ceiling after the first failure.
-    pub initial: Duration,
-    /// The largest ceiling.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 1 s, doubling up to 5 min.
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-        }
-    }
-}
-
-impl Backoff {
-    /// The longest wait after `failures` failed attempts (at least 1).
-    pub fn ceiling(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(31);
-        self.initial
-            .checked_mul(1u32 << doublings)
-            .unwrap_or(self.max)
-            .min(self.max)
-    }
-
-    /// The wait after `failures` failed attempts, for a random `unit` in `[0, 1)`.
-    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
-        self.ceiling(failures).mul_f64(unit.clamp(0.0, 1.0))
-    }
-}
 
 /// How the worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +86,10 @@ impl Default for DeliveryOptions {
         DeliveryOptions {
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
-            backoff: Backoff::default(),
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+            },
             give_up_after: Duration::from_secs(24 * 3600),
         }
     }
@@ -284,8 +236,9 @@ impl std::fmt::Debug for Deliverer {
 
 /// How one attempt ended.
 enum Attempt {
-    /// A response with this status (and, when not a success, a body excerpt).
-    Response(StatusCode, String),
+    /// A response with this status (and, when not a success, a body excerpt and its
+    /// `Retry-After` header).
+    Response(StatusCode, String, Option<String>),
     /// No response: a connection error or a timeout.
     NoResponse(String),
 }
@@ -317,7 +270,7 @@ impl Deliverer {
             .into_iter()
             .map(|target| {
                 let name = target.name.clone();
-                let shown_url = redact_url(&target.url);
+                let shown_url = target.shown_url();
                 (
                     name,
                     Target {
@@ -460,7 +413,7 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) -> bool {
     let sent_at = shared.clock.now();
     let result = send(&shared.client, &target.target, &event, sent_at.timestamp()).await;
     match result {
-        Attempt::Response(status, _) if status.is_success() => {
+        Attempt::Response(status, _, _) if status.is_success() => {
             let now = shared.clock.now();
             let id = event.event_id.clone();
             let code = status.as_u16();
@@ -477,7 +430,7 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) -> bool {
                 Err(e) => store_failed(&event, &e),
             }
         }
-        Attempt::Response(StatusCode::GONE, _) => {
+        Attempt::Response(StatusCode::GONE, _, _) => {
             if !target.disabled.swap(true, Ordering::Relaxed) {
                 tracing::error!(
                     webhook = %event.webhook, url = %target.shown_url,
@@ -492,25 +445,34 @@ async fn attempt(shared: Arc<Shared>, event: OutboxEvent) -> bool {
             );
             dead_letter(&shared, &event, error, Some(410)).await
         }
-        Attempt::Response(status, excerpt) => {
+        Attempt::Response(status, excerpt, retry_after_header) => {
             let error = if excerpt.is_empty() {
                 format!("HTTP {status}")
             } else {
                 format!("HTTP {status}: {excerpt}")
             };
-            failed(&shared, target, &event, error, Some(status.as_u16())).await
+            let not_before = match (status, retry_after_header) {
+                (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, Some(h)) => {
+                    retry_after(&h, shared.clock.now())
+                }
+                _ => None,
+            };
+            let status = Some(status.as_u16());
+            failed(&shared, target, &event, error, status, not_before).await
         }
-        Attempt::NoResponse(error) => failed(&shared, target, &event, error, None).await,
+        Attempt::NoResponse(error) => failed(&shared, target, &event, error, None, None).await,
     }
 }
 
-/// Records a failed attempt: retried later, or dead-lettered when out of attempts or time.
+/// Records a failed attempt: retried later (not before `not_before`, the receiver's
+/// `Retry-After`), or dead-lettered when out of attempts or time.
 async fn failed(
     shared: &Shared,
     target: &Target,
     event: &OutboxEvent,
     error: String,
     status: Option<u16>,
+    not_before: Option<DateTime<Utc>>,
 ) -> bool {
     let now = shared.clock.now();
     let attempts = event.attempts.saturating_add(1);
@@ -532,6 +494,9 @@ async fn failed(
         // The last attempt happens at the deadline, not after it.
         next = next.min(deadline);
     }
+    // The receiver's `Retry-After` wins over the backoff and the deadline: calling earlier
+    // than it asked would break the CloudEvents webhook contract.
+    next = next.max(not_before.unwrap_or(next));
     tracing::warn!(
         webhook = %event.webhook, event_id = %event.event_id, train = %event.train,
         url = %target.shown_url, attempts, %error, next_attempt_at = %next,
@@ -597,6 +562,11 @@ async fn send(
     let exchange = async {
         let mut response = request.body(body).send().await?;
         let status = response.status();
+        let retry_after_header = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut excerpt = Vec::new();
         if !status.is_success() {
             // The body is only for the error message: a failure to read it is ignored.
@@ -607,31 +577,18 @@ async fn send(
                 }
             }
         }
-        Ok::<_, reqwest::Error>((status, excerpt))
+        Ok::<_, reqwest::Error>((status, excerpt, retry_after_header))
     };
     match tokio::time::timeout(target.timeout, exchange).await {
-        Ok(Ok((status, excerpt))) => Attempt::Response(status, excerpt_text(&excerpt)),
-        Ok(Err(e)) => Attempt::NoResponse(describe(e)),
+        Ok(Ok((status, excerpt, retry_after))) => {
+            Attempt::Response(status, excerpt_text(&excerpt), retry_after)
+        }
+        Ok(Err(e)) => Attempt::NoResponse(gate_rules::error_chain(&e.without_url())),
         Err(_) => Attempt::NoResponse(format!("no response within {}", humanize(target.timeout))),
     }
 }
 
 /// A reqwest error with its causes, without the URL (which may carry credentials).
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.ends_with(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn excerpt_text(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(MAX_BODY_EXCERPT)];
     let text = String::from_utf8_lossy(cut);
@@ -641,6 +598,20 @@ fn excerpt_text(bytes: &[u8]) -> String {
     } else {
         text
     }
+}
+
+/// The time a `Retry-After` header value names, read at `now`: a number of seconds
+/// (`120`) or an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`, RFC 9110 §10.2.3). `None` when
+/// the value is neither (the backoff alone decides then).
+fn retry_after(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<i64>().ok()?;
+        return now.checked_add_signed(chrono::Duration::try_seconds(secs)?);
+    }
+    DateTime::parse_from_rfc2822(value)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn humanize(d: Duration) -> String {
@@ -657,7 +628,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let b = Backoff::default();
+        let b = DeliveryOptions::default().backoff;
         let ceilings: Vec<u64> = (1..=11).map(|n| b.ceiling(n).as_secs()).collect();
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(b.ceiling(0), Duration::from_secs(1));
@@ -665,22 +636,19 @@ mod tests {
     }
 
     #[test]
-    fn full_jitter_spans_zero_to_the_ceiling() {
-        let b = Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-        };
-        assert_eq!(b.delay(3, 0.0), Duration::ZERO);
-        assert_eq!(b.delay(3, 0.5), Duration::from_millis(200));
-        assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(retry_after("120", now), Some(at("2026-11-01T12:02:00Z")));
+        assert_eq!(retry_after(" 0 ", now), Some(now));
         assert_eq!(
-            b.delay(3, 7.0),
-            Duration::from_millis(400),
-            "unit is clamped"
+            retry_after("Sun, 01 Nov 2026 13:30:00 GMT", now),
+            Some(at("2026-11-01T13:30:00Z"))
         );
-        for _ in 0..100 {
-            let d = b.delay(5, rand::random::<f64>());
-            assert!(d <= Duration::from_millis(1600), "{d:?}");
+        for unusable in ["", "-5", "1.5", "soon", "99999999999999999999"] {
+            assert_eq!(retry_after(unusable, now), None, "{unusable:?}");
         }
     }
 

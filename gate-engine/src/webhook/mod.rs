@@ -20,11 +20,15 @@
 //! recorded is sent again, which is why receivers de-duplicate by event ID.
 //!
 //! Webhook URLs may carry credentials (`https://user:pass@host/…?token=…`); they are shown only
-//! through [`redact_url`], which drops the user info and the query string.
+//! through [`crate::redact::url`], which drops the user info and the query string. A `format: slack`
+//! URL carries its secret in the path (`https://hooks.slack.com/services/T…/B…/secret`), so
+//! its whole path is dropped too ([`WebhookTarget::shown_url`]).
 
 mod deliver;
 mod payload;
+pub mod purl;
 pub mod sign;
+mod slack;
 
 use std::fmt;
 use std::time::Duration;
@@ -32,9 +36,9 @@ use std::time::Duration;
 use gate_rules::config::{Webhook, WebhookFormat};
 use reqwest::Url;
 
-pub use deliver::{
-    Backoff, Clock, Deliverer, DeliveryOptions, Nudger, SystemClock, WebhookMetrics,
-};
+use crate::redact;
+
+pub use deliver::{Deliverer, DeliveryOptions, Nudger, WebhookMetrics};
 pub use payload::{
     cdevents_type, content_type, events_for_change, new_event_id, render, DecisionChange,
     CDEVENTS_SPEC_VERSION, CLOUDEVENTS_CONTENT_TYPE, JSON_CONTENT_TYPE, JSON_EVENT_TYPE,
@@ -85,11 +89,30 @@ pub struct WebhookTarget {
     pub max_attempts: Option<u32>,
 }
 
+impl WebhookTarget {
+    /// The URL as logs and errors show it: [`redact::url`], and for `format: slack` without
+    /// its path (`https://hooks.slack.com/…`).
+    pub fn shown_url(&self) -> String {
+        shown_url(&self.url, self.format)
+    }
+}
+
+fn shown_url(url: &Url, format: WebhookFormat) -> String {
+    match format {
+        WebhookFormat::Slack => {
+            let mut shown = url.clone();
+            shown.set_path("");
+            format!("{}…", redact::url(&shown))
+        }
+        WebhookFormat::Json | WebhookFormat::Cloudevents => redact::url(url),
+    }
+}
+
 impl fmt::Debug for WebhookTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookTarget")
             .field("name", &self.name)
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.shown_url())
             .field("format", &self.format)
             .field("secret", &self.secret)
             .field("timeout", &self.timeout)
@@ -108,7 +131,7 @@ pub fn resolve_webhooks(
     webhooks
         .iter()
         .map(|w| {
-            let url = parse_url(&w.name, &w.url)?;
+            let url = parse_url(&w.name, &w.url, w.format)?;
             let secret = match &w.secret_env {
                 None => None,
                 Some(var) => match env(var) {
@@ -133,10 +156,13 @@ pub fn resolve_webhooks(
         .collect()
 }
 
-fn parse_url(webhook: &str, text: &str) -> Result<Url, WebhookError> {
+fn parse_url(webhook: &str, text: &str, format: WebhookFormat) -> Result<Url, WebhookError> {
     let invalid = |reason: String| WebhookError::InvalidUrl {
         webhook: webhook.to_string(),
-        url: redact_url_text(text),
+        url: match format {
+            WebhookFormat::Slack => "(a slack webhook URL, not shown)".to_string(),
+            WebhookFormat::Json | WebhookFormat::Cloudevents => redact::url_text(text),
+        },
         reason,
     };
     let url = Url::parse(text).map_err(|e| invalid(e.to_string()))?;
@@ -149,33 +175,9 @@ fn parse_url(webhook: &str, text: &str) -> Result<Url, WebhookError> {
     Ok(url)
 }
 
-/// The URL as it may be shown in logs and errors: without user name, password, query string
-/// and fragment (`https://user:pass@host/hook?token=x` → `https://host/hook`).
-pub fn redact_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Both fail only for URLs that cannot carry credentials, which then have none to drop.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
-}
-
-/// [`redact_url`] for text that does not parse as a URL.
-fn redact_url_text(text: &str) -> String {
-    let end = text.find(['?', '#']).unwrap_or(text.len());
-    let text = &text[..end];
-    match (text.find("://"), text.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}{}", &text[..scheme_end + 3], &text[at + 1..])
-        }
-        _ => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use gate_rules::decide::Decision;
+    use gate_rules::Decision;
     use gate_rules::PromDuration;
 
     use super::*;
@@ -190,18 +192,6 @@ mod tests {
             timeout: PromDuration::from_secs(3),
             max_attempts: Some(5),
         }
-    }
-
-    #[test]
-    fn urls_are_shown_without_credentials_or_query() {
-        let url = Url::parse("https://bob:hunter2@hooks.example:8443/a/b?token=t0p#frag").unwrap();
-        assert_eq!(redact_url(&url), "https://hooks.example:8443/a/b");
-        let plain = Url::parse("http://127.0.0.1:8081/hook").unwrap();
-        assert_eq!(redact_url(&plain), "http://127.0.0.1:8081/hook");
-        assert_eq!(
-            redact_url_text("http://u:p@host:9/x y?k=secret"),
-            "http://host:9/x y"
-        );
     }
 
     #[test]
@@ -240,6 +230,22 @@ mod tests {
             );
             assert!(err.to_string().contains("DEPLOYER_SECRET"), "{err}");
         }
+    }
+
+    #[test]
+    fn slack_urls_are_shown_without_their_path() {
+        let mut slack = hook(
+            "chat",
+            "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX",
+            None,
+        );
+        slack.format = WebhookFormat::Slack;
+        let targets = resolve_webhooks(&[slack.clone()], |_| None).unwrap();
+        assert_eq!(targets[0].shown_url(), "https://hooks.slack.com/…");
+        assert!(!format!("{:?}", targets[0]).contains("XXXXsecretXXXX"));
+        slack.url = "ftp://hooks.slack.com/services/T000/B000/XXXXsecretXXXX".to_string();
+        let err = resolve_webhooks(&[slack], |_| None).unwrap_err();
+        assert!(!err.to_string().contains("XXXXsecretXXXX"), "{err}");
     }
 
     #[test]

@@ -12,26 +12,33 @@
 //! * **Event IDs are UUID v7** made from the evaluation time and random bits: unique across
 //!   stores and restarts (a receiver never mistakes a new event for a duplicate), sortable by
 //!   time, and stable across retries because they are stored, not recomputed.
-//! * **CloudEvents carry a CDEvent.** In `format: cloudevents` the CloudEvent's `data` is a
-//!   CDEvents object (`context` + `subject`): `service.rolledback` for rollback,
-//!   `service.deployed` for promote, and gate's own extension types
-//!   (`dev.cdeventsx.gate-decision.<predicate>`) for pause and pending, for which CDEvents has
-//!   no type. gate does not know the artifact a train deploys; `artifactId` is a generic
-//!   package URL naming the train. gate's full decision with its evidence is the CDEvent's
-//!   `customData`.
+//! * **CloudEvents carry a CDEvent** (spec [`CDEVENTS_SPEC_VERSION`]). In
+//!   `format: cloudevents` the CloudEvent's `data` is a CDEvents object (`context` +
+//!   `subject`): `service.rolledback` for rollback, `service.deployed` for promote, and gate's
+//!   own custom types (`dev.cdeventsx.gate-decision.<predicate>.0.1.0`) for pause and pending,
+//!   for which CDEvents has no type. The standard types' `subject.content` is exactly what
+//!   their schema allows (`environment`, `artifactId`); everything gate-specific — the full
+//!   decision with its evidence — is the CDEvent's `customData`. The CloudEvent's `id`,
+//!   `source`, `type`, `subject` and `time` are the CDEvent's, as the CDEvents CloudEvents
+//!   binding requires.
+//! * **`artifactId` is a package URL.** A train registered with the label `artifact` (a purl,
+//!   checked at registration by [`super::purl::is_purl`]) names its artifact; otherwise gate,
+//!   which does not know what a train deploys, names the train:
+//!   `pkg:generic/<train, percent-encoded>`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gate_rules::config::{Config, Webhook, WebhookFormat};
-use gate_rules::decide::Decision;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde_json::{json, Value};
 
+use super::{purl, slack};
 use crate::store::NewOutboxEvent;
 
 /// The `type` of a `format: json` body.
 pub const JSON_EVENT_TYPE: &str = "gate.decision";
 /// The CDEvents spec version the `cloudevents` format follows.
-pub const CDEVENTS_SPEC_VERSION: &str = "0.5.0";
+pub const CDEVENTS_SPEC_VERSION: &str = "0.5.1";
 /// The `Content-Type` of a `format: json` body.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// The `Content-Type` of a CloudEvents structured-mode body.
@@ -58,6 +65,8 @@ pub struct DecisionChange {
     pub seq: u64,
     /// The evaluation with its evidence ([`crate::report::EvaluationReport`] as JSON).
     pub evidence: Value,
+    /// The train's `artifact` label (a purl), if it was registered with one.
+    pub artifact: Option<String>,
 }
 
 /// One outbox event for each webhook whose `on` lists the new decision, in config order, each
@@ -70,7 +79,7 @@ pub fn events_for_change(config: &Config, change: &DecisionChange) -> Vec<NewOut
         .map(|webhook| {
             let event_id = new_event_id(change.evaluated_at, rand::random());
             NewOutboxEvent {
-                payload: render(webhook, &event_id, change),
+                payload: render(webhook, &event_id, change, config.public_url.as_deref()),
                 webhook: webhook.name.clone(),
                 event_id,
             }
@@ -78,18 +87,25 @@ pub fn events_for_change(config: &Config, change: &DecisionChange) -> Vec<NewOut
         .collect()
 }
 
-/// The payload of one event for `webhook`.
-pub fn render(webhook: &Webhook, event_id: &str, change: &DecisionChange) -> Value {
+/// The payload of one event for `webhook`; `public_url` (the config's) lets chat messages link
+/// the train.
+pub fn render(
+    webhook: &Webhook,
+    event_id: &str,
+    change: &DecisionChange,
+    public_url: Option<&str>,
+) -> Value {
     match webhook.format {
         WebhookFormat::Json => json_body(event_id, change),
         WebhookFormat::Cloudevents => cloudevent(event_id, change),
+        WebhookFormat::Slack => slack::message(change, public_url),
     }
 }
 
 /// The `Content-Type` a payload of this format is sent with.
 pub fn content_type(format: WebhookFormat) -> &'static str {
     match format {
-        WebhookFormat::Json => JSON_CONTENT_TYPE,
+        WebhookFormat::Json | WebhookFormat::Slack => JSON_CONTENT_TYPE,
         WebhookFormat::Cloudevents => CLOUDEVENTS_CONTENT_TYPE,
     }
 }
@@ -134,27 +150,17 @@ fn cloudevent(event_id: &str, change: &DecisionChange) -> Value {
     let source = format!("/gate/{}", change.gate);
     let time = rfc3339(change.evaluated_at);
     let kind = cdevents_type(change.decision);
-    let subject = match change.decision {
+    let content = match change.decision {
         Decision::Rollback | Decision::Promote => json!({
-            "id": change.train.as_str(),
-            "source": source,
-            "type": "service",
-            "content": {
-                "environment": {"id": change.gate, "source": source},
-                "artifactId": format!("pkg:generic/{}", change.train.as_str()),
-            },
+            "environment": {"id": change.gate, "source": source},
+            "artifactId": artifact_id(change),
         }),
         Decision::Pause | Decision::Pending => json!({
-            "id": change.train.as_str(),
-            "source": source,
-            "type": "gate-decision",
-            "content": {
-                "gate": change.gate,
-                "decision": change.decision,
-                "previous": change.previous,
-                "reason": change.reason,
-                "rule": change.rule,
-            },
+            "gate": change.gate,
+            "decision": change.decision,
+            "previous": change.previous,
+            "reason": change.reason,
+            "rule": change.rule,
         }),
     };
     json!({
@@ -167,17 +173,29 @@ fn cloudevent(event_id: &str, change: &DecisionChange) -> Value {
         "datacontenttype": JSON_CONTENT_TYPE,
         "data": {
             "context": {
-                "version": CDEVENTS_SPEC_VERSION,
+                "specversion": CDEVENTS_SPEC_VERSION,
                 "id": event_id,
                 "source": source,
                 "type": kind,
                 "timestamp": time,
             },
-            "subject": subject,
+            "subject": {
+                "id": change.train.as_str(),
+                "source": source,
+                "content": content,
+            },
             "customData": json_body(event_id, change),
             "customDataContentType": JSON_CONTENT_TYPE,
         },
     })
+}
+
+/// The train's `artifact` label when it is a purl, else a generic purl naming the train.
+fn artifact_id(change: &DecisionChange) -> String {
+    match &change.artifact {
+        Some(artifact) if purl::is_purl(artifact) => artifact.clone(),
+        _ => purl::generic(change.train.as_str()),
+    }
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -230,6 +248,7 @@ mod tests {
             evaluated_at: at(),
             seq: 3,
             evidence: json!({"rules": [{"name": "fast-burn", "fired": true}]}),
+            artifact: None,
         }
     }
 
@@ -309,28 +328,15 @@ mod tests {
     #[test]
     fn cloudevents_carry_a_cdevent_of_the_fitting_type() {
         let cases = [
-            (
-                Decision::Rollback,
-                "dev.cdevents.service.rolledback.0.3.0",
-                "service",
-            ),
-            (
-                Decision::Promote,
-                "dev.cdevents.service.deployed.0.3.0",
-                "service",
-            ),
-            (
-                Decision::Pause,
-                "dev.cdeventsx.gate-decision.paused.0.1.0",
-                "gate-decision",
-            ),
+            (Decision::Rollback, "dev.cdevents.service.rolledback.0.3.0"),
+            (Decision::Promote, "dev.cdevents.service.deployed.0.3.0"),
+            (Decision::Pause, "dev.cdeventsx.gate-decision.paused.0.1.0"),
             (
                 Decision::Pending,
                 "dev.cdeventsx.gate-decision.pending.0.1.0",
-                "gate-decision",
             ),
         ];
-        for (decision, kind, subject_type) in cases {
+        for (decision, kind) in cases {
             let ce = cloudevent("ev-1", &change(decision));
             assert_eq!(ce["specversion"], "1.0");
             assert_eq!(ce["id"], "ev-1");
@@ -340,24 +346,45 @@ mod tests {
             assert_eq!(ce["time"], "2026-11-01T12:00:00Z");
             assert_eq!(ce["datacontenttype"], "application/json");
             let data = &ce["data"];
-            assert_eq!(data["context"]["type"], kind);
-            assert_eq!(data["context"]["id"], "ev-1");
-            assert_eq!(data["context"]["source"], ce["source"]);
-            assert_eq!(data["context"]["timestamp"], ce["time"]);
-            assert_eq!(data["context"]["version"], CDEVENTS_SPEC_VERSION);
+            assert_eq!(
+                data["context"],
+                json!({"specversion": "0.5.1", "id": "ev-1", "source": "/gate/checkout",
+                       "type": kind, "timestamp": "2026-11-01T12:00:00Z"})
+            );
+            let mut subject_keys: Vec<&String> =
+                data["subject"].as_object().unwrap().keys().collect();
+            subject_keys.sort_unstable();
+            assert_eq!(subject_keys, ["content", "id", "source"]);
             assert_eq!(data["subject"]["id"], "t-123");
-            assert_eq!(data["subject"]["type"], subject_type);
             assert_eq!(data["customData"]["decision"], decision.as_str());
             assert_eq!(data["customData"]["evidence"], change(decision).evidence);
             assert_eq!(data["customDataContentType"], "application/json");
         }
         let deployed = cloudevent("ev-2", &change(Decision::Promote));
-        let content = &deployed["data"]["subject"]["content"];
-        assert_eq!(content["environment"]["id"], "checkout");
-        assert_eq!(content["artifactId"], "pkg:generic/t-123");
+        assert_eq!(
+            deployed["data"]["subject"]["content"],
+            json!({"environment": {"id": "checkout", "source": "/gate/checkout"},
+                   "artifactId": "pkg:generic/t-123"})
+        );
         assert_eq!(
             content_type(WebhookFormat::Cloudevents),
             "application/cloudevents+json"
+        );
+    }
+
+    #[test]
+    fn the_artifact_label_is_the_artifact_id_when_it_is_a_purl() {
+        let labelled = |artifact: &str| DecisionChange {
+            artifact: Some(artifact.to_string()),
+            ..change(Decision::Rollback)
+        };
+        let purl = "pkg:oci/checkout@sha256%3Aab12?repository_url=ghcr.io/acme";
+        let ce = cloudevent("ev-3", &labelled(purl));
+        assert_eq!(ce["data"]["subject"]["content"]["artifactId"], purl);
+        let ce = cloudevent("ev-4", &labelled("checkout v1.2"));
+        assert_eq!(
+            ce["data"]["subject"]["content"]["artifactId"],
+            "pkg:generic/t-123"
         );
     }
 

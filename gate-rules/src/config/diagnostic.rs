@@ -79,20 +79,20 @@ impl miette::Diagnostic for Diagnostic {
 
 /// Byte offset ↔ line/column conversions for one text.
 #[derive(Debug, Clone)]
-pub(super) struct LineIndex {
+pub(crate) struct LineIndex {
     /// Byte offset where each line starts.
     starts: Vec<usize>,
 }
 
 impl LineIndex {
-    pub(super) fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         LineIndex { starts }
     }
 
     /// 1-based line and character column of a byte offset (clamped to the text).
-    pub(super) fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(text, offset.min(text.len()));
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
@@ -123,7 +123,7 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
 
 /// A byte range of the config text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct Span {
+pub(crate) struct Span {
     /// Byte offset of the first byte.
     pub start: usize,
     /// Length in bytes (0 for a point, e.g. where a missing value should be).

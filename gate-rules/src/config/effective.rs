@@ -10,10 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{
-    BadOrGood, BaselineKind, Config, Counter, Gate, HoldDecision, Slo, Webhook, WebhookFormat,
-};
-use crate::decide::Decision;
+use super::model::{BadOrGood, BaselineKind, Config, Gate, Slo, Webhook, WebhookFormat};
+use crate::vocab::{Counter, Decision, HoldDecision};
 
 /// The config as YAML in the file format, defaults included.
 pub fn effective_yaml(config: &Config) -> String {
@@ -29,6 +27,8 @@ struct File<'a> {
     slos: Vec<SloFile<'a>>,
     gates: Vec<GateFile<'a>>,
     webhooks: Vec<WebhookFile<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -111,6 +111,7 @@ impl<'a> From<&'a Config> for File<'a> {
             slos: c.slos.iter().map(SloFile::from).collect(),
             gates: c.gates.iter().map(GateFile::from).collect(),
             webhooks: c.webhooks.iter().map(WebhookFile::from).collect(),
+            public_url: c.public_url.as_deref(),
         }
     }
 }

@@ -18,13 +18,13 @@
 //! the entry points and [`ConfigError`]; `diagnostic` positions and renders problems (plain
 //! lines or `miette`); `effective` writes a [`Config`] back as a config file.
 
-mod diagnostic;
+pub(crate) mod diagnostic;
 mod effective;
 mod load;
 mod model;
 mod raw;
 mod validate;
-mod yaml;
+pub(crate) mod yaml;
 
 pub use effective::effective_yaml;
 pub use load::{load_file, load_str, ConfigError, Diagnostic};

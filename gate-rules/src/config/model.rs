@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::decide::Decision;
 use crate::duration::PromDuration;
 use crate::expr::CompiledExpr;
+use crate::vocab::{Counter, Decision, HoldDecision};
 
 /// The whole configuration file, defaults applied.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +26,9 @@ pub struct Config {
     pub gates: Vec<Gate>,
     /// Webhook receivers, in file order.
     pub webhooks: Vec<Webhook>,
+    /// Where users reach this gate's HTTP API (e.g. `https://gate.example`), without a
+    /// trailing `/`; chat notifications link a train's page under it. `None`: no links.
+    pub public_url: Option<String>,
 }
 
 /// The Prometheus-compatible query API.
@@ -39,17 +42,6 @@ pub struct PrometheusConfig {
     pub headers: BTreeMap<String, String>,
     /// Environment variable holding a bearer token, if any.
     pub bearer_token_env: Option<String>,
-}
-
-/// One counter of an SLI: either a selector (the engine wraps it in `increase(...[window])`)
-/// or full PromQL containing `$window`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", content = "promql", rename_all = "snake_case")]
-pub enum Counter {
-    /// A counter selector such as `http_requests_total{code=~"5.."}`.
-    Selector(String),
-    /// Full PromQL with a `$window` placeholder, e.g. `sum(increase(x[$window])) - sum(...)`.
-    Query(String),
 }
 
 /// What the first counter of an SLI counts.
@@ -96,26 +88,6 @@ pub enum BaselineKind {
     BeforeStart,
     /// No baseline: `error_delta` is always unknown.
     None,
-}
-
-/// What an inconclusive or failing evaluation turns into. Never `promote`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HoldDecision {
-    /// Hold the train.
-    Pause,
-    /// Keep waiting.
-    Pending,
-}
-
-impl HoldDecision {
-    /// The decision this hold maps to.
-    pub fn decision(self) -> Decision {
-        match self {
-            HoldDecision::Pause => Decision::Pause,
-            HoldDecision::Pending => Decision::Pending,
-        }
-    }
 }
 
 /// A gate: the SLOs and rules a train must pass.
@@ -174,6 +146,8 @@ pub enum WebhookFormat {
     Json,
     /// CloudEvents 1.0 structured mode with CDEvents types.
     Cloudevents,
+    /// A Slack incoming-webhook message (`text` + Block Kit `blocks`).
+    Slack,
 }
 
 /// A webhook receiver.

@@ -19,15 +19,14 @@
 
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
-    BadOrGood, BaselineKind, Config, Counter, Gate, HoldDecision, PrometheusConfig, Rule, Slo,
-    Webhook, WebhookFormat,
+    BadOrGood, BaselineKind, Config, Gate, PrometheusConfig, Rule, Slo, Webhook, WebhookFormat,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
-use crate::decide::Decision;
 use crate::duration::PromDuration;
-use crate::expr::{self, CompiledExpr, SignalRef};
+use crate::expr::{self, CompiledExpr};
 use crate::query;
+use crate::vocab::{Counter, Decision, HoldDecision, SignalRef};
 
 /// Default Prometheus URL.
 const DEFAULT_PROMETHEUS_URL: &str = "http://127.0.0.1:9090";
@@ -345,6 +344,7 @@ fn build(
         slos,
         gates,
         webhooks,
+        public_url: optional(&raw.public_url)?.map(|u| u.trim_end_matches('/').to_string()),
     })
 }
 

@@ -32,7 +32,7 @@ use super::diagnostic::{LineIndex, Span};
 
 /// A YAML node with its position.
 #[derive(Debug, Clone)]
-pub(super) struct Node {
+pub(crate) struct Node {
     pub kind: Kind,
     /// Where the node is: for scalars the whole token (quotes included; a block scalar's
     /// content), for collections their start.
@@ -41,7 +41,7 @@ pub(super) struct Node {
 
 /// What a node holds.
 #[derive(Debug, Clone)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Null,
     Bool,
     Int(i128),
@@ -53,14 +53,14 @@ pub(super) enum Kind {
 
 /// A mapping key with its position.
 #[derive(Debug, Clone)]
-pub(super) struct Key {
+pub(crate) struct Key {
     pub name: String,
     pub span: Span,
 }
 
 impl Kind {
     /// The node's type, as a user reads it in "expected X, found Y".
-    pub(super) fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match self {
             Kind::Null => "nothing",
             Kind::Bool => "a boolean",
@@ -75,7 +75,7 @@ impl Kind {
 
 /// Why the text is not YAML: the one problem reported when parsing fails.
 #[derive(Debug)]
-pub(super) struct SyntaxError {
+pub(crate) struct SyntaxError {
     pub message: String,
     pub span: Span,
     pub hint: Option<String>,
@@ -83,14 +83,29 @@ pub(super) struct SyntaxError {
 
 /// Parses the config text into a node tree.
 pub(super) fn parse(text: &str, index: &LineIndex) -> Result<Node, SyntaxError> {
-    let options = serde_saphyr::options! {
+    match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(text, options()) {
+        Ok(node) => Ok(convert(node, text, index)),
+        Err(err) => Err(syntax_error(&err, text, index)),
+    }
+}
+
+/// Every document of a multi-document stream (`---`), for files of other tools (OpenSLO)
+/// that put one object per document; empty documents are skipped.
+pub(crate) fn parse_documents(text: &str, index: &LineIndex) -> Result<Vec<Node>, SyntaxError> {
+    match serde_saphyr::from_multiple_with_options::<Spanned<RawNode>>(text, options()) {
+        Ok(nodes) => Ok(nodes
+            .into_iter()
+            .map(|node| convert(node, text, index))
+            .collect()),
+        Err(err) => Err(syntax_error(&err, text, index)),
+    }
+}
+
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
         duplicate_keys: DuplicateKeyPolicy::PassThrough,
         strict_booleans: true,
         non_finite_float_policy: serde_saphyr::options::NonFiniteFloatPolicy::PassThrough,
-    };
-    match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(text, options) {
-        Ok(node) => Ok(convert(node, text, index)),
-        Err(err) => Err(syntax_error(&err, text, index)),
     }
 }
 

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use gate_api::{
     DecisionBody, ErrorBody, Event, EventList, OverrideRequest, RegisterRequest, Train, TrainList,
 };
-use gate_rules::decide::{self, Decision};
+use gate_rules::decide;
+use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde::Deserialize;
 
@@ -70,7 +71,7 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
         (status = 415, description = "No `Content-Type: application/json` (`unsupported_media_type`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
         (status = 409, description = "Registered with a different body, or stopped (`conflict`)", body = ErrorBody),
-        (status = 422, description = "JSON of the wrong shape (`invalid_body`) or an unknown gate (`unknown_gate`)", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) or an unknown gate (`unknown_gate`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -90,6 +91,18 @@ pub(crate) async fn register(
             })
         })
         .transpose()?;
+    if let Some(artifact) = body.labels.get("artifact") {
+        if !crate::webhook::purl::is_purl(artifact) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_label",
+                format!(
+                    "labels.artifact: `{artifact}` is not a package URL \
+                     (pkg:<type>/<name>[@<version>], e.g. pkg:oci/checkout@sha256%3Aab12…)"
+                ),
+            ));
+        }
+    }
     let config = shared.runtime().config.clone();
     if config.gate(&body.gate).is_none() {
         let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
@@ -408,6 +421,7 @@ pub(crate) async fn override_train(
                     .evaluation
                     .as_ref()
                     .map_or(serde_json::Value::Null, Evidence::to_value),
+                artifact: prev.labels.get("artifact").cloned(),
             },
         )
     } else {

@@ -1,16 +1,20 @@
-//! Where the daemon's evaluation time comes from.
+//! Where the engine's wall-clock time comes from.
 //!
-//! Every time the daemon writes — evaluation time, registration, override, stop — is read from
-//! a [`Clock`], never from `Utc::now()` directly, so tests drive time with a [`ManualClock`]
-//! and assert exact ages and promotion times. The scheduler's *ticking* is separate: it uses
-//! tokio timers, which tests control with `tokio::time::pause()`.
+//! Every time the engine writes — evaluation time, registration, override, stop, a webhook's
+//! next attempt and dead-letter time — is read from a [`Clock`], never from `Utc::now()`
+//! directly, so tests drive time with a [`ManualClock`] (or their own implementation) and
+//! assert exact ages, promotion times and retry times. The daemon and the webhook outbox share
+//! this one trait. *Waiting* is separate: sleeps and ticks use tokio timers, which tests
+//! control with `tokio::time::pause()`.
 //!
-//! Times are truncated to whole milliseconds, the precision of the store: a time served from
+//! Times are truncated to whole milliseconds ([`gate_rules::time::truncate_ms`]), the precision
+//! of the store: a time served from
 //! memory before a restart is the same value the store serves after it.
 
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
+use gate_rules::time::truncate_ms;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
@@ -63,11 +67,6 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.lock()
     }
-}
-
-/// `t` without its sub-millisecond part.
-pub fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(Duration::milliseconds(1)).unwrap_or(t)
 }
 
 #[cfg(test)]

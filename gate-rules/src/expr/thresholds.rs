@@ -1,16 +1,21 @@
 //! Thresholds: the comparisons of a signal against a constant in a rule's condition.
 //!
 //! `burn_rate("checkout", "1h") > 14.4` compares a signal with a threshold. People reading a
-//! verdict want to see each burn rate next to the threshold it is held to, so this module
-//! finds those comparisons in a `when` expression. It reads the CEL AST of the source
-//! (parsed again here, once per rule — callers cache the result) and recognises
-//! `call OP number` and `number OP call` (normalised so the signal is on the left), plus field
-//! comparisons of `error_delta(...)` such as `error_delta("x").relative > 0.5`.
+//! verdict want to see each burn rate next to the threshold it is held to, so
+//! [`super::compile`] lists those comparisons once, from the AST it has just checked, in
+//! [`super::CompiledExpr::thresholds`]. It recognises `call OP number` and `number OP call`
+//! (normalised so the signal is on the left), plus field comparisons of `error_delta(...)` such
+//! as `error_delta("x").relative > 0.5`. A signal is named by its canonical call, the key of
+//! the rule's values.
 //! Anything more complex is not a threshold and is simply not listed: the rule's values and
 //! outcome remain the evidence.
 
+use std::collections::HashMap;
+
 use cel::common::ast::{operators, Expr, IdedExpr, LiteralValue};
 use serde::Serialize;
+
+use crate::vocab::SignalRef;
 
 /// A signal compared against a constant.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,43 +29,67 @@ pub struct Threshold {
     pub value: f64,
 }
 
-/// The thresholds in a `when` expression, in order of appearance. An expression that does
-/// not parse has none.
-pub fn thresholds(when: &str) -> Vec<Threshold> {
-    let Ok(program) = cel::Program::compile(when) else {
-        return Vec::new();
-    };
+/// The thresholds of a checked expression, in order of appearance. `slots` maps each checked
+/// call node to its index in `signals`.
+pub(super) fn find(
+    root: &IdedExpr,
+    slots: &HashMap<u64, usize>,
+    signals: &[SignalRef],
+) -> Vec<Threshold> {
     let mut out = Vec::new();
-    walk(program.expression(), &mut out);
+    Walk { slots, signals }.walk(root, &mut out);
     out
 }
 
-fn walk(e: &IdedExpr, out: &mut Vec<Threshold>) {
-    match &e.expr {
-        Expr::Call(call) => {
-            if let (Some(op), [lhs, rhs]) = (comparison(&call.func_name), call.args.as_slice()) {
-                if let (Some(signal), Some(value)) = (signal_text(lhs), number(rhs)) {
-                    out.push(Threshold { signal, op, value });
-                    return;
+struct Walk<'a> {
+    slots: &'a HashMap<u64, usize>,
+    signals: &'a [SignalRef],
+}
+
+impl Walk<'_> {
+    fn walk(&self, e: &IdedExpr, out: &mut Vec<Threshold>) {
+        match &e.expr {
+            Expr::Call(call) => {
+                if let (Some(op), [lhs, rhs]) = (comparison(&call.func_name), call.args.as_slice())
+                {
+                    if let (Some(signal), Some(value)) = (self.signal_text(lhs), number(rhs)) {
+                        out.push(Threshold { signal, op, value });
+                        return;
+                    }
+                    if let (Some(value), Some(signal)) = (number(lhs), self.signal_text(rhs)) {
+                        out.push(Threshold {
+                            signal,
+                            op: mirror(op),
+                            value,
+                        });
+                        return;
+                    }
                 }
-                if let (Some(value), Some(signal)) = (number(lhs), signal_text(rhs)) {
-                    out.push(Threshold {
-                        signal,
-                        op: mirror(op),
-                        value,
-                    });
-                    return;
+                if let Some(target) = &call.target {
+                    self.walk(target, out);
+                }
+                for arg in &call.args {
+                    self.walk(arg, out);
                 }
             }
-            if let Some(target) = &call.target {
-                walk(target, out);
-            }
-            for arg in &call.args {
-                walk(arg, out);
-            }
+            Expr::Select(select) => self.walk(&select.operand, out),
+            _ => {}
         }
-        Expr::Select(select) => walk(&select.operand, out),
-        _ => {}
+    }
+
+    /// A checked call of a rule function as its canonical text, or a field of one.
+    fn signal_text(&self, e: &IdedExpr) -> Option<String> {
+        if let Some(&index) = self.slots.get(&e.id) {
+            return self.signals.get(index).map(ToString::to_string);
+        }
+        match &e.expr {
+            Expr::Select(select) => Some(format!(
+                "{}.{}",
+                self.signal_text(&select.operand)?,
+                select.field
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -98,32 +127,17 @@ fn number(e: &IdedExpr) -> Option<f64> {
     }
 }
 
-/// `fn("a", "b")` with literal string arguments, or a field of one.
-fn signal_text(e: &IdedExpr) -> Option<String> {
-    match &e.expr {
-        Expr::Call(call) if call.target.is_none() && !call.func_name.starts_with('_') => {
-            let args: Option<Vec<String>> = call
-                .args
-                .iter()
-                .map(|a| match &a.expr {
-                    Expr::Literal(LiteralValue::String(s)) => Some(format!("{:?}", s.inner())),
-                    _ => None,
-                })
-                .collect();
-            Some(format!("{}({})", call.func_name, args?.join(", ")))
-        }
-        Expr::Select(select) => Some(format!(
-            "{}.{}",
-            signal_text(&select.operand)?,
-            select.field
-        )),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::compile;
     use super::*;
+
+    /// The thresholds of a condition over the SLOs `checkout`, `x` and `a`.
+    fn thresholds(when: &str) -> Vec<Threshold> {
+        compile(when, &["checkout", "x", "a"])
+            .unwrap_or_else(|e| panic!("{when}: {e:#?}"))
+            .thresholds
+    }
 
     #[test]
     fn finds_signal_comparisons_in_either_order() {
@@ -165,7 +179,7 @@ mod tests {
 
     #[test]
     fn no_thresholds_in_unparsable_or_opaque_conditions() {
-        assert!(thresholds("burn_rate(").is_empty());
+        assert!(compile("burn_rate(", &["checkout"]).is_err());
         assert!(thresholds(r#"burn_rate("a", "1h") > burn_rate("a", "5m")"#).is_empty());
     }
 }
