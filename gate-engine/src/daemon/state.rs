@@ -19,7 +19,6 @@ use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use gate_api::{DecisionBody, Train};
-use gate_rules::Decision;
 use gate_rules::TrainId;
 use tokio::sync::watch;
 

@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -56,7 +57,6 @@ use super::sign::{signature, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 use super::{WebhookError, WebhookTarget};
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
-use crate::redact;
 use crate::store::{OutboxEvent, Store, StoreError};
 
 /// The longest excerpt of a failed response's body kept in the error.
@@ -583,12 +583,12 @@ async fn send(
         Ok(Ok((status, excerpt, retry_after))) => {
             Attempt::Response(status, excerpt_text(&excerpt), retry_after)
         }
+        // Without the URL, which may carry credentials.
         Ok(Err(e)) => Attempt::NoResponse(gate_rules::error_chain(&e.without_url())),
         Err(_) => Attempt::NoResponse(format!("no response within {}", humanize(target.timeout))),
     }
 }
 
-/// A reqwest error with its causes, without the URL (which may carry credentials).
 fn excerpt_text(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(MAX_BODY_EXCERPT)];
     let text = String::from_utf8_lossy(cut);
