@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -56,7 +57,6 @@ use super::sign::{signature, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 use super::{WebhookError, WebhookTarget};
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
-use crate::redact;
 use crate::store::{OutboxEvent, Store, StoreError};
 
 /// The longest excerpt of a failed response's body kept in the error.

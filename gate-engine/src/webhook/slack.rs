@@ -13,7 +13,7 @@
 //! escaped for mrkdwn (`&`, `<`, `>`), so a reason like `15.5 > 14.4` cannot turn into a link
 //! or a mention.
 
-use gate_rules::decide::Decision;
+use gate_rules::Decision;
 use serde_json::{json, Value};
 
 use super::payload::DecisionChange;
