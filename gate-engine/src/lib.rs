@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod evaluate;
 pub mod planner;
 pub mod prometheus;
+pub mod replay;
 pub mod report;
 pub mod store;
 pub mod webhook;

@@ -7,6 +7,7 @@ pub mod demo_data;
 pub mod eval;
 pub mod outbox;
 pub mod override_;
+pub mod replay;
 pub mod serve;
 pub mod status;
 pub mod train;

@@ -114,6 +114,7 @@ pub(super) struct RawGate {
     pub max_consecutive_errors: Field<u32>,
     pub resume_after: Field<u32>,
     pub alpha: Field<f64>,
+    pub dry_run: Field<bool>,
     pub rules: Vec<RawRule>,
     /// `false` when `rules` itself was malformed (reported), so the gate cannot be built.
     pub rules_ok: bool,
@@ -125,6 +126,7 @@ pub(super) struct RawRule {
     pub when: Field<String>,
     pub then: Field<Decision>,
     pub for_evaluations: Field<u32>,
+    pub dry_run: Field<bool>,
 }
 
 #[derive(Debug)]
@@ -165,8 +167,9 @@ const GATE_FIELDS: &[&str] = &[
     "resume_after",
     "alpha",
     "rules",
+    "dry_run",
 ];
-const RULE_FIELDS: &[&str] = &["name", "when", "then", "for"];
+const RULE_FIELDS: &[&str] = &["name", "when", "then", "for", "dry_run"];
 const WEBHOOK_FIELDS: &[&str] = &[
     "name",
     "url",
@@ -543,6 +546,36 @@ impl Reader<'_, '_> {
                 Field::Invalid
             }
         }
+    }
+
+    /// `true` or `false`.
+    fn boolean(&mut self, entry: Entry<'_>) -> Field<bool> {
+        let Some((key, node)) = entry else {
+            return Field::Absent;
+        };
+        if let Kind::Bool = node.kind {
+            let value = match self.source(node).to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            if let Some(value) = value {
+                return Field::Present(At {
+                    value,
+                    span: node.span,
+                });
+            }
+        }
+        self.error(
+            node.span,
+            format!(
+                "`{}` must be true or false, found {}",
+                key.name,
+                node.kind.describe()
+            ),
+            Some("write `true` or `false`".to_string()),
+        );
+        Field::Invalid
     }
 
     fn count(&mut self, entry: Entry<'_>, min: i128) -> Field<u32> {
@@ -1078,6 +1111,7 @@ impl Reader<'_, '_> {
             max_consecutive_errors: self.count(get("max_consecutive_errors"), 1),
             resume_after: self.count(get("resume_after"), 1),
             alpha: self.number(get("alpha")),
+            dry_run: self.boolean(get("dry_run")),
             rules: rules.unwrap_or_default(),
             rules_ok,
         };
@@ -1113,6 +1147,7 @@ impl Reader<'_, '_> {
             when: self.string(get("when")),
             then: self.then(get("then")),
             for_evaluations: self.count(get("for"), 1),
+            dry_run: self.boolean(get("dry_run")),
         };
         let explained = |name: &str| Fields::explains_missing(&fields, name);
         {
