@@ -184,12 +184,12 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
                 Some(reason) => format!("{reason}; {values}"),
                 None => values,
             };
-            table.add_row(vec![
-                rule.name.clone(),
-                rule.then.to_string(),
-                result,
-                values,
-            ]);
+            let then = if rule.dry_run {
+                format!("{} (dry run)", rule.then)
+            } else {
+                rule.then.to_string()
+            };
+            table.add_row(vec![rule.name.clone(), then, result, values]);
         }
         let _ = writeln!(out);
         for line in table.to_string().lines() {

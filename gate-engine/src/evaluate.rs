@@ -104,7 +104,7 @@ pub async fn fetch(
 }
 
 /// Reduces a query's data to samples keyed by train label.
-fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>, String> {
+pub(crate) fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>, String> {
     match data {
         QueryData::Vector(samples) => Ok(samples
             .into_iter()

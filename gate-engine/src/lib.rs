@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod planner;
 pub mod prometheus;
 pub mod redact;
+pub mod replay;
 pub mod report;
 pub mod store;
 pub mod webhook;

@@ -152,6 +152,9 @@ pub struct RuleReport {
     /// `burn_rate("x", "1h") > 14.4`: what the human table shows as thresholds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdReport>,
+    /// A dry-run rule: evaluated and reported, never deciding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A signal compared against a constant in a rule's condition.
@@ -205,6 +208,13 @@ pub struct EvaluationReport {
     pub inconclusive: bool,
     /// The telemetry failure, if the evaluation was an error.
     pub telemetry_error: Option<String>,
+    /// What the decision would have been with the dry-run rules enforced, when that differs
+    /// (`null` otherwise).
+    #[serde(default)]
+    pub would_have: Option<Decision>,
+    /// The gate is in dry-run: it decides and reports, never notifies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// Every rule's outcome.
     pub rules: Vec<RuleReport>,
     /// The signals the rules read.
@@ -287,6 +297,7 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
                 streak: o.streak,
                 for_evaluations: rule.map(|r| r.for_evaluations).unwrap_or(1),
                 thresholds: rule.map(thresholds_of).unwrap_or_default(),
+                dry_run: o.dry_run,
             }
         })
         .collect();
@@ -304,6 +315,8 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
         baseline_desc: resolver.and_then(|r| r.signals.baseline_desc.clone()),
         inconclusive: evaluation.inconclusive,
         telemetry_error: evaluation.telemetry_error.clone(),
+        would_have: evaluation.would_have,
+        dry_run: gate.dry_run,
         rules,
         signals,
         queries: queries_for(plan, slos, train),

@@ -28,6 +28,11 @@
 //!    their cause clears; a promoted train stays promoted while watched, and only a rollback
 //!    rule taking effect changes it. An operator's pinned decision wins over all of this.
 //!
+//! **Dry-run rules** (`dry_run: true`) are evaluated, tracked (their streaks count toward
+//! their `for`) and reported like any rule, but steps 2–5 see only the enforced rules, so a
+//! dry-run rule never changes the decision. The same steps run once more with every rule
+//! enforced; when that decision differs, it is the evaluation's `would_have`.
+//!
 //! Choices a newcomer would question, all on the side of "never promote blind":
 //!
 //! * A `then: promote` rule never promotes earlier than `verify_for` nor on inconclusive
@@ -119,6 +124,9 @@ pub struct RuleOutcome {
     pub unknown_reason: Option<String>,
     /// Consecutive evaluations the condition held (daemon), against the rule's `for`.
     pub streak: u32,
+    /// A dry-run rule: reported, never deciding.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The result of one evaluation.
@@ -136,6 +144,8 @@ pub struct Evaluation {
     pub inconclusive: bool,
     /// The telemetry failure, if the evaluation was an error.
     pub telemetry_error: Option<String>,
+    /// What the decision would have been with the dry-run rules enforced, when that differs.
+    pub would_have: Option<Decision>,
     /// The state to remember for the next evaluation.
     #[serde(skip)]
     pub state: TrainState,
@@ -162,28 +172,45 @@ pub fn decide(
                 gate,
             };
             let rules = evaluate_rules(gate, &resolver, prev, mode);
-            let ctx = Ctx {
-                gate,
-                signals,
-                age_secs: if age_secs.is_finite() {
-                    age_secs.max(0.0)
-                } else {
-                    0.0
-                },
-                mode,
-                rules: &rules,
+            let age_secs = if age_secs.is_finite() {
+                age_secs.max(0.0)
+            } else {
+                0.0
             };
-            let verdict = ctx.verdict();
-            let inconclusive = ctx.inconclusive_reason().is_some();
-            let step = match prev.pinned {
-                Some(pinned) => pin(pinned, ctx.natural(&verdict, prev)),
-                None => ctx.natural(&verdict, prev),
+            let enforced: Vec<RuleOutcome>;
+            let dry_runs = rules.iter().any(|r| r.dry_run);
+            let deciding: &[RuleOutcome] = if dry_runs {
+                enforced = rules.iter().filter(|r| !r.dry_run).cloned().collect();
+                &enforced
+            } else {
+                &rules
             };
+            let step_with = |rules: &[RuleOutcome]| {
+                let ctx = Ctx {
+                    gate,
+                    signals,
+                    age_secs,
+                    mode,
+                    rules,
+                };
+                let verdict = ctx.verdict();
+                let step = match prev.pinned {
+                    Some(pinned) => pin(pinned, ctx.natural(&verdict, prev)),
+                    None => ctx.natural(&verdict, prev),
+                };
+                (step, ctx.inconclusive_reason().is_some())
+            };
+            let (step, inconclusive) = step_with(deciding);
+            let would_have = dry_runs
+                .then(|| step_with(&rules).0.decision)
+                .filter(|d| *d != step.decision);
             let streaks = rules.iter().map(|r| (r.name.clone(), r.streak)).collect();
-            finish(step, rules, inconclusive, None, prev, |state| {
+            let mut evaluation = finish(step, rules, inconclusive, None, prev, |state| {
                 state.consecutive_errors = 0;
                 state.streaks = streaks;
-            })
+            });
+            evaluation.would_have = would_have;
+            evaluation
         }
     }
 }
@@ -260,6 +287,7 @@ fn finish(
         rules,
         inconclusive,
         telemetry_error,
+        would_have: None,
         state,
     }
 }
@@ -317,6 +345,7 @@ fn telemetry_failed(gate: &Gate, message: &str, prev: &TrainState, mode: Mode) -
             values: BTreeMap::new(),
             unknown_reason: Some("telemetry unavailable".to_string()),
             streak: prev.streaks.get(&rule.name).copied().unwrap_or(0),
+            dry_run: rule.dry_run,
         })
         .collect();
     finish(
@@ -393,6 +422,7 @@ fn evaluate_rules(
                 values,
                 unknown_reason,
                 streak,
+                dry_run: rule.dry_run,
             }
         })
         .collect()
@@ -778,6 +808,7 @@ mod tests {
             when: when.into(),
             then,
             for_evaluations,
+            dry_run: false,
             expr: expr::compile(when, &[SLO]).expect("test rule compiles"),
         }
     }
@@ -808,6 +839,7 @@ mod tests {
             max_consecutive_errors: 3,
             resume_after: 4,
             alpha: 0.01,
+            dry_run: false,
             rules: vec![
                 rule(
                     "fast-burn",
@@ -1313,6 +1345,61 @@ mod tests {
             e.reason
         );
         assert_eq!(e.state.pause_cause, Some(PauseCause::Inconclusive));
+    }
+
+    #[test]
+    fn a_dry_run_rule_is_reported_but_never_decides() {
+        let mut g = gate();
+        let fast = g.rules.iter_mut().find(|r| r.name == "fast-burn").unwrap();
+        fast.dry_run = true;
+        let enforced = eval(
+            &gate(),
+            &TrainState::default(),
+            LATE,
+            &ok(fast_burn()),
+            Mode::Daemon,
+        );
+        assert_eq!(enforced.decision, Decision::Rollback);
+        assert_eq!(enforced.would_have, None);
+
+        let e = eval(
+            &g,
+            &TrainState::default(),
+            LATE,
+            &ok(fast_burn()),
+            Mode::Daemon,
+        );
+        assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+        assert_eq!(e.would_have, Some(Decision::Rollback));
+        assert!(!e.inconclusive);
+        let outcome = e.rules.iter().find(|r| r.name == "fast-burn").unwrap();
+        assert_eq!((outcome.fired, outcome.dry_run), (Some(true), true));
+        assert_eq!(e.state.streaks["fast-burn"], 1, "its streak is tracked");
+
+        // A promoted train keeps its promotion while the dry-run rule goes on firing.
+        let again = eval(&g, &e.state, LATE, &ok(fast_burn()), Mode::Daemon);
+        assert_eq!(again.decision, Decision::Promote);
+        assert_eq!(again.would_have, Some(Decision::Rollback));
+
+        // Nothing to say when the dry-run rule agrees.
+        let calm = eval(
+            &g,
+            &TrainState::default(),
+            LATE,
+            &ok(healthy()),
+            Mode::Daemon,
+        );
+        assert_eq!((calm.decision, calm.would_have), (Decision::Promote, None));
+
+        // An unknown dry-run rule does not make the evidence inconclusive.
+        let mut blind = healthy();
+        blind.windows.remove(&(SLO.to_string(), d("5m")));
+        blind.windows.remove(&(SLO.to_string(), d("1h")));
+        let e = eval(&g, &TrainState::default(), LATE, &ok(blind), Mode::Daemon);
+        let outcome = e.rules.iter().find(|r| r.name == "fast-burn").unwrap();
+        assert_eq!(outcome.fired, None);
+        assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+        assert!(!e.inconclusive);
     }
 
     #[test]

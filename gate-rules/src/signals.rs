@@ -211,6 +211,7 @@ mod tests {
             resume_after: 4,
             alpha: 0.01,
             rules: vec![],
+            dry_run: false,
         }
     }
 

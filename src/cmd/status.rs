@@ -536,6 +536,7 @@ mod tests {
             unknown_reason: None,
             streak: 0,
             for_evaluations: 1,
+            dry_run: false,
             thresholds: thresholds
                 .iter()
                 .map(|(signal, value)| ThresholdReport {
@@ -575,6 +576,8 @@ mod tests {
             baseline_desc: None,
             inconclusive: false,
             telemetry_error: None,
+            would_have: None,
+            dry_run: false,
             rules: vec![
                 rule(
                     "fast-burn",

@@ -296,7 +296,8 @@ fn decide_all(
             }
         };
         let lifecycle = lifecycle_after(gate, prev, evaluation.decision, at);
-        let events = if evaluation.decision != prev.decision {
+        // A gate in dry-run decides and reports, but never notifies.
+        let events = if evaluation.decision != prev.decision && !gate.dry_run {
             webhook_events(
                 config,
                 &DecisionChange {
@@ -409,12 +410,25 @@ fn lifecycle_after(
     decision: Decision,
     at: DateTime<Utc>,
 ) -> Lifecycle {
+    lifecycle_for(gate, prev.decision, prev.promoted_at, decision, at)
+}
+
+/// The lifecycle state of a train that was `previous` (promoted at `promoted_at`, if it was)
+/// after an evaluation decided `decision` at `at`: the daemon's rule, which `gate replay`
+/// follows too.
+pub(crate) fn lifecycle_for(
+    gate: &Gate,
+    previous: Decision,
+    promoted_at: Option<DateTime<Utc>>,
+    decision: Decision,
+    at: DateTime<Utc>,
+) -> Lifecycle {
     match decision {
         Decision::Pending => Lifecycle::Verifying,
         Decision::Pause => Lifecycle::Paused,
         Decision::Rollback => Lifecycle::RolledBack,
         Decision::Promote => {
-            let since = match (prev.decision, prev.promoted_at) {
+            let since = match (previous, promoted_at) {
                 (Decision::Promote, Some(promoted_at)) => promoted_at,
                 _ => at,
             };

@@ -119,6 +119,8 @@ pub struct Gate {
     pub alpha: f64,
     /// Rules, in file order.
     pub rules: Vec<Rule>,
+    /// The whole gate in dry-run: it decides and reports, but never notifies (default `false`).
+    pub dry_run: bool,
 }
 
 /// A gate rule.
@@ -133,6 +135,9 @@ pub struct Rule {
     /// Consecutive evaluations the condition must hold before it takes effect (daemon; default 1).
     #[serde(rename = "for")]
     pub for_evaluations: u32,
+    /// A dry-run rule is evaluated and reported like any other, but never changes the
+    /// decision; the evaluation's `would_have` says what it would have decided (default `false`).
+    pub dry_run: bool,
     /// The compiled condition.
     #[serde(skip)]
     pub expr: CompiledExpr,

@@ -386,6 +386,7 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
                 when: rule.when.value()?.clone(),
                 then: *rule.then.value()?,
                 for_evaluations: rule.for_evaluations.or(1)?,
+                dry_run: rule.dry_run.or(false)?,
                 expr: expr?,
             })
         })
@@ -404,6 +405,7 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
         resume_after: raw.resume_after.or(4)?,
         alpha: raw.alpha.or(0.01)?,
         rules,
+        dry_run: raw.dry_run.or(false)?,
     })
 }
 

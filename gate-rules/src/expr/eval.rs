@@ -375,6 +375,7 @@ mod tests {
             resume_after: 4,
             alpha: 0.01,
             rules: Vec::new(),
+            dry_run: false,
         };
         let mut signals = Signals::default();
         let counts = Counts {

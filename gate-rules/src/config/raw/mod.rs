@@ -117,6 +117,7 @@ pub(super) struct RawGate {
     pub max_consecutive_errors: Field<u32>,
     pub resume_after: Field<u32>,
     pub alpha: Field<f64>,
+    pub dry_run: Field<bool>,
     pub rules: Vec<RawRule>,
     /// `false` when `rules` itself was malformed (reported), so the gate cannot be built.
     pub rules_ok: bool,
@@ -128,6 +129,7 @@ pub(super) struct RawRule {
     pub when: Field<String>,
     pub then: Field<Decision>,
     pub for_evaluations: Field<u32>,
+    pub dry_run: Field<bool>,
 }
 
 #[derive(Debug)]
@@ -175,8 +177,9 @@ const GATE_FIELDS: &[&str] = &[
     "resume_after",
     "alpha",
     "rules",
+    "dry_run",
 ];
-const RULE_FIELDS: &[&str] = &["name", "when", "then", "for"];
+const RULE_FIELDS: &[&str] = &["name", "when", "then", "for", "dry_run"];
 const WEBHOOK_FIELDS: &[&str] = &[
     "name",
     "url",
@@ -491,6 +494,7 @@ impl Reader<'_, '_> {
             max_consecutive_errors: self.count(get("max_consecutive_errors"), 1),
             resume_after: self.count(get("resume_after"), 1),
             alpha: self.number(get("alpha")),
+            dry_run: self.boolean(get("dry_run")),
             rules: rules.unwrap_or_default(),
             rules_ok,
         };
@@ -526,6 +530,7 @@ impl Reader<'_, '_> {
             when: self.string(get("when")),
             then: self.then(get("then")),
             for_evaluations: self.count(get("for"), 1),
+            dry_run: self.boolean(get("dry_run")),
         };
         let explained = |name: &str| Fields::explains_missing(&fields, name);
         {
