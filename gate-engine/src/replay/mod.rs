@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gate_rules::config::{Config, Gate};
-use gate_rules::decide::{Decision, Mode, TrainState};
+use gate_rules::decide::{Mode, TrainState};
+use gate_rules::Decision;
 use gate_rules::PromDuration;
 use serde::Serialize;
 

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gate_rules::config::{BaselineKind, Config, Counter, Gate};
+use gate_rules::config::{BaselineKind, Config, Gate};
+use gate_rules::Counter;
 use gate_rules::query::{self, TrainFilter};
 use gate_rules::{PromDuration, TrainId};
 use tokio::sync::Semaphore;
