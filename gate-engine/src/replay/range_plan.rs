@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gate_rules::config::{BaselineKind, Config, Gate};
-use gate_rules::Counter;
 use gate_rules::query::{self, TrainFilter};
+use gate_rules::Counter;
 use gate_rules::{PromDuration, TrainId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
