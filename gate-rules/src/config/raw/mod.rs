@@ -86,6 +86,7 @@ pub(super) struct RawPrometheus {
     pub timeout: Field<PromDuration>,
     pub headers: Field<BTreeMap<String, String>>,
     pub bearer_token_env: Field<String>,
+    pub external_url: Field<String>,
 }
 
 #[derive(Debug)]
@@ -141,7 +142,13 @@ pub(super) struct RawWebhook {
 }
 
 const TOP_FIELDS: &[&str] = &["prometheus", "train_label", "slos", "gates", "webhooks"];
-const PROMETHEUS_FIELDS: &[&str] = &["url", "timeout", "headers", "bearer_token_env"];
+const PROMETHEUS_FIELDS: &[&str] = &[
+    "url",
+    "timeout",
+    "headers",
+    "bearer_token_env",
+    "external_url",
+];
 const SLO_FIELDS: &[&str] = &[
     "name",
     "objective",
@@ -235,6 +242,7 @@ fn read_prometheus(sink: &mut Sink<'_>, (_, node): (&Key, &Node)) -> RawPromethe
         timeout: r.duration(fields.get("timeout")),
         headers: r.headers(fields.get("headers")),
         bearer_token_env: r.env_name(fields.get("bearer_token_env")),
+        external_url: r.url(fields.get("external_url")),
     }
 }
 
