@@ -285,4 +285,30 @@ async fn overview_and_train_page_in_chromium() {
         .screenshot(&common::repo_root().join("docs/web/train.png"))
         .await;
     assert_console_clean(&browser, "/trains/web-fastburn").await;
+
+    // At phone width the overview fits the screen: no sideways scrolling.
+    browser.resize(390, 844).await;
+    browser.goto(&daemon.url("/")).await;
+    browser
+        .until(
+            "the overview at phone width",
+            WAIT,
+            "return document.querySelectorAll('tr[data-train]').length === 3 ? true : null;",
+        )
+        .await;
+    let overflow = browser
+        .eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        overflow,
+        json!(0),
+        "the overview scrolls sideways at 390 px"
+    );
+    browser
+        .screenshot(&common::repo_root().join("docs/web/overview-phone.png"))
+        .await;
+    assert_console_clean(&browser, "/ at phone width").await;
 }

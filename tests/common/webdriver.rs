@@ -127,6 +127,16 @@ impl Browser {
             .await;
     }
 
+    /// Resizes the window to `width` × `height` pixels.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its result.
     pub async fn eval(&self, script: &str, args: Value) -> Value {
         self.command(
