@@ -260,6 +260,41 @@ mod tests {
     }
 
     #[test]
+    fn pages_follow_the_cursor_without_repeats_and_filter_by_gate() {
+        use crate::store::testing::{new_train, t, temp_store};
+        let (_dir, store) = temp_store();
+        for (i, gate) in [
+            (1, "checkout"),
+            (2, "payments"),
+            (3, "checkout"),
+            (4, "checkout"),
+        ] {
+            let mut train = new_train(&format!("t-{i}"));
+            train.gate = gate.to_string();
+            train.started_at = Some(t(-100 + i));
+            store.register(&train, t(0)).unwrap();
+        }
+        let records = store.trains(crate::store::TrainFilter::All).unwrap();
+        let ids = |filter: &ListFilter| {
+            let (entries, next) = page(records.iter().map(|r| (r, true)), filter);
+            let ids: Vec<String> = entries
+                .iter()
+                .map(|e| e.summary.train.to_string())
+                .collect();
+            (ids, next)
+        };
+        let mut filter = ListFilter::parse(Some("all"), Some("checkout"), Some("2"), None).unwrap();
+        let (first, next) = ids(&filter);
+        assert_eq!(first, ["t-1", "t-3"]);
+        filter =
+            ListFilter::parse(Some("all"), Some("checkout"), Some("2"), next.as_deref()).unwrap();
+        let (second, next) = ids(&filter);
+        assert_eq!((second, next), (vec!["t-4".to_string()], None));
+        let everything = ListFilter::parse(Some("all"), None, None, None).unwrap();
+        assert_eq!(ids(&everything).0.len(), 4);
+    }
+
+    #[test]
     fn worst_burn_is_the_highest_ratio_to_its_threshold() {
         let evidence = Evidence::from_json(
             r#"{"rules": [
