@@ -54,8 +54,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 
+use super::list::ListFilter;
 use super::scheduler::webhook_events;
-use super::state::{TrainSummary, TrainView};
+use super::state::TrainView;
 use super::{BlockingError, ReloadError, Shared};
 use crate::store::{
     ConflictReason, Evidence, Lifecycle, NewTrain, OverrideAction, OverrideWrite, Registration,
@@ -88,6 +89,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), auth))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(super::web::router())
         .with_state(shared)
 }
 
@@ -271,7 +273,7 @@ fn token_tag(token: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
+pub(super) fn authorized(headers: &HeaderMap, token: &str) -> bool {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -477,41 +479,54 @@ async fn register(
 struct ListQuery {
     #[serde(default)]
     state: Option<String>,
+    #[serde(default)]
+    gate: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 async fn list(
     State(shared): AppState,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    let filter = ListFilter::parse(
+        query.state.as_deref(),
+        query.gate.as_deref(),
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
+    )
+    .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
     let config = shared.runtime().config.clone();
-    match query.state.as_deref().unwrap_or("active") {
-        "active" => {
-            let views = shared.trains.filter(|v| v.record.lifecycle.is_active());
-            let trains: Vec<TrainSummary<'_>> = views
+    if filter.needs_store() {
+        let records = shared
+            .blocking(|store| store.trains(TrainFilter::All))
+            .await?;
+        let (trains, next_cursor) = super::list::page(
+            records.iter().map(|r| {
+                let evaluating =
+                    super::state::is_evaluated(r.lifecycle) && config.gate(&r.gate).is_some();
+                (r, evaluating)
+            }),
+            &filter,
+        );
+        Ok(json_body(
+            StatusCode::OK,
+            &json!({ "trains": trains, "next_cursor": next_cursor }),
+        ))
+    } else {
+        let views = shared.trains.filter(|v| v.record.lifecycle.is_active());
+        let (trains, next_cursor) = super::list::page(
+            views
                 .iter()
-                .map(|v| v.summary(shared.evaluating(v, &config), false))
-                .collect();
-            Ok(json_body(StatusCode::OK, &json!({ "trains": trains })))
-        }
-        "all" => {
-            let records = shared
-                .blocking(|store| store.trains(TrainFilter::All))
-                .await?;
-            let trains: Vec<TrainSummary<'_>> = records
-                .iter()
-                .map(|r| {
-                    let evaluating =
-                        super::state::is_evaluated(r.lifecycle) && config.gate(&r.gate).is_some();
-                    TrainSummary::of(r, evaluating, false)
-                })
-                .collect();
-            Ok(json_body(StatusCode::OK, &json!({ "trains": trains })))
-        }
-        other => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("state must be `active` or `all`, not `{other}`"),
-        )),
+                .map(|v| (&v.record, shared.evaluating(v, &config))),
+            &filter,
+        );
+        Ok(json_body(
+            StatusCode::OK,
+            &json!({ "trains": trains, "next_cursor": next_cursor }),
+        ))
     }
 }
 

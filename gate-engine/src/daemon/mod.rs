@@ -30,9 +30,11 @@
 //!   and is restarted with the new targets.
 
 pub mod api;
+pub mod list;
 pub mod metrics;
 pub mod scheduler;
 pub mod state;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

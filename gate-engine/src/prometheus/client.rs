@@ -319,6 +319,7 @@ mod tests {
             timeout: PromDuration::from_duration(timeout).expect("non-zero timeout"),
             headers: BTreeMap::new(),
             bearer_token_env: None,
+            external_url: url.to_string(),
         }
     }
 

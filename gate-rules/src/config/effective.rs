@@ -38,6 +38,9 @@ struct Prometheus<'a> {
     headers: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bearer_token_env: Option<&'a str>,
+    /// Written only when it differs from `url` (its default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_url: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -106,6 +109,8 @@ impl<'a> From<&'a Config> for File<'a> {
                 timeout: c.prometheus.timeout.to_string(),
                 headers: &c.prometheus.headers,
                 bearer_token_env: c.prometheus.bearer_token_env.as_deref(),
+                external_url: (c.prometheus.external_url != c.prometheus.url)
+                    .then_some(c.prometheus.external_url.as_str()),
             },
             train_label: &c.train_label,
             slos: c.slos.iter().map(SloFile::from).collect(),

@@ -42,6 +42,8 @@ pub struct PrometheusConfig {
     pub headers: BTreeMap<String, String>,
     /// Environment variable holding a bearer token, if any.
     pub bearer_token_env: Option<String>,
+    /// Where people open Prometheus in a browser (links from the web page). Default: `url`.
+    pub external_url: String,
 }
 
 /// What the first counter of an SLI counts.

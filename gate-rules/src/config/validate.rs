@@ -319,8 +319,10 @@ fn build(
     compiled: Vec<Vec<Option<CompiledExpr>>>,
     gate_slos: Vec<Option<Vec<String>>>,
 ) -> Option<Config> {
+    let url = raw.prometheus.url.or(DEFAULT_PROMETHEUS_URL.to_string())?;
     let prometheus = PrometheusConfig {
-        url: raw.prometheus.url.or(DEFAULT_PROMETHEUS_URL.to_string())?,
+        external_url: raw.prometheus.external_url.or(url.clone())?,
+        url,
         timeout: raw.prometheus.timeout.or(PromDuration::from_secs(10))?,
         headers: raw.prometheus.headers.or(Default::default())?,
         bearer_token_env: optional(&raw.prometheus.bearer_token_env)?,

@@ -87,6 +87,7 @@ pub(super) struct RawPrometheus {
     pub timeout: Field<PromDuration>,
     pub headers: Field<BTreeMap<String, String>>,
     pub bearer_token_env: Field<String>,
+    pub external_url: Field<String>,
 }
 
 #[derive(Debug)]
@@ -151,7 +152,13 @@ const TOP_FIELDS: &[&str] = &[
     "webhooks",
     "public_url",
 ];
-const PROMETHEUS_FIELDS: &[&str] = &["url", "timeout", "headers", "bearer_token_env"];
+const PROMETHEUS_FIELDS: &[&str] = &[
+    "url",
+    "timeout",
+    "headers",
+    "bearer_token_env",
+    "external_url",
+];
 const SLO_FIELDS: &[&str] = &[
     "name",
     "objective",
@@ -248,6 +255,7 @@ fn read_prometheus(sink: &mut Sink<'_>, (_, node): (&Key, &Node)) -> RawPromethe
         timeout: r.duration(fields.get("timeout")),
         headers: r.headers(fields.get("headers")),
         bearer_token_env: r.env_name(fields.get("bearer_token_env")),
+        external_url: r.url(fields.get("external_url")),
     }
 }
 
