@@ -14,8 +14,8 @@
 //! fixed-horizon [`gate_rules::stats::train_worse`] re-tested at every look.
 
 use gate_rules::sequential::SequentialTest;
-use gate_rules::Counts;
 use gate_rules::stats::train_worse;
+use gate_rules::Counts;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma, Poisson};
