@@ -218,12 +218,19 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
         let baseline = r.baseline_desc.as_deref().unwrap_or("no baseline");
         facts.push(match d {
             Some(d) => format!(
-                "{slo}: error ratio {} vs baseline {} (relative {}, p = {}{}) — baseline: {baseline}",
+                "{slo}: error ratio {} vs baseline {} (relative {}, e = {}, anytime-valid p = {}{}, ratio ≥ {}, {} looks) — baseline: {baseline}",
                 d.train_ratio,
                 d.baseline_ratio,
                 d.relative,
+                d.e_value,
                 d.p_value,
-                if d.significant { ", significant" } else { "" }
+                match d.significant {
+                    Some(true) => ", significant",
+                    Some(false) => "",
+                    None => ", significance unknown",
+                },
+                d.ratio_lower,
+                d.looks,
             ),
             None => format!("{slo}: error delta unknown — baseline: {baseline}"),
         });

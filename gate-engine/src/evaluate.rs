@@ -135,18 +135,17 @@ pub fn decide_train(
     mode: Mode,
 ) -> (Evaluation, EvaluationReport) {
     let age = planner::age_secs(train, plan.at) as f64;
-    let (telemetry, resolver) = match signals {
-        Ok(s) => (
-            Telemetry::Ok(s),
-            Some(Resolver {
-                signals: s,
-                slos: &config.slos,
-                gate,
-            }),
-        ),
-        Err(msg) => (Telemetry::Failed(msg), None),
+    let telemetry = match signals {
+        Ok(s) => Telemetry::Ok(s),
+        Err(msg) => Telemetry::Failed(msg),
     };
     let evaluation = decide::decide(gate, &config.slos, age, telemetry, prev, mode);
+    let resolver = signals.as_ref().ok().map(|s| Resolver {
+        signals: s,
+        slos: &config.slos,
+        gate,
+        verdicts: &evaluation.verdicts,
+    });
     let report = report::build(ReportInput {
         train,
         gate,

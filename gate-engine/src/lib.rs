@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod clock;
 pub mod daemon;
 pub mod evaluate;
+pub mod looks;
 pub mod planner;
 pub mod prometheus;
 pub mod redact;

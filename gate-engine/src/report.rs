@@ -86,10 +86,19 @@ pub struct DeltaReport {
     pub absolute: Num,
     /// Relative change (`+Inf` when the baseline had no errors).
     pub relative: Num,
-    /// One-sided p-value.
+    /// The e-value of the anytime-valid test (rate ratio above `1 + min_effect`).
+    pub e_value: Num,
+    /// Anytime-valid p-value: the minimum over looks of `1 / e_value`, at most 1.
     pub p_value: Num,
-    /// `p_value < alpha`.
-    pub significant: bool,
+    /// `p_value < alpha`; `null` when the p-value is NaN (unknown).
+    pub significant: Option<bool>,
+    /// Anytime-valid lower confidence bound (level `1 − alpha`) on train rate ÷ baseline rate;
+    /// 0 while no ratio is ruled out.
+    pub ratio_lower: Num,
+    /// Evaluations that carried new traffic on both sides.
+    pub looks: u64,
+    /// The estimated dispersion of the error counts (1 for Poisson noise).
+    pub dispersion: Num,
     /// The train's error ratio since start.
     pub train_ratio: Num,
     /// The baseline's error ratio.
@@ -366,8 +375,12 @@ fn fill_signals(out: &mut SignalsReport, r: &Resolver<'_>) {
                         Resolved::Delta(Some(d)) => Some(DeltaReport {
                             absolute: Num(d.absolute),
                             relative: Num(d.relative),
+                            e_value: Num(d.e_value),
                             p_value: Num(d.p_value),
-                            significant: d.significant,
+                            significant: (!d.p_value.is_nan()).then_some(d.significant),
+                            ratio_lower: Num(d.ratio_lower),
+                            looks: d.looks,
+                            dispersion: Num(d.dispersion),
                             train_ratio: Num(d.train_ratio),
                             baseline_ratio: Num(d.baseline_ratio),
                         }),

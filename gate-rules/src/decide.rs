@@ -14,8 +14,11 @@
 //! 1. **Telemetry failed**: an error, not evidence. The decision stays; after
 //!    `max_consecutive_errors` failures in a row (daemon only) a pending train becomes
 //!    `on_telemetry_error`. Rule streaks and the clean-evaluation count are kept as they were:
-//!    a failed fetch is neither a true nor a false condition.
-//! 2. **Rules**: each condition is true, false or unknown. A rule *takes effect* when its
+//!    a failed fetch is neither a true nor a false condition, and the `error_delta` tests take
+//!    no look.
+//! 2. **Rules**: the anytime-valid test behind each SLO's `error_delta` takes this evaluation's
+//!    look (in both modes: `gate eval` passes a state whose tests already took the looks before
+//!    its time), then each condition is true, false or unknown. A rule *takes effect* when its
 //!    condition held for `for` consecutive evaluations (daemon) or is true (stateless). The
 //!    most severe `then` in effect wins (rollback > pause > promote); among equals, the first
 //!    rule in file order decides.
@@ -47,6 +50,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Gate, Slo};
+use crate::sequential::{SequentialState, Verdict as TestVerdict};
 use crate::signals::{Resolver, Signals};
 use crate::vocab::{Decision, HoldDecision, Truth};
 
@@ -90,6 +94,9 @@ pub struct TrainState {
     /// The rule behind the current decision (the rollback or the pause), set with
     /// `decided_reason`.
     pub decided_rule: Option<String>,
+    /// Per SLO: the anytime-valid test behind `error_delta`, one look per successful
+    /// evaluation. Kept for the train's whole life: restarting it would be a new test.
+    pub sequential: BTreeMap<String, SequentialState>,
 }
 
 /// Why a train is paused: decides how the pause lifts.
@@ -146,6 +153,9 @@ pub struct Evaluation {
     pub telemetry_error: Option<String>,
     /// What the decision would have been with the dry-run rules enforced, when that differs.
     pub would_have: Option<Decision>,
+    /// This evaluation's verdict of each SLO's sequential test (empty when telemetry failed).
+    #[serde(skip)]
+    pub verdicts: BTreeMap<String, TestVerdict>,
     /// The state to remember for the next evaluation.
     #[serde(skip)]
     pub state: TrainState,
@@ -166,10 +176,13 @@ pub fn decide(
     match telemetry {
         Telemetry::Failed(message) => telemetry_failed(gate, message, prev, mode),
         Telemetry::Ok(signals) => {
+            let mut sequential = prev.sequential.clone();
+            let verdicts = signals.look(gate, &mut sequential);
             let resolver = Resolver {
                 signals,
                 slos,
                 gate,
+                verdicts: &verdicts,
             };
             let rules = evaluate_rules(gate, &resolver, prev, mode);
             let age_secs = if age_secs.is_finite() {
@@ -208,8 +221,10 @@ pub fn decide(
             let mut evaluation = finish(step, rules, inconclusive, None, prev, |state| {
                 state.consecutive_errors = 0;
                 state.streaks = streaks;
+                state.sequential = sequential;
             });
             evaluation.would_have = would_have;
+            evaluation.verdicts = verdicts;
             evaluation
         }
     }
@@ -288,6 +303,7 @@ fn finish(
         inconclusive,
         telemetry_error,
         would_have: None,
+        verdicts: BTreeMap::new(),
         state,
     }
 }
@@ -539,7 +555,7 @@ impl Ctx<'_> {
     /// A rollback or pause rule took effect.
     fn fired(&self, i: usize) -> Step {
         let rule = &self.rules[i];
-        let reason = format!("{}: {}", rule.then, fired_text(rule));
+        let reason = format!("{}: {}", rule.then, fired_text(rule, self.gate.alpha));
         let step = Step::new(rule.then, reason).with_rule(Some(rule.name.clone()));
         match rule.then {
             Decision::Pause => step.with_pause(PauseCause::Rule, 0),
@@ -552,7 +568,7 @@ impl Ctx<'_> {
         let now = match verdict {
             Verdict::Fired(i) => format!(
                 "{} (pause rules do not un-promote)",
-                fired_text(&self.rules[*i])
+                fired_text(&self.rules[*i], self.gate.alpha)
             ),
             Verdict::Inconclusive(why) => format!("inconclusive now: {why}"),
             Verdict::Building(i) => self.building_text(*i),
@@ -629,7 +645,7 @@ impl Ctx<'_> {
             let what = match rule {
                 Some(r) => format!(
                     "{}; promoting no earlier than {}",
-                    fired_text(r),
+                    fired_text(r, self.gate.alpha),
                     self.gate.verify_for
                 ),
                 None => "no rule fired".to_string(),
@@ -640,7 +656,7 @@ impl Ctx<'_> {
             );
         }
         let what = match rule {
-            Some(r) => fired_text(r),
+            Some(r) => fired_text(r, self.gate.alpha),
             None => "no rule fired".to_string(),
         };
         Step::new(
@@ -667,7 +683,7 @@ impl Ctx<'_> {
             rule.name,
             rule.then,
             rule.streak,
-            fmt_values(&rule.values)
+            fmt_values(&rule.values, self.gate.alpha)
         )
     }
 
@@ -692,20 +708,39 @@ impl Ctx<'_> {
 }
 
 /// `fast-burn fired: burn_rate("x", "1h")=20.1, burn_rate("x", "5m")=19.8`.
-fn fired_text(rule: &RuleOutcome) -> String {
+fn fired_text(rule: &RuleOutcome, alpha: f64) -> String {
     if rule.values.is_empty() {
         format!("{} fired", rule.name)
     } else {
-        format!("{} fired: {}", rule.name, fmt_values(&rule.values))
+        format!("{} fired: {}", rule.name, fmt_values(&rule.values, alpha))
     }
 }
 
-fn fmt_values(values: &BTreeMap<String, serde_json::Value>) -> String {
+/// The values a rule read, `call=value` each; a significant `error_delta` reads as its
+/// anytime-valid bound, e.g. `error_delta("x"): error rate ≥ 1.7× baseline (99 %, anytime-valid)`.
+fn fmt_values(values: &BTreeMap<String, serde_json::Value>, alpha: f64) -> String {
     let parts: Vec<String> = values
         .iter()
-        .map(|(call, v)| format!("{call}={}", fmt_value(v)))
+        .map(|(call, v)| match significant_bound(v) {
+            Some(lower) => format!(
+                "{call}: error rate ≥ {}× baseline ({} %, anytime-valid)",
+                fmt_num(lower),
+                fmt_num((1.0 - alpha) * 100.0)
+            ),
+            None => format!("{call}={}", fmt_value(v)),
+        })
         .collect();
     parts.join(", ")
+}
+
+/// `ratio_lower` of an `error_delta` value that is significant.
+fn significant_bound(v: &serde_json::Value) -> Option<f64> {
+    let fields = v.as_object()?;
+    if fields.get("significant")?.as_bool()? {
+        fields.get("ratio_lower")?.as_f64()
+    } else {
+        None
+    }
 }
 
 fn fmt_value(v: &serde_json::Value) -> String {
@@ -840,6 +875,7 @@ mod tests {
             resume_after: 4,
             alpha: 0.01,
             dry_run: false,
+            min_effect: 0.05,
             rules: vec![
                 rule(
                     "fast-burn",
@@ -1660,20 +1696,84 @@ mod tests {
         assert_eq!(evals[3].rule.as_deref(), Some("fast-burn"));
     }
 
-    #[test]
-    fn regression_rule_rolls_back() {
-        // Train 300/100,000 vs baseline 10/100,000: relative +29, p far below 0.01.
+    /// Look `k` of a train at 30 errors per 10,000 events against a baseline at 1 per 10,000.
+    fn regressing(k: f64) -> Signals {
         let mut s = healthy();
-        s.since_start.insert(SLO.into(), counts(300.0, 100_000.0));
-        let e = eval(
+        s.since_start
+            .insert(SLO.into(), counts(30.0 * k, 10_000.0 * k));
+        s.baseline.insert(SLO.into(), counts(k, 10_000.0 * k));
+        s
+    }
+
+    #[test]
+    fn regression_rule_rolls_back_once_the_evidence_accumulates() {
+        use Decision::*;
+        // 30× the baseline's error rate: every look adds the capped 1.5 nats to the e-value
+        // of the large alternatives, so ln E = 4.5 − (a little) < ln 100 after three looks
+        // and about 6 after four: significant at the fourth look, not before.
+        let inputs: Vec<(f64, Input)> = (1..=5)
+            .map(|k| (EARLY, ok(regressing(f64::from(k)))))
+            .collect();
+        let evals = run(&gate(), &inputs);
+        assert_eq!(
+            decisions(&evals),
+            [Pending, Pending, Pending, Rollback, Rollback]
+        );
+        assert_eq!(evals[3].rule.as_deref(), Some("regression"));
+        let verdict = evals[3].verdicts[SLO];
+        assert_eq!(verdict.looks, 4);
+        assert!(
+            verdict.significant && verdict.ratio_lower >= 1.05,
+            "{verdict:?}"
+        );
+        assert!(!evals[2].verdicts[SLO].significant);
+        let bound = format!(
+            r#"error_delta("checkout-availability"): error rate ≥ {}× baseline (99 %, anytime-valid)"#,
+            fmt_num(verdict.ratio_lower)
+        );
+        assert!(evals[3].reason.contains(&bound), "{}", evals[3].reason);
+        // One evaluation alone, however strong, is never significant.
+        let one = eval(
             &gate(),
             &TrainState::default(),
             EARLY,
-            &ok(s),
+            &ok(regressing(4.0)),
             Mode::Stateless,
         );
-        assert_eq!(e.decision, Decision::Rollback);
-        assert_eq!(e.rule.as_deref(), Some("regression"));
+        assert_eq!(one.decision, Decision::Pending);
+    }
+
+    #[test]
+    fn failed_telemetry_takes_no_look_and_the_test_survives_a_restart() {
+        let g = gate();
+        let mut state = TrainState::default();
+        for k in 1..=2 {
+            state = eval(
+                &g,
+                &state,
+                EARLY,
+                &ok(regressing(f64::from(k))),
+                Mode::Daemon,
+            )
+            .state;
+        }
+        let failed = eval(&g, &state, EARLY, &Input::Fail("timeout"), Mode::Daemon);
+        assert_eq!(failed.state.sequential, state.sequential);
+        assert!(failed.verdicts.is_empty());
+        // Stored and loaded (as the daemon does across a restart), the test goes on.
+        let json = serde_json::to_string(&failed.state).unwrap();
+        let restored: TrainState = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored.sequential, state.sequential);
+        let next = eval(&g, &restored, EARLY, &ok(regressing(3.0)), Mode::Daemon);
+        assert_eq!(next.verdicts[SLO].looks, 3);
+        // Invalid counts: no look, and error_delta is no data (the rule is unknown).
+        let mut bad = regressing(4.0);
+        bad.since_start
+            .insert(SLO.into(), counts(f64::NAN, 40_000.0));
+        let e = eval(&g, &next.state, EARLY, &ok(bad), Mode::Daemon);
+        assert_eq!(e.state.sequential, next.state.sequential);
+        let regression = e.rules.iter().find(|r| r.name == "regression").unwrap();
+        assert_eq!(regression.fired, None, "{regression:?}");
     }
 
     #[test]

@@ -76,6 +76,7 @@ struct GateFile<'a> {
     max_consecutive_errors: u32,
     resume_after: u32,
     alpha: f64,
+    min_effect: f64,
     rules: Vec<RuleFile<'a>>,
 }
 
@@ -164,6 +165,7 @@ impl<'a> From<&'a Gate> for GateFile<'a> {
             max_consecutive_errors: g.max_consecutive_errors,
             resume_after: g.resume_after,
             alpha: g.alpha,
+            min_effect: g.min_effect,
             rules: g
                 .rules
                 .iter()

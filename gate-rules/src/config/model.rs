@@ -117,8 +117,12 @@ pub struct Gate {
     pub max_consecutive_errors: u32,
     /// Clean evaluations that lift a rule-caused pause (default `4`).
     pub resume_after: u32,
-    /// Significance level of `error_delta(...).significant` (default `0.01`).
+    /// Significance level of `error_delta(...).significant` (default `0.01`): the chance
+    /// that a healthy train is ever flagged, however often it is evaluated.
     pub alpha: f64,
+    /// Relative margin of `error_delta(...)` (default `0.05`): a train whose error rate is at
+    /// most `1 + min_effect` times the baseline's counts as healthy.
+    pub min_effect: f64,
     /// Rules, in file order.
     pub rules: Vec<Rule>,
     /// The whole gate in dry-run: it decides and reports, but never notifies (default `false`).

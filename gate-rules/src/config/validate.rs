@@ -406,6 +406,7 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
         max_consecutive_errors: raw.max_consecutive_errors.or(3)?,
         resume_after: raw.resume_after.or(4)?,
         alpha: raw.alpha.or(0.01)?,
+        min_effect: raw.min_effect.or(0.05)?,
         rules,
         dry_run: raw.dry_run.or(false)?,
     })

@@ -119,6 +119,7 @@ pub(super) struct RawGate {
     pub resume_after: Field<u32>,
     pub alpha: Field<f64>,
     pub dry_run: Field<bool>,
+    pub min_effect: Field<f64>,
     pub rules: Vec<RawRule>,
     /// `false` when `rules` itself was malformed (reported), so the gate cannot be built.
     pub rules_ok: bool,
@@ -183,6 +184,7 @@ const GATE_FIELDS: &[&str] = &[
     "max_consecutive_errors",
     "resume_after",
     "alpha",
+    "min_effect",
     "rules",
     "dry_run",
 ];
@@ -503,6 +505,7 @@ impl Reader<'_, '_> {
             resume_after: self.count(get("resume_after"), 1),
             alpha: self.number(get("alpha")),
             dry_run: self.boolean(get("dry_run")),
+            min_effect: self.number(get("min_effect")),
             rules: rules.unwrap_or_default(),
             rules_ok,
         };
@@ -517,6 +520,22 @@ impl Reader<'_, '_> {
                     Some("the significance level of error_delta, e.g. 0.01".to_string()),
                 );
                 gate.alpha = Field::Invalid;
+            }
+        }
+        if let Some(min_effect) = gate.min_effect.get() {
+            if !(min_effect.value.is_finite() && min_effect.value >= 0.0) {
+                self.error(
+                    min_effect.span,
+                    format!(
+                        "`min_effect` must be a number ≥ 0, got {}",
+                        self.source_text(min_effect.span)
+                    ),
+                    Some(
+                        "the relative increase of the error rate error_delta tolerates, e.g. 0.05 for 5 %"
+                            .to_string(),
+                    ),
+                );
+                gate.min_effect = Field::Invalid;
             }
         }
         if gate.name.is_absent() && !Fields::explains_missing(&fields, "name") {
