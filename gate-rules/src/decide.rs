@@ -13,9 +13,10 @@
 //!
 //! 1. **Telemetry failed**: an error, not evidence. The decision stays; after
 //!    `max_consecutive_errors` failures in a row (daemon only) a pending train becomes
-//!    `on_telemetry_error`. Rule streaks and the clean-evaluation count are kept as they were:
-//!    a failed fetch is neither a true nor a false condition, and the `error_delta` tests take
-//!    no look.
+//!    `on_telemetry_error`. Rule streaks are kept as they were (a failed fetch is neither a
+//!    true nor a false condition) and the `error_delta` tests take no look; the clean-evaluation
+//!    count that lifts a rule-caused pause starts again, so "clean evaluations in a row" never
+//!    spans an outage.
 //! 2. **Rules**: the anytime-valid test behind each SLO's `error_delta` takes this evaluation's
 //!    look (in both modes: `gate eval` passes a state whose tests already took the looks before
 //!    its time), then each condition is true, false or unknown. A rule *takes effect* when its
@@ -331,10 +332,7 @@ fn telemetry_failed(gate: &Gate, message: &str, prev: &TrainState, mode: Mode) -
         }
         (None, Decision::Pause) => Step::new(Decision::Pause, format!("{in_a_row}; still paused"))
             .with_rule(prev.decided_rule.clone())
-            .with_pause(
-                prev.pause_cause.unwrap_or(PauseCause::Telemetry),
-                prev.clean_streak,
-            ),
+            .with_pause(prev.pause_cause.unwrap_or(PauseCause::Telemetry), 0),
         (None, Decision::Pending) if mode == Mode::Stateless => {
             Step::new(Decision::Pending, unavailable)
         }
@@ -1624,6 +1622,31 @@ mod tests {
             "{}",
             evals[2].reason
         );
+    }
+
+    #[test]
+    fn a_telemetry_failure_restarts_the_resume_count() {
+        let fail = || late(Input::Fail("503"));
+        let inputs = [
+            late(ok(slow_burn())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            fail(),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+        ];
+        let evals = run(&gate(), &inputs);
+        use Decision::*;
+        assert_eq!(
+            decisions(&evals),
+            [Pause, Pause, Pause, Pause, Pause, Pause, Pause, Pause, Promote]
+        );
+        assert_eq!(evals[3].state.clean_streak, 3);
+        assert_eq!(evals[4].state.clean_streak, 0);
+        assert!(evals[5].reason.contains("1/4 clean"), "{}", evals[5].reason);
     }
 
     #[test]
