@@ -522,6 +522,19 @@ impl Reader<'_, '_> {
                 gate.alpha = Field::Invalid;
             }
         }
+        if let Some(min_requests) = gate.min_requests.get() {
+            if min_requests.value == 0 {
+                self.error(
+                    min_requests.span,
+                    "`min_requests` must be at least 1, got 0".to_string(),
+                    Some(
+                        "with 0, a train that saw no traffic at all would count as verified and promote; use e.g. 100"
+                            .to_string(),
+                    ),
+                );
+                gate.min_requests = Field::Invalid;
+            }
+        }
         if let Some(min_effect) = gate.min_effect.get() {
             if !(min_effect.value.is_finite() && min_effect.value >= 0.0) {
                 self.error(
