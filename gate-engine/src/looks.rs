@@ -51,9 +51,39 @@ pub async fn before(
     train: &TrainSpec,
     at: DateTime<Utc>,
 ) -> Result<BTreeMap<String, SequentialState>, PlanError> {
+    take_looks(client, config, gate, train, times(gate, train, at)).await
+}
+
+/// The daemon's catch-up for a train first evaluated long after its start: the looks of
+/// [`before`], thinned to at most `max_looks` of them evenly spread over the train's life, so
+/// that the cost of a late registration is bounded. Any schedule of looks fixed in advance
+/// keeps the test anytime-valid; fewer looks only take longer to reach significance.
+pub async fn catch_up(
+    client: &Arc<PrometheusClient>,
+    config: &Config,
+    gate: &Gate,
+    train: &TrainSpec,
+    at: DateTime<Utc>,
+    max_looks: usize,
+) -> Result<BTreeMap<String, SequentialState>, PlanError> {
+    let all = times(gate, train, at);
+    let every = all.len().div_ceil(max_looks.max(1)).max(1);
+    let thinned: Vec<_> = all.into_iter().rev().step_by(every).collect::<Vec<_>>();
+    let thinned: Vec<_> = thinned.into_iter().rev().collect();
+    take_looks(client, config, gate, train, thinned).await
+}
+
+/// One look at each of `times`, in order.
+async fn take_looks(
+    client: &Arc<PrometheusClient>,
+    config: &Config,
+    gate: &Gate,
+    train: &TrainSpec,
+    times: Vec<DateTime<Utc>>,
+) -> Result<BTreeMap<String, SequentialState>, PlanError> {
     let mut tests = BTreeMap::new();
     let trains = std::slice::from_ref(train);
-    for t in times(gate, train, at) {
+    for t in times {
         let fetched = evaluate::fetch(client, config, gate, trains, t).await?;
         if fetched.failure.as_ref().is_some_and(|e| e.is_unreachable()) {
             // Every later look would wait out the same retries; the evaluation itself
