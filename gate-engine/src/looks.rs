@@ -68,8 +68,9 @@ pub async fn catch_up(
 ) -> Result<BTreeMap<String, SequentialState>, PlanError> {
     let all = times(gate, train, at);
     let every = all.len().div_ceil(max_looks.max(1)).max(1);
-    let thinned: Vec<_> = all.into_iter().rev().step_by(every).collect::<Vec<_>>();
-    let thinned: Vec<_> = thinned.into_iter().rev().collect();
+    // Keep the latest look and every `every`-th before it, in time order.
+    let mut thinned: Vec<_> = all.into_iter().rev().step_by(every).collect();
+    thinned.reverse();
     take_looks(client, config, gate, train, thinned).await
 }
 
