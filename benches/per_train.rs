@@ -56,10 +56,12 @@ fn bench(c: &mut Criterion) {
         ("healthy", &trains[0], &signals[0]),
         ("failing", &trains[1], &signals[1]),
     ] {
+        let verdicts = signals.look(gate, &mut prev.sequential.clone());
         let resolver = Resolver {
             signals,
             slos: &config.slos,
             gate,
+            verdicts: &verdicts,
         };
         let age = planner::age_secs(train, plan.at) as f64;
 

@@ -43,6 +43,7 @@ use clap::Parser;
 use gate_engine::evaluate::{self, MAX_CONCURRENT_QUERIES};
 use gate_engine::planner::{self, ResultSample, TrainSpec};
 use gate_engine::prometheus::{PrometheusClient, QueryData, RetryPolicy};
+use gate_engine::replay;
 use gate_rules::config::Config;
 use gate_rules::decide::{Mode, TrainState};
 use gate_rules::Decision;
@@ -88,6 +89,14 @@ struct Args {
     /// Daemon mode: long-polls to hold open at once for the memory figure (0 skips).
     #[arg(long, default_value_t = 10_000)]
     long_polls: usize,
+    /// Replay mode: replay every train over this many hours after its start
+    /// (`gate_engine::replay`, with `watch_for` set to the same), after the batched cycles
+    /// that give the daemon's per-train cost to compare with. 0: no replay.
+    #[arg(long, default_value_t = 0)]
+    replay_hours: i64,
+    /// Replay mode: seconds between evaluations.
+    #[arg(long, default_value_t = 30)]
+    replay_step: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,6 +115,8 @@ fn main() -> anyhow::Result<()> {
 
     // 1. Generate. The daemon evaluates at the wall clock: its data runs past the cycles.
     let (now, end) = match args.daemon {
+        // Replay: trains start `replay_hours` before T, so each has that much data.
+        None if args.replay_hours > 0 => (EVAL_TIME - args.replay_hours * 3600, EVAL_TIME),
         None => (EVAL_TIME, EVAL_TIME),
         Some(_) => {
             let now = chrono::Utc::now().timestamp() / STEP * STEP;
@@ -159,11 +170,15 @@ fn main() -> anyhow::Result<()> {
         println!("{summary}");
         return Ok(());
     }
-    let config = gate_rules::config::load_str(
-        "scale.yaml",
-        &config_text(&prometheus.url, &args.baseline, args.interval),
-    )
-    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut text = config_text(&prometheus.url, &args.baseline, args.interval);
+    if args.replay_hours > 0 {
+        text = text.replace(
+            "verify_for: 30m",
+            &format!("verify_for: 30m\n    watch_for: {}h", args.replay_hours),
+        );
+    }
+    let config =
+        gate_rules::config::load_str("scale.yaml", &text).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let client = Arc::new(
         PrometheusClient::new(&config.prometheus, None)?
             .with_retry_policy(RetryPolicy::no_retries()),
@@ -256,7 +271,24 @@ fn main() -> anyhow::Result<()> {
         per_train.push(c);
     }
 
+    let replay = if args.replay_hours > 0 {
+        let per_train_cycle_cpu_ms =
+            median_of(&batched, |c| c.cpu_ms).unwrap_or(f64::NAN) / args.trains as f64;
+        Some(replay_scenario(
+            &runtime,
+            &client,
+            &config,
+            &trains,
+            &args,
+            &prometheus,
+            per_train_cycle_cpu_ms,
+        )?)
+    } else {
+        None
+    };
+
     let summary = json!({
+        "replay": replay,
         "trains": args.trains,
         "baseline": args.baseline,
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -287,6 +319,82 @@ fn main() -> anyhow::Result<()> {
     println!("{summary}");
     drop(prometheus);
     Ok(())
+}
+
+/// Replays every train from its start over `--replay-hours` at `--replay-step`, and reports
+/// wall time, queries, this process's CPU and Prometheus' CPU, and the CPU per evaluated
+/// step against `per_train_cycle_cpu_ms`, the batched daemon cycle's CPU per train.
+fn replay_scenario(
+    runtime: &tokio::runtime::Runtime,
+    client: &Arc<PrometheusClient>,
+    config: &Config,
+    trains: &[TrainSpec],
+    args: &Args,
+    prometheus: &Prometheus,
+    per_train_cycle_cpu_ms: f64,
+) -> anyhow::Result<serde_json::Value> {
+    let hours = chrono::Duration::hours(args.replay_hours);
+    let replayed: Vec<replay::ReplayTrain> = trains
+        .iter()
+        .map(|t| replay::ReplayTrain {
+            spec: t.clone(),
+            from: t.started_at,
+            to: t.started_at + hours,
+        })
+        .collect();
+    let step = gate_rules::PromDuration::from_secs(args.replay_step);
+    reset_peak_rss();
+    let before = Probe::take(client, prometheus.pid());
+    let t = Instant::now();
+    let (results, stats) = runtime.block_on(replay::replay(
+        client,
+        config,
+        &config.gates[0],
+        &replayed,
+        step,
+        None,
+    ))?;
+    let wall_s = t.elapsed().as_secs_f64();
+    let after = Probe::take(client, prometheus.pid());
+    let c = CycleFigures::between(&before, &after, wall_s, wall_s);
+    let mut finals: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &results {
+        let d = r
+            .final_decision
+            .as_ref()
+            .map_or("none", |f| f.decision.as_str());
+        *finals.entry(d.to_string()).or_default() += 1;
+    }
+    let per_step_ms = c.cpu_ms / stats.evaluations as f64;
+    println!(
+        "replay: {} trains × {} h every {step}: wall {:.2} s, {} queries, {} evaluations, \
+         CPU {:.0} ms ({:.3} ms per evaluated step; a batched daemon cycle costs {:.3} ms per \
+         train), peak RSS {:.1} MB, Prometheus CPU {:.2} s; final decisions {finals:?}",
+        trains.len(),
+        args.replay_hours,
+        c.wall_s,
+        stats.queries,
+        stats.evaluations,
+        c.cpu_ms,
+        per_step_ms,
+        per_train_cycle_cpu_ms,
+        c.peak_rss_mb,
+        c.prometheus_cpu_s,
+    );
+    Ok(json!({
+        "trains": trains.len(),
+        "hours": args.replay_hours,
+        "step_s": args.replay_step,
+        "wall_s": c.wall_s,
+        "queries": stats.queries,
+        "evaluations": stats.evaluations,
+        "cpu_ms": c.cpu_ms,
+        "cpu_ms_per_step": per_step_ms,
+        "daemon_cpu_ms_per_train_cycle": per_train_cycle_cpu_ms,
+        "peak_rss_mb": c.peak_rss_mb,
+        "prometheus_cpu_s": c.prometheus_cpu_s,
+        "finals": finals,
+    }))
 }
 
 /// One cycle the per-rollout way: every train planned alone (`train_id="X"` matchers), all

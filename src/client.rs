@@ -13,11 +13,9 @@
 //! (`{"error": {"code", "message"}}`, shown as is), or the answer made no sense. The mapping
 //! to exit codes lives in [`ClientError::into_exit`], next to the classification.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 pub use gate_api::{DecisionBody, Delivery, Event, OverrideRequest, RegisterRequest};
 use gate_api::{EventList, TrainList};
 use gate_engine::report::EvaluationReport;
@@ -250,7 +248,7 @@ impl Client {
         let mut tasks = tokio::task::JoinSet::new();
         for (i, t) in answer.value.iter().enumerate() {
             let (client, id) = (self.clone(), t.id.clone());
-            tasks.spawn(async move { (i, client.train(&id).await) });
+            tasks.spawn(async move { (i, client.train(id.as_str()).await) });
         }
         while let Some(joined) = tasks.join_next().await {
             let Ok((i, result)) = joined else { continue };

@@ -35,6 +35,10 @@ enum Command {
     },
     /// Evaluate one train once, straight against Prometheus (no daemon). Exit code = verdict.
     Eval(cmd::eval::Args),
+    /// Replay a gate's rules over past data, as the daemon would have evaluated them.
+    /// Exit code = the final decision of a single train; 0 for --trains and --db when every
+    /// replay ran.
+    Replay(cmd::replay::Args),
     /// Run the daemon: evaluate every active train on schedule, serve the HTTP API, send
     /// webhooks. SIGTERM stops it gracefully, SIGHUP reloads the config.
     Serve(cmd::serve::Args),
@@ -67,6 +71,7 @@ fn main() {
         match cli.command {
             Command::Check { config, effective } => cmd::check::run(&config, effective),
             Command::Eval(args) => cmd::eval::run(args).await,
+            Command::Replay(args) => cmd::replay::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Train(args) => cmd::train::run(args).await,
             Command::Status(args) => cmd::status::run(args).await,

@@ -184,12 +184,12 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
                 Some(reason) => format!("{reason}; {values}"),
                 None => values,
             };
-            table.add_row(vec![
-                rule.name.clone(),
-                rule.then.to_string(),
-                result,
-                values,
-            ]);
+            let then = if rule.dry_run {
+                format!("{} (dry run)", rule.then)
+            } else {
+                rule.then.to_string()
+            };
+            table.add_row(vec![rule.name.clone(), then, result, values]);
         }
         let _ = writeln!(out);
         for line in table.to_string().lines() {
@@ -218,12 +218,19 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
         let baseline = r.baseline_desc.as_deref().unwrap_or("no baseline");
         facts.push(match d {
             Some(d) => format!(
-                "{slo}: error ratio {} vs baseline {} (relative {}, p = {}{}) — baseline: {baseline}",
+                "{slo}: error ratio {} vs baseline {} (relative {}, e = {}, anytime-valid p = {}{}, ratio ≥ {}, {} looks) — baseline: {baseline}",
                 d.train_ratio,
                 d.baseline_ratio,
                 d.relative,
+                d.e_value,
                 d.p_value,
-                if d.significant { ", significant" } else { "" }
+                match d.significant {
+                    Some(true) => ", significant",
+                    Some(false) => "",
+                    None => ", significance unknown",
+                },
+                d.ratio_lower,
+                d.looks,
             ),
             None => format!("{slo}: error delta unknown — baseline: {baseline}"),
         });

@@ -29,6 +29,7 @@ fn client(url: &str) -> PrometheusClient {
         timeout: PromDuration::from_secs(10),
         headers: BTreeMap::new(),
         bearer_token_env: None,
+        external_url: url.to_string(),
     };
     PrometheusClient::new(&config, None).expect("client for the test Prometheus")
 }

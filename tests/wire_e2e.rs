@@ -74,7 +74,7 @@ fn strict<T: DeserializeOwned + Serialize>(what: &str, raw: &Value) -> T {
 async fn the_wire_types_read_and_write_every_answer_exactly() {
     let now = Utc::now();
     let end = now.timestamp() + 30 * MINUTE;
-    let burning = Scenario::new(vec![Traffic::new("checkout", "w-burn", 0, 0)
+    let burning = Scenario::new(vec![Traffic::new("checkout", "w-burn", -60 * MINUTE, 0)
         .code(200, 19_000)
         .code(500, 1_000)]);
     let prometheus = TestPrometheus::start_rendered(&burning, end - 90 * MINUTE, end, 5);
@@ -151,6 +151,13 @@ async fn the_wire_types_read_and_write_every_answer_exactly() {
     let all: TrainList<EvaluationReport> = strict("GET /v1/trains", &raw);
     assert_eq!(all.trains.len(), 1);
     assert_eq!(all.trains[0].evaluation, None, "lists carry no evaluation");
+    let worst = all.trains[0].worst_burn.clone().flatten();
+    assert_eq!(
+        worst.map(|w| w.rule).as_deref(),
+        Some("fast-burn"),
+        "a list entry carries its worst burn rate"
+    );
+    assert_eq!(all.next_cursor, None);
 
     let (status, raw) = api.send(api.http.post(daemon.url("/v1/reload"))).await;
     assert_eq!(status, 200, "{raw}");

@@ -28,4 +28,4 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Delivery, DeliveryState, Event, EventList};
 pub use ops::{Health, Readiness, ReloadReport};
 pub use overrides::{OverrideAction, OverrideRequest};
-pub use train::{DecisionBody, Lifecycle, RegisterRequest, Train, TrainList};
+pub use train::{DecisionBody, Lifecycle, RegisterRequest, Train, TrainList, WorstBurn};

@@ -197,6 +197,29 @@ pub struct Train<E = serde_json::Value> {
     )]
     #[schema(value_type = Option<Object>)]
     pub evaluation: Option<Option<E>>,
+    /// The burn-rate threshold the latest evaluation came closest to (or exceeded most);
+    /// `null` without one. Only in `GET /v1/trains`; absent from a single train.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schema(value_type = Option<WorstBurn>)]
+    pub worst_burn: Option<Option<WorstBurn>>,
+}
+
+/// A burn rate against the threshold of the rule that reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorstBurn {
+    /// The signal, as the rule names it, e.g. `burn_rate("availability", "5m")`.
+    pub signal: String,
+    /// Its value at the latest evaluation.
+    pub value: f64,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// The rule.
+    pub rule: String,
 }
 
 impl<E> Train<E> {
@@ -206,7 +229,8 @@ impl<E> Train<E> {
     }
 }
 
-/// `GET /v1/trains`: the trains by start time, each without `evaluation`.
+/// `GET /v1/trains`: the trains by start time (then ID), each without `evaluation`, cut into
+/// pages when `limit` is given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, bound(deserialize = "E: Deserialize<'de>"))]
 #[schema(bound = "")]
@@ -214,6 +238,8 @@ pub struct TrainList<E = serde_json::Value> {
     /// The trains.
     #[schema(value_type = Vec<Train>)]
     pub trains: Vec<Train<E>>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/trains/{id}/decision` and `POST /v1/trains/{id}/override`: the compact decision.

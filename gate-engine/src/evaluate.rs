@@ -104,7 +104,7 @@ pub async fn fetch(
 }
 
 /// Reduces a query's data to samples keyed by train label.
-fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>, String> {
+pub(crate) fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>, String> {
     match data {
         QueryData::Vector(samples) => Ok(samples
             .into_iter()
@@ -135,18 +135,17 @@ pub fn decide_train(
     mode: Mode,
 ) -> (Evaluation, EvaluationReport) {
     let age = planner::age_secs(train, plan.at) as f64;
-    let (telemetry, resolver) = match signals {
-        Ok(s) => (
-            Telemetry::Ok(s),
-            Some(Resolver {
-                signals: s,
-                slos: &config.slos,
-                gate,
-            }),
-        ),
-        Err(msg) => (Telemetry::Failed(msg), None),
+    let telemetry = match signals {
+        Ok(s) => Telemetry::Ok(s),
+        Err(msg) => Telemetry::Failed(msg),
     };
     let evaluation = decide::decide(gate, &config.slos, age, telemetry, prev, mode);
+    let resolver = signals.as_ref().ok().map(|s| Resolver {
+        signals: s,
+        slos: &config.slos,
+        gate,
+        verdicts: &evaluation.verdicts,
+    });
     let report = report::build(ReportInput {
         train,
         gate,

@@ -86,10 +86,19 @@ pub struct DeltaReport {
     pub absolute: Num,
     /// Relative change (`+Inf` when the baseline had no errors).
     pub relative: Num,
-    /// One-sided p-value.
+    /// The e-value of the anytime-valid test (rate ratio above `1 + min_effect`).
+    pub e_value: Num,
+    /// Anytime-valid p-value: the minimum over looks of `1 / e_value`, at most 1.
     pub p_value: Num,
-    /// `p_value < alpha`.
-    pub significant: bool,
+    /// `p_value < alpha`; `null` when the p-value is NaN (unknown).
+    pub significant: Option<bool>,
+    /// Anytime-valid lower confidence bound (level `1 − alpha`) on train rate ÷ baseline rate;
+    /// 0 while no ratio is ruled out.
+    pub ratio_lower: Num,
+    /// Evaluations that carried new traffic on both sides.
+    pub looks: u64,
+    /// The estimated dispersion of the error counts (1 for Poisson noise).
+    pub dispersion: Num,
     /// The train's error ratio since start.
     pub train_ratio: Num,
     /// The baseline's error ratio.
@@ -152,6 +161,9 @@ pub struct RuleReport {
     /// `burn_rate("x", "1h") > 14.4`: what the human table shows as thresholds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdReport>,
+    /// A dry-run rule: evaluated and reported, never deciding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A signal compared against a constant in a rule's condition.
@@ -205,6 +217,13 @@ pub struct EvaluationReport {
     pub inconclusive: bool,
     /// The telemetry failure, if the evaluation was an error.
     pub telemetry_error: Option<String>,
+    /// What the decision would have been with the dry-run rules enforced, when that differs
+    /// (`null` otherwise).
+    #[serde(default)]
+    pub would_have: Option<Decision>,
+    /// The gate is in dry-run: it decides and reports, never notifies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// Every rule's outcome.
     pub rules: Vec<RuleReport>,
     /// The signals the rules read.
@@ -287,6 +306,7 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
                 streak: o.streak,
                 for_evaluations: rule.map(|r| r.for_evaluations).unwrap_or(1),
                 thresholds: rule.map(thresholds_of).unwrap_or_default(),
+                dry_run: o.dry_run,
             }
         })
         .collect();
@@ -304,6 +324,8 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
         baseline_desc: resolver.and_then(|r| r.signals.baseline_desc.clone()),
         inconclusive: evaluation.inconclusive,
         telemetry_error: evaluation.telemetry_error.clone(),
+        would_have: evaluation.would_have,
+        dry_run: gate.dry_run,
         rules,
         signals,
         queries: queries_for(plan, slos, train),
@@ -353,8 +375,12 @@ fn fill_signals(out: &mut SignalsReport, r: &Resolver<'_>) {
                         Resolved::Delta(Some(d)) => Some(DeltaReport {
                             absolute: Num(d.absolute),
                             relative: Num(d.relative),
+                            e_value: Num(d.e_value),
                             p_value: Num(d.p_value),
-                            significant: d.significant,
+                            significant: (!d.p_value.is_nan()).then_some(d.significant),
+                            ratio_lower: Num(d.ratio_lower),
+                            looks: d.looks,
+                            dispersion: Num(d.dispersion),
                             train_ratio: Num(d.train_ratio),
                             baseline_ratio: Num(d.baseline_ratio),
                         }),

@@ -13,9 +13,13 @@
 //!
 //! 1. **Telemetry failed**: an error, not evidence. The decision stays; after
 //!    `max_consecutive_errors` failures in a row (daemon only) a pending train becomes
-//!    `on_telemetry_error`. Rule streaks and the clean-evaluation count are kept as they were:
-//!    a failed fetch is neither a true nor a false condition.
-//! 2. **Rules**: each condition is true, false or unknown. A rule *takes effect* when its
+//!    `on_telemetry_error`. Rule streaks are kept as they were (a failed fetch is neither a
+//!    true nor a false condition) and the `error_delta` tests take no look; the clean-evaluation
+//!    count that lifts a rule-caused pause starts again, so "clean evaluations in a row" never
+//!    spans an outage.
+//! 2. **Rules**: the anytime-valid test behind each SLO's `error_delta` takes this evaluation's
+//!    look (in both modes: `gate eval` passes a state whose tests already took the looks before
+//!    its time), then each condition is true, false or unknown. A rule *takes effect* when its
 //!    condition held for `for` consecutive evaluations (daemon) or is true (stateless). The
 //!    most severe `then` in effect wins (rollback > pause > promote); among equals, the first
 //!    rule in file order decides.
@@ -27,6 +31,11 @@
 //!    lifts after `resume_after` clean evaluations in a row (daemon), other pauses as soon as
 //!    their cause clears; a promoted train stays promoted while watched, and only a rollback
 //!    rule taking effect changes it. An operator's pinned decision wins over all of this.
+//!
+//! **Dry-run rules** (`dry_run: true`) are evaluated, tracked (their streaks count toward
+//! their `for`) and reported like any rule, but steps 2–5 see only the enforced rules, so a
+//! dry-run rule never changes the decision. The same steps run once more with every rule
+//! enforced; when that decision differs, it is the evaluation's `would_have`.
 //!
 //! Choices a newcomer would question, all on the side of "never promote blind":
 //!
@@ -42,6 +51,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Gate, Slo};
+use crate::sequential::{SequentialState, Verdict as TestVerdict};
 use crate::signals::{Resolver, Signals};
 use crate::vocab::{Decision, HoldDecision, Truth};
 
@@ -85,6 +95,9 @@ pub struct TrainState {
     /// The rule behind the current decision (the rollback or the pause), set with
     /// `decided_reason`.
     pub decided_rule: Option<String>,
+    /// Per SLO: the anytime-valid test behind `error_delta`, one look per successful
+    /// evaluation. Kept for the train's whole life: restarting it would be a new test.
+    pub sequential: BTreeMap<String, SequentialState>,
 }
 
 /// Why a train is paused: decides how the pause lifts.
@@ -119,6 +132,9 @@ pub struct RuleOutcome {
     pub unknown_reason: Option<String>,
     /// Consecutive evaluations the condition held (daemon), against the rule's `for`.
     pub streak: u32,
+    /// A dry-run rule: reported, never deciding.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The result of one evaluation.
@@ -136,6 +152,11 @@ pub struct Evaluation {
     pub inconclusive: bool,
     /// The telemetry failure, if the evaluation was an error.
     pub telemetry_error: Option<String>,
+    /// What the decision would have been with the dry-run rules enforced, when that differs.
+    pub would_have: Option<Decision>,
+    /// This evaluation's verdict of each SLO's sequential test (empty when telemetry failed).
+    #[serde(skip)]
+    pub verdicts: BTreeMap<String, TestVerdict>,
     /// The state to remember for the next evaluation.
     #[serde(skip)]
     pub state: TrainState,
@@ -156,34 +177,56 @@ pub fn decide(
     match telemetry {
         Telemetry::Failed(message) => telemetry_failed(gate, message, prev, mode),
         Telemetry::Ok(signals) => {
+            let mut sequential = prev.sequential.clone();
+            let verdicts = signals.look(gate, &mut sequential);
             let resolver = Resolver {
                 signals,
                 slos,
                 gate,
+                verdicts: &verdicts,
             };
             let rules = evaluate_rules(gate, &resolver, prev, mode);
-            let ctx = Ctx {
-                gate,
-                signals,
-                age_secs: if age_secs.is_finite() {
-                    age_secs.max(0.0)
-                } else {
-                    0.0
-                },
-                mode,
-                rules: &rules,
+            let age_secs = if age_secs.is_finite() {
+                age_secs.max(0.0)
+            } else {
+                0.0
             };
-            let verdict = ctx.verdict();
-            let inconclusive = ctx.inconclusive_reason().is_some();
-            let step = match prev.pinned {
-                Some(pinned) => pin(pinned, ctx.natural(&verdict, prev)),
-                None => ctx.natural(&verdict, prev),
+            let enforced: Vec<RuleOutcome>;
+            let dry_runs = rules.iter().any(|r| r.dry_run);
+            let deciding: &[RuleOutcome] = if dry_runs {
+                enforced = rules.iter().filter(|r| !r.dry_run).cloned().collect();
+                &enforced
+            } else {
+                &rules
             };
+            let step_with = |rules: &[RuleOutcome]| {
+                let ctx = Ctx {
+                    gate,
+                    signals,
+                    age_secs,
+                    mode,
+                    rules,
+                };
+                let verdict = ctx.verdict();
+                let step = match prev.pinned {
+                    Some(pinned) => pin(pinned, ctx.natural(&verdict, prev)),
+                    None => ctx.natural(&verdict, prev),
+                };
+                (step, ctx.inconclusive_reason().is_some())
+            };
+            let (step, inconclusive) = step_with(deciding);
+            let would_have = dry_runs
+                .then(|| step_with(&rules).0.decision)
+                .filter(|d| *d != step.decision);
             let streaks = rules.iter().map(|r| (r.name.clone(), r.streak)).collect();
-            finish(step, rules, inconclusive, None, prev, |state| {
+            let mut evaluation = finish(step, rules, inconclusive, None, prev, |state| {
                 state.consecutive_errors = 0;
                 state.streaks = streaks;
-            })
+                state.sequential = sequential;
+            });
+            evaluation.would_have = would_have;
+            evaluation.verdicts = verdicts;
+            evaluation
         }
     }
 }
@@ -260,6 +303,8 @@ fn finish(
         rules,
         inconclusive,
         telemetry_error,
+        would_have: None,
+        verdicts: BTreeMap::new(),
         state,
     }
 }
@@ -287,10 +332,7 @@ fn telemetry_failed(gate: &Gate, message: &str, prev: &TrainState, mode: Mode) -
         }
         (None, Decision::Pause) => Step::new(Decision::Pause, format!("{in_a_row}; still paused"))
             .with_rule(prev.decided_rule.clone())
-            .with_pause(
-                prev.pause_cause.unwrap_or(PauseCause::Telemetry),
-                prev.clean_streak,
-            ),
+            .with_pause(prev.pause_cause.unwrap_or(PauseCause::Telemetry), 0),
         (None, Decision::Pending) if mode == Mode::Stateless => {
             Step::new(Decision::Pending, unavailable)
         }
@@ -317,6 +359,7 @@ fn telemetry_failed(gate: &Gate, message: &str, prev: &TrainState, mode: Mode) -
             values: BTreeMap::new(),
             unknown_reason: Some("telemetry unavailable".to_string()),
             streak: prev.streaks.get(&rule.name).copied().unwrap_or(0),
+            dry_run: rule.dry_run,
         })
         .collect();
     finish(
@@ -393,6 +436,7 @@ fn evaluate_rules(
                 values,
                 unknown_reason,
                 streak,
+                dry_run: rule.dry_run,
             }
         })
         .collect()
@@ -509,7 +553,7 @@ impl Ctx<'_> {
     /// A rollback or pause rule took effect.
     fn fired(&self, i: usize) -> Step {
         let rule = &self.rules[i];
-        let reason = format!("{}: {}", rule.then, fired_text(rule));
+        let reason = format!("{}: {}", rule.then, fired_text(rule, self.gate.alpha));
         let step = Step::new(rule.then, reason).with_rule(Some(rule.name.clone()));
         match rule.then {
             Decision::Pause => step.with_pause(PauseCause::Rule, 0),
@@ -522,7 +566,7 @@ impl Ctx<'_> {
         let now = match verdict {
             Verdict::Fired(i) => format!(
                 "{} (pause rules do not un-promote)",
-                fired_text(&self.rules[*i])
+                fired_text(&self.rules[*i], self.gate.alpha)
             ),
             Verdict::Inconclusive(why) => format!("inconclusive now: {why}"),
             Verdict::Building(i) => self.building_text(*i),
@@ -599,7 +643,7 @@ impl Ctx<'_> {
             let what = match rule {
                 Some(r) => format!(
                     "{}; promoting no earlier than {}",
-                    fired_text(r),
+                    fired_text(r, self.gate.alpha),
                     self.gate.verify_for
                 ),
                 None => "no rule fired".to_string(),
@@ -610,7 +654,7 @@ impl Ctx<'_> {
             );
         }
         let what = match rule {
-            Some(r) => fired_text(r),
+            Some(r) => fired_text(r, self.gate.alpha),
             None => "no rule fired".to_string(),
         };
         Step::new(
@@ -637,7 +681,7 @@ impl Ctx<'_> {
             rule.name,
             rule.then,
             rule.streak,
-            fmt_values(&rule.values)
+            fmt_values(&rule.values, self.gate.alpha)
         )
     }
 
@@ -662,20 +706,39 @@ impl Ctx<'_> {
 }
 
 /// `fast-burn fired: burn_rate("x", "1h")=20.1, burn_rate("x", "5m")=19.8`.
-fn fired_text(rule: &RuleOutcome) -> String {
+fn fired_text(rule: &RuleOutcome, alpha: f64) -> String {
     if rule.values.is_empty() {
         format!("{} fired", rule.name)
     } else {
-        format!("{} fired: {}", rule.name, fmt_values(&rule.values))
+        format!("{} fired: {}", rule.name, fmt_values(&rule.values, alpha))
     }
 }
 
-fn fmt_values(values: &BTreeMap<String, serde_json::Value>) -> String {
+/// The values a rule read, `call=value` each; a significant `error_delta` reads as its
+/// anytime-valid bound, e.g. `error_delta("x"): error rate ≥ 1.7× baseline (99 %, anytime-valid)`.
+fn fmt_values(values: &BTreeMap<String, serde_json::Value>, alpha: f64) -> String {
     let parts: Vec<String> = values
         .iter()
-        .map(|(call, v)| format!("{call}={}", fmt_value(v)))
+        .map(|(call, v)| match significant_bound(v) {
+            Some(lower) => format!(
+                "{call}: error rate ≥ {}× baseline ({} %, anytime-valid)",
+                fmt_num(lower),
+                fmt_num((1.0 - alpha) * 100.0)
+            ),
+            None => format!("{call}={}", fmt_value(v)),
+        })
         .collect();
     parts.join(", ")
+}
+
+/// `ratio_lower` of an `error_delta` value that is significant.
+fn significant_bound(v: &serde_json::Value) -> Option<f64> {
+    let fields = v.as_object()?;
+    if fields.get("significant")?.as_bool()? {
+        fields.get("ratio_lower")?.as_f64()
+    } else {
+        None
+    }
 }
 
 fn fmt_value(v: &serde_json::Value) -> String {
@@ -778,6 +841,7 @@ mod tests {
             when: when.into(),
             then,
             for_evaluations,
+            dry_run: false,
             expr: expr::compile(when, &[SLO]).expect("test rule compiles"),
         }
     }
@@ -808,6 +872,8 @@ mod tests {
             max_consecutive_errors: 3,
             resume_after: 4,
             alpha: 0.01,
+            dry_run: false,
+            min_effect: 0.05,
             rules: vec![
                 rule(
                     "fast-burn",
@@ -1316,6 +1382,61 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_rule_is_reported_but_never_decides() {
+        let mut g = gate();
+        let fast = g.rules.iter_mut().find(|r| r.name == "fast-burn").unwrap();
+        fast.dry_run = true;
+        let enforced = eval(
+            &gate(),
+            &TrainState::default(),
+            LATE,
+            &ok(fast_burn()),
+            Mode::Daemon,
+        );
+        assert_eq!(enforced.decision, Decision::Rollback);
+        assert_eq!(enforced.would_have, None);
+
+        let e = eval(
+            &g,
+            &TrainState::default(),
+            LATE,
+            &ok(fast_burn()),
+            Mode::Daemon,
+        );
+        assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+        assert_eq!(e.would_have, Some(Decision::Rollback));
+        assert!(!e.inconclusive);
+        let outcome = e.rules.iter().find(|r| r.name == "fast-burn").unwrap();
+        assert_eq!((outcome.fired, outcome.dry_run), (Some(true), true));
+        assert_eq!(e.state.streaks["fast-burn"], 1, "its streak is tracked");
+
+        // A promoted train keeps its promotion while the dry-run rule goes on firing.
+        let again = eval(&g, &e.state, LATE, &ok(fast_burn()), Mode::Daemon);
+        assert_eq!(again.decision, Decision::Promote);
+        assert_eq!(again.would_have, Some(Decision::Rollback));
+
+        // Nothing to say when the dry-run rule agrees.
+        let calm = eval(
+            &g,
+            &TrainState::default(),
+            LATE,
+            &ok(healthy()),
+            Mode::Daemon,
+        );
+        assert_eq!((calm.decision, calm.would_have), (Decision::Promote, None));
+
+        // An unknown dry-run rule does not make the evidence inconclusive.
+        let mut blind = healthy();
+        blind.windows.remove(&(SLO.to_string(), d("5m")));
+        blind.windows.remove(&(SLO.to_string(), d("1h")));
+        let e = eval(&g, &TrainState::default(), LATE, &ok(blind), Mode::Daemon);
+        let outcome = e.rules.iter().find(|r| r.name == "fast-burn").unwrap();
+        assert_eq!(outcome.fired, None);
+        assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+        assert!(!e.inconclusive);
+    }
+
+    #[test]
     fn on_inconclusive_pending_keeps_waiting() {
         let g = Gate {
             on_inconclusive: HoldDecision::Pending,
@@ -1504,6 +1625,31 @@ mod tests {
     }
 
     #[test]
+    fn a_telemetry_failure_restarts_the_resume_count() {
+        let fail = || late(Input::Fail("503"));
+        let inputs = [
+            late(ok(slow_burn())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            fail(),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+            late(ok(healthy())),
+        ];
+        let evals = run(&gate(), &inputs);
+        use Decision::*;
+        assert_eq!(
+            decisions(&evals),
+            [Pause, Pause, Pause, Pause, Pause, Pause, Pause, Pause, Promote]
+        );
+        assert_eq!(evals[3].state.clean_streak, 3);
+        assert_eq!(evals[4].state.clean_streak, 0);
+        assert!(evals[5].reason.contains("1/4 clean"), "{}", evals[5].reason);
+    }
+
+    #[test]
     fn telemetry_failures_keep_rule_streaks() {
         let evals = run(
             &gate(),
@@ -1573,20 +1719,84 @@ mod tests {
         assert_eq!(evals[3].rule.as_deref(), Some("fast-burn"));
     }
 
-    #[test]
-    fn regression_rule_rolls_back() {
-        // Train 300/100,000 vs baseline 10/100,000: relative +29, p far below 0.01.
+    /// Look `k` of a train at 30 errors per 10,000 events against a baseline at 1 per 10,000.
+    fn regressing(k: f64) -> Signals {
         let mut s = healthy();
-        s.since_start.insert(SLO.into(), counts(300.0, 100_000.0));
-        let e = eval(
+        s.since_start
+            .insert(SLO.into(), counts(30.0 * k, 10_000.0 * k));
+        s.baseline.insert(SLO.into(), counts(k, 10_000.0 * k));
+        s
+    }
+
+    #[test]
+    fn regression_rule_rolls_back_once_the_evidence_accumulates() {
+        use Decision::*;
+        // 30× the baseline's error rate: every look adds the capped 1.5 nats to the e-value
+        // of the large alternatives, so ln E = 4.5 − (a little) < ln 100 after three looks
+        // and about 6 after four: significant at the fourth look, not before.
+        let inputs: Vec<(f64, Input)> = (1..=5)
+            .map(|k| (EARLY, ok(regressing(f64::from(k)))))
+            .collect();
+        let evals = run(&gate(), &inputs);
+        assert_eq!(
+            decisions(&evals),
+            [Pending, Pending, Pending, Rollback, Rollback]
+        );
+        assert_eq!(evals[3].rule.as_deref(), Some("regression"));
+        let verdict = evals[3].verdicts[SLO];
+        assert_eq!(verdict.looks, 4);
+        assert!(
+            verdict.significant && verdict.ratio_lower >= 1.05,
+            "{verdict:?}"
+        );
+        assert!(!evals[2].verdicts[SLO].significant);
+        let bound = format!(
+            r#"error_delta("checkout-availability"): error rate ≥ {}× baseline (99 %, anytime-valid)"#,
+            fmt_num(verdict.ratio_lower)
+        );
+        assert!(evals[3].reason.contains(&bound), "{}", evals[3].reason);
+        // One evaluation alone, however strong, is never significant.
+        let one = eval(
             &gate(),
             &TrainState::default(),
             EARLY,
-            &ok(s),
+            &ok(regressing(4.0)),
             Mode::Stateless,
         );
-        assert_eq!(e.decision, Decision::Rollback);
-        assert_eq!(e.rule.as_deref(), Some("regression"));
+        assert_eq!(one.decision, Decision::Pending);
+    }
+
+    #[test]
+    fn failed_telemetry_takes_no_look_and_the_test_survives_a_restart() {
+        let g = gate();
+        let mut state = TrainState::default();
+        for k in 1..=2 {
+            state = eval(
+                &g,
+                &state,
+                EARLY,
+                &ok(regressing(f64::from(k))),
+                Mode::Daemon,
+            )
+            .state;
+        }
+        let failed = eval(&g, &state, EARLY, &Input::Fail("timeout"), Mode::Daemon);
+        assert_eq!(failed.state.sequential, state.sequential);
+        assert!(failed.verdicts.is_empty());
+        // Stored and loaded (as the daemon does across a restart), the test goes on.
+        let json = serde_json::to_string(&failed.state).unwrap();
+        let restored: TrainState = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored.sequential, state.sequential);
+        let next = eval(&g, &restored, EARLY, &ok(regressing(3.0)), Mode::Daemon);
+        assert_eq!(next.verdicts[SLO].looks, 3);
+        // Invalid counts: no look, and error_delta is no data (the rule is unknown).
+        let mut bad = regressing(4.0);
+        bad.since_start
+            .insert(SLO.into(), counts(f64::NAN, 40_000.0));
+        let e = eval(&g, &next.state, EARLY, &ok(bad), Mode::Daemon);
+        assert_eq!(e.state.sequential, next.state.sequential);
+        let regression = e.rules.iter().find(|r| r.name == "regression").unwrap();
+        assert_eq!(regression.fired, None, "{regression:?}");
     }
 
     #[test]

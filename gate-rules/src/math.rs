@@ -5,14 +5,14 @@
 //! cannot mistake "no data" for "no errors".
 //!
 //! [`crate::signals`] calls these to turn the counts fetched from Prometheus into the values
-//! rule functions return; [`crate::stats`] supplies the p-value of [`error_delta`].
+//! rule functions return; [`crate::sequential`] supplies the evidence of [`error_delta`].
 //!
 //! Objectives are percentages as written in the config (`99.9`), so the error budget is
 //! `1 - objective/100`. The config loader guarantees `0 < objective < 100`; these functions do
 //! not re-check it.
 
 use crate::duration::PromDuration;
-use crate::stats;
+use crate::sequential::Verdict;
 use crate::vocab::{Counts, ErrorDelta};
 
 /// How far errors may exceed the total (relative) before the counts are refused rather than
@@ -52,18 +52,22 @@ pub fn budget_spent(burn_rate: f64, window: PromDuration, period: PromDuration) 
     burn_rate * window.as_secs_f64() / period.as_secs_f64()
 }
 
-/// The train since its start against its baseline. `None` when either side has no traffic or
-/// invalid counts. The p-value is one-sided (train worse than baseline), see [`crate::stats`].
-pub fn error_delta(train: Counts, baseline: Counts, alpha: f64) -> Option<ErrorDelta> {
+/// The train since its start against its baseline, with the sequential test's `verdict` after
+/// this evaluation's look (see [`crate::sequential`]). `None` when either side has no traffic or
+/// invalid counts: the sequential test ignores such a look, so its verdict alone would be stale.
+pub fn error_delta(train: Counts, baseline: Counts, verdict: &Verdict) -> Option<ErrorDelta> {
     let train_ratio = error_ratio(train)?;
     let baseline_ratio = error_ratio(baseline)?;
-    let p_value = stats::train_worse(train, baseline)?.p_value;
     let absolute = train_ratio - baseline_ratio;
     Some(ErrorDelta {
         absolute,
         relative: relative_change(absolute, train_ratio, baseline_ratio),
-        p_value,
-        significant: p_value < alpha,
+        e_value: verdict.e_value,
+        p_value: verdict.p_value,
+        significant: verdict.significant,
+        ratio_lower: verdict.ratio_lower,
+        looks: verdict.looks,
+        dispersion: verdict.dispersion,
         train_ratio,
         baseline_ratio,
     })
@@ -156,66 +160,68 @@ mod tests {
         assert!(close(budget_spent(1.0, d("3d"), d("30d")), 0.10));
     }
 
+    /// The verdict of a test with one look at these counts.
+    fn one_look(train: Counts, baseline: Counts) -> Verdict {
+        let test = crate::sequential::SequentialTest::new(0.01, 0.05).unwrap();
+        test.start().observe(train, baseline)
+    }
+
     #[test]
-    fn error_delta_regression() {
+    fn error_delta_carries_ratios_and_the_verdict() {
         // Train 150/10000 = 0.015, baseline 100/10000 = 0.010.
         // absolute = 0.005, relative = 0.005 / 0.010 = 0.5.
-        // p from the pooled z-test: 0.00073 (see stats tests) < alpha 0.01 → significant.
-        let delta = error_delta(counts(150.0, 1e4), counts(100.0, 1e4), 0.01).unwrap();
+        let (train, baseline) = (counts(150.0, 1e4), counts(100.0, 1e4));
+        let verdict = one_look(train, baseline);
+        let delta = error_delta(train, baseline, &verdict).unwrap();
         assert!(close(delta.train_ratio, 0.015));
         assert!(close(delta.baseline_ratio, 0.010));
         assert!(close(delta.absolute, 0.005));
         assert!(close(delta.relative, 0.5));
-        assert!((delta.p_value - 0.0007307307251609891).abs() < 1e-9);
-        assert!(delta.significant);
-    }
-
-    #[test]
-    fn error_delta_small_sample_not_significant() {
-        // Train 5/100 = 0.05, baseline 1/100 = 0.01: absolute 0.04, relative 4.
-        // Fisher p = 0.1058 (stats tests) ≥ 0.01 → not significant despite relative 400%.
-        let delta = error_delta(counts(5.0, 100.0), counts(1.0, 100.0), 0.01).unwrap();
-        assert!(close(delta.absolute, 0.04));
-        assert!(close(delta.relative, 4.0));
-        assert!(!delta.significant, "p = {}", delta.p_value);
-        // With alpha 0.2, the same p = 0.1058 is significant.
-        assert!(
-            error_delta(counts(5.0, 100.0), counts(1.0, 100.0), 0.2)
-                .unwrap()
-                .significant
-        );
+        assert_eq!(delta.e_value, verdict.e_value);
+        assert_eq!(delta.p_value, verdict.p_value);
+        assert_eq!(delta.significant, verdict.significant);
+        assert_eq!(delta.ratio_lower, verdict.ratio_lower);
+        assert_eq!(delta.looks, 1);
+        assert_eq!(delta.dispersion, verdict.dispersion);
+        // One look adds at most 1.5 nats: e^1.5 = 4.48 < 1/alpha = 100, however strong.
+        assert!(delta.e_value <= 1.5f64.exp() + 1e-9, "{}", delta.e_value);
+        assert!(!delta.significant);
     }
 
     #[test]
     fn error_delta_improvement_is_negative() {
         // Train 50/10000 = 0.005, baseline 100/10000 = 0.01: absolute −0.005, relative −0.5.
-        let delta = error_delta(counts(50.0, 1e4), counts(100.0, 1e4), 0.01).unwrap();
+        let (train, baseline) = (counts(50.0, 1e4), counts(100.0, 1e4));
+        let delta = error_delta(train, baseline, &one_look(train, baseline)).unwrap();
         assert!(close(delta.absolute, -0.005));
         assert!(close(delta.relative, -0.5));
-        assert!(delta.p_value > 0.99, "p = {}", delta.p_value);
+        assert_eq!(delta.p_value, 1.0);
         assert!(!delta.significant);
     }
 
     #[test]
     fn error_delta_relative_against_clean_baseline() {
         // Baseline has no errors, train has 3: relative is +Inf.
-        let delta = error_delta(counts(3.0, 1000.0), counts(0.0, 1000.0), 0.01).unwrap();
+        let (train, baseline) = (counts(3.0, 1000.0), counts(0.0, 1000.0));
+        let delta = error_delta(train, baseline, &one_look(train, baseline)).unwrap();
         assert_eq!(delta.relative, f64::INFINITY);
         assert!(close(delta.absolute, 0.003));
-        // Neither has errors: relative 0, p = 1.
-        let delta = error_delta(counts(0.0, 1000.0), counts(0.0, 1000.0), 0.01).unwrap();
+        // Neither has errors: relative 0.
+        let none = counts(0.0, 1000.0);
+        let delta = error_delta(none, none, &one_look(none, none)).unwrap();
         assert_eq!(delta.relative, 0.0);
         assert_eq!(delta.absolute, 0.0);
-        assert_eq!(delta.p_value, 1.0);
         assert!(!delta.significant);
     }
 
     #[test]
     fn error_delta_needs_traffic_on_both_sides() {
         let some = counts(1.0, 100.0);
-        assert_eq!(error_delta(counts(0.0, 0.0), some, 0.01), None);
-        assert_eq!(error_delta(some, counts(0.0, 0.0), 0.01), None);
-        assert_eq!(error_delta(counts(f64::NAN, 100.0), some, 0.01), None);
-        assert_eq!(error_delta(some, counts(1.0, f64::INFINITY), 0.01), None);
+        let v = one_look(some, some);
+        assert_eq!(error_delta(counts(0.0, 0.0), some, &v), None);
+        assert_eq!(error_delta(some, counts(0.0, 0.0), &v), None);
+        assert_eq!(error_delta(counts(f64::NAN, 100.0), some, &v), None);
+        assert_eq!(error_delta(some, counts(1.0, f64::INFINITY), &v), None);
+        assert_eq!(error_delta(counts(-1.0, 100.0), some, &v), None);
     }
 }

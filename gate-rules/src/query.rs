@@ -598,6 +598,36 @@ fn label_replace(expr: Expr, label: &str, value: &str) -> Expr {
     })
 }
 
+/// The raw samples of a selector counter over `range` before the query time:
+/// `<selector>{<label> matcher}[<range>]`, a range vector for an instant query. `source`
+/// selects the series: the trains of a [`TrainFilter`], or every series of the selector.
+/// `None` for a [`Counter::Query`], which has no series of its own to read.
+///
+/// `gate replay` derives windows that grow with each evaluation (a train's events since its
+/// start, the equal-length baseline before it) from these samples, the way `increase()` does.
+pub fn samples_query(
+    counter: &Counter,
+    label: &str,
+    filter: TrainFilter<'_>,
+    range: PromDuration,
+) -> Result<Option<String>, QueryError> {
+    let Counter::Selector(selector) = counter else {
+        return Ok(None);
+    };
+    check_label_name(label)?;
+    let mut vs = parse_selector(selector)?;
+    if let Some(ids) = filter_ids(filter) {
+        set_matcher(&mut vs.matchers, &train_matcher(label, &ids)?);
+    }
+    Ok(Some(
+        Expr::MatrixSelector(MatrixSelector {
+            vs,
+            range: range.as_duration(),
+        })
+        .to_string(),
+    ))
+}
+
 /// When a train was first seen: `min(min_over_time(timestamp(<selector>{<label>="<train>"})[<lookback>:1m]))`,
 /// the unix time of the earliest sample of the train's series within `lookback`, for
 /// `gate eval` without `--started-at`. Only for selector counters: a full query has no single

@@ -12,6 +12,12 @@
 //! burn rates, error ratios, budgets and deltas over zero traffic are no data. A missing series
 //! is no data for every function. [`Signals::min_requests_shortfall`] is what
 //! [`mod@crate::decide`] uses to call evidence inconclusive for lack of traffic.
+//!
+//! `error_delta` is the one value that depends on earlier evaluations: its anytime-valid
+//! evidence comes from the train's [`crate::sequential`] test, which [`Signals::look`] advances
+//! by one look per successful evaluation. A look is taken only when both the since-start and the
+//! baseline counts are valid, so invalid counts make `error_delta` no data rather than showing
+//! the previous look's evidence as if it were current.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +26,7 @@ use serde::Serialize;
 use crate::config::{Gate, Slo};
 use crate::duration::PromDuration;
 use crate::math;
+use crate::sequential::{SequentialState, SequentialTest, Verdict};
 use crate::vocab::{Counts, ErrorDelta, Resolve, Resolved, SignalRef};
 
 /// Everything fetched for one train at one evaluation time. A key that is absent or maps to
@@ -49,8 +56,11 @@ pub struct Resolver<'a> {
     pub signals: &'a Signals,
     /// The SLOs of the config (looked up by name).
     pub slos: &'a [Slo],
-    /// The gate being evaluated (for `alpha`).
+    /// The gate being evaluated.
     pub gate: &'a Gate,
+    /// This evaluation's verdict of each SLO's sequential test (from [`Signals::look`]); an SLO
+    /// without one has no `error_delta`.
+    pub verdicts: &'a BTreeMap<String, Verdict>,
 }
 
 /// An SLO of a gate that has seen fewer events since the train started than `min_requests`.
@@ -87,6 +97,35 @@ impl Signals {
                 needed: gate.min_requests,
             })
         })
+    }
+
+    /// One look of the sequential test of every SLO of `gate` that has valid since-start and
+    /// baseline counts, advancing `tests` (a test starts at its first look, with the gate's
+    /// `alpha` and `min_effect`). Returns the verdicts of the SLOs that took a look.
+    pub fn look(
+        &self,
+        gate: &Gate,
+        tests: &mut BTreeMap<String, SequentialState>,
+    ) -> BTreeMap<String, Verdict> {
+        let Ok(test) = SequentialTest::new(gate.alpha, gate.min_effect) else {
+            return BTreeMap::new();
+        };
+        let mut verdicts = BTreeMap::new();
+        for slo in &gate.slos {
+            let counts = |map: &BTreeMap<String, Option<Counts>>| {
+                map.get(slo)
+                    .copied()
+                    .flatten()
+                    .filter(|c| math::error_ratio(*c).is_some())
+            };
+            let (Some(train), Some(baseline)) = (counts(&self.since_start), counts(&self.baseline))
+            else {
+                continue;
+            };
+            let state = tests.entry(slo.clone()).or_insert_with(|| test.start());
+            verdicts.insert(slo.clone(), state.observe(train, baseline));
+        }
+        verdicts
     }
 
     fn window(&self, slo: &str, window: PromDuration) -> Option<Counts> {
@@ -165,7 +204,7 @@ impl Resolver<'_> {
     fn error_delta(&self, slo: &str) -> Option<ErrorDelta> {
         let train = self.signals.since_start.get(slo).copied().flatten()?;
         let baseline = self.signals.baseline.get(slo).copied().flatten()?;
-        math::error_delta(train, baseline, self.gate.alpha)
+        math::error_delta(train, baseline, self.verdicts.get(slo)?)
     }
 }
 
@@ -210,7 +249,9 @@ mod tests {
             max_consecutive_errors: 3,
             resume_after: 4,
             alpha: 0.01,
+            min_effect: 0.05,
             rules: vec![],
+            dry_run: false,
         }
     }
 
@@ -235,6 +276,7 @@ mod tests {
             signals,
             slos: &slos,
             gate: &gate,
+            verdicts: &BTreeMap::new(),
         };
         match r.resolve(&signal) {
             Resolved::Number(n) => n,
@@ -242,13 +284,16 @@ mod tests {
         }
     }
 
+    /// `error_delta` after one look of fresh tests at `signals`.
     fn delta(signals: &Signals) -> Option<ErrorDelta> {
         let slos = [slo()];
         let gate = gate(100);
+        let verdicts = signals.look(&gate, &mut BTreeMap::new());
         let r = Resolver {
             signals,
             slos: &slos,
             gate: &gate,
+            verdicts: &verdicts,
         };
         match r.resolve(&SignalRef::ErrorDelta { slo: SLO.into() }) {
             Resolved::Delta(d) => d,
@@ -352,32 +397,46 @@ mod tests {
     }
 
     #[test]
-    fn error_delta_uses_since_start_and_baseline_with_gate_alpha() {
+    fn error_delta_uses_since_start_and_baseline_with_the_look() {
         let mut s = Signals::default();
         s.since_start.insert(SLO.into(), c(150.0, 1e4));
         assert_eq!(delta(&s), None, "no baseline");
         s.baseline.insert(SLO.into(), c(100.0, 1e4));
         let got = delta(&s).unwrap();
-        assert_eq!(
-            got,
-            math::error_delta(
-                Counts {
-                    errors: 150.0,
-                    total: 1e4
-                },
-                Counts {
-                    errors: 100.0,
-                    total: 1e4
-                },
-                0.01
-            )
-            .unwrap()
-        );
-        assert!(got.significant);
+        let test = SequentialTest::new(0.01, 0.05).unwrap();
+        let verdict = test
+            .start()
+            .observe(c(150.0, 1e4).unwrap(), c(100.0, 1e4).unwrap());
+        let want =
+            math::error_delta(c(150.0, 1e4).unwrap(), c(100.0, 1e4).unwrap(), &verdict).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got.looks, 1);
         s.baseline.insert(SLO.into(), c(0.0, 0.0));
         assert_eq!(delta(&s), None, "baseline without traffic");
         s.baseline.insert(SLO.into(), c(0.0, f64::NAN));
         assert_eq!(delta(&s), None);
+    }
+
+    #[test]
+    fn look_advances_only_on_valid_counts() {
+        let g = gate(100);
+        let mut tests = BTreeMap::new();
+        let mut s = Signals::default();
+        s.since_start.insert(SLO.into(), c(10.0, 1e4));
+        s.baseline.insert(SLO.into(), c(10.0, 1e4));
+        assert_eq!(s.look(&g, &mut tests)[SLO].looks, 1);
+        // Invalid train counts: no look, no verdict (so error_delta is no data), state kept.
+        let kept = tests.clone();
+        s.since_start.insert(SLO.into(), c(-1.0, 2e4));
+        assert!(s.look(&g, &mut tests).is_empty());
+        s.since_start.insert(SLO.into(), c(f64::NAN, 2e4));
+        assert!(s.look(&g, &mut tests).is_empty());
+        assert_eq!(tests, kept);
+        s.since_start.insert(SLO.into(), c(20.0, 2e4));
+        s.baseline.insert(SLO.into(), c(20.0, 2e4));
+        assert_eq!(s.look(&g, &mut tests)[SLO].looks, 2);
+        // `latency` has no baseline: no test for it.
+        assert!(!tests.contains_key("latency"));
     }
 
     #[test]

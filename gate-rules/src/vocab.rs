@@ -123,10 +123,21 @@ pub struct ErrorDelta {
     pub absolute: f64,
     /// `absolute / baseline_ratio`; `+Inf` when the baseline has no errors and the train has some.
     pub relative: f64,
-    /// One-sided p-value for "the train's error ratio is higher than the baseline's".
+    /// The e-value of the anytime-valid test that the train's error rate exceeds
+    /// `1 + min_effect` times the baseline's, at this evaluation (see `docs/statistics.md`).
+    pub e_value: f64,
+    /// Anytime-valid p-value: the minimum over the train's looks of `1 / e_value`, at most 1.
     pub p_value: f64,
-    /// `p_value < alpha`.
+    /// `p_value < alpha`; unknown to rules when `p_value` is NaN.
     pub significant: bool,
+    /// Anytime-valid lower confidence bound (level `1 − alpha`) on the train's error rate
+    /// divided by the baseline's; 0 while no ratio is ruled out.
+    pub ratio_lower: f64,
+    /// Evaluations that carried new traffic on both sides.
+    pub looks: u64,
+    /// The estimated dispersion of the error counts (1 for Poisson noise); above 1.25 each look
+    /// counts less.
+    pub dispersion: f64,
     /// The train's error ratio since start.
     pub train_ratio: f64,
     /// The baseline's error ratio.

@@ -1,7 +1,9 @@
 //! `gate eval`: one stateless evaluation of one train, straight against Prometheus.
 //!
 //! It runs exactly the code path of the daemon's scheduler ([`gate_engine::evaluate`]) for a
-//! single train at `--at`, with a fresh state: `for` and `resume_after` do not apply. The exit
+//! single train at `--at`, with a fresh state: `for` and `resume_after` do not apply. The one
+//! thing rebuilt is the history of the `error_delta` tests: [`gate_engine::looks`] takes the
+//! looks the daemon takes, at every `interval` from the train's start, so both agree. The exit
 //! code is the verdict (0 promote, 3 rollback, 4 pause, 5 pending) or 6 when Prometheus could
 //! not be queried — a telemetry failure is never turned into a verdict here.
 
@@ -9,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gate_engine::evaluate;
 use gate_engine::planner::TrainSpec;
 use gate_engine::prometheus::PrometheusClient;
+use gate_engine::{evaluate, looks};
 use gate_rules::config::Config;
 use gate_rules::decide::{Mode, TrainState};
 
@@ -64,6 +66,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         baseline,
     };
     let trains = std::slice::from_ref(&train);
+    let prev = TrainState {
+        sequential: looks::before(&client, &config, gate, &train, at)
+            .await
+            .map_err(|e| exit::usage(e.to_string()))?,
+        ..TrainState::default()
+    };
     let fetched = evaluate::fetch(&client, &config, gate, trains, at)
         .await
         .map_err(|e| exit::usage(e.to_string()))?;
@@ -74,7 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         &train,
         &fetched.plan,
         signals,
-        &TrainState::default(),
+        &prev,
         Mode::Stateless,
     );
 

@@ -8,6 +8,7 @@ pub mod eval;
 pub mod import;
 pub mod outbox;
 pub mod override_;
+pub mod replay;
 pub mod serve;
 pub mod status;
 pub mod train;

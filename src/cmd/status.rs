@@ -391,6 +391,7 @@ fn history_line(e: &Event, color: bool) -> Option<String> {
             reason,
             rule,
             evaluated_at,
+            ..
         } => Some(format!(
             "{}  #{seq}  {} → {}  {}{}",
             format_time(*evaluated_at),
@@ -530,6 +531,7 @@ mod tests {
             unknown_reason: None,
             streak: 0,
             for_evaluations: 1,
+            dry_run: false,
             thresholds: thresholds
                 .iter()
                 .map(|(signal, value)| ThresholdReport {
@@ -569,6 +571,8 @@ mod tests {
             baseline_desc: None,
             inconclusive: false,
             telemetry_error: None,
+            would_have: None,
+            dry_run: false,
             rules: vec![
                 rule(
                     "fast-burn",
@@ -626,6 +630,7 @@ mod tests {
             pinned: None,
             consecutive_errors: 0,
             evaluating: true,
+            worst_burn: None,
         }
     }
 

@@ -816,7 +816,11 @@ mod tests {
             async fn poll(&mut self, _: Option<u64>, _: Duration) -> Result<Polled, ClientError> {
                 let train: Train = serde_json::from_value(serde_json::json!({
                     "train": "t-1", "gate": "g", "started_at": "2026-11-01T11:00:00Z",
-                    "state": "stopped", "decision": "pending", "seq": 0, "reason": "stopped"
+                    "state": "stopped", "decision": "pending", "seq": 0, "reason": "stopped",
+                    "rule": null, "evaluated_at": null, "baseline": null, "labels": {},
+                    "registered_at": "2026-11-01T11:00:00Z", "promoted_at": null,
+                    "stopped_at": "2026-11-01T11:30:00Z", "pinned": null,
+                    "consecutive_errors": 0, "evaluating": false
                 }))
                 .unwrap();
                 Ok(Polled {

@@ -16,6 +16,7 @@
 //! | `gate_trains` | gauge | `state` — trains by lifecycle state, counted at scrape |
 //! | `gate_train_decision` | gauge | `train`, `gate`, `decision` — 1 for the current decision |
 //! | `gate_train_burn_rate` | gauge | `train`, `slo`, `window` — the burn rates the rules read |
+//! | `gate_train_would_have` | gauge | `train`, `gate`, `decision`, `dry_run="true"` — 1 for the decision the train's dry-run rules would have made, while it differs from the actual one |
 //!
 //! Cardinality is bounded by the active trains: the per-train series of a train are removed
 //! when it leaves the set they describe (`gate_train_decision`: done or stopped;
@@ -73,6 +74,14 @@ struct TrainDecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WouldHaveLabels {
+    train: String,
+    gate: String,
+    decision: String,
+    dry_run: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BurnRateLabels {
     train: String,
     slo: String,
@@ -90,6 +99,7 @@ fn cycle_histogram() -> Histogram {
 #[derive(Debug, Default)]
 struct TrainSeries {
     decision: Option<TrainDecisionLabels>,
+    would_have: Option<WouldHaveLabels>,
     burn_rates: Vec<BurnRateLabels>,
 }
 
@@ -108,6 +118,8 @@ pub struct TrainGauges<'a> {
     pub evaluated: bool,
     /// The burn rates with data of its latest evaluation (exported while it is evaluated).
     pub burn_rates: &'a [BurnRate],
+    /// What the train's dry-run rules would have decided, when that differs.
+    pub would_have: Option<Decision>,
 }
 
 /// One burn rate with data: `(slo, window, value)`.
@@ -124,6 +136,7 @@ pub struct Metrics {
     cycle_seconds: CycleHistograms,
     trains: Family<StateLabels, Gauge>,
     train_decision: Family<TrainDecisionLabels, Gauge>,
+    train_would_have: Family<WouldHaveLabels, Gauge>,
     train_burn_rate: Family<BurnRateLabels, Gauge<f64, AtomicU64>>,
     per_train: Mutex<HashMap<TrainId, TrainSeries>>,
 }
@@ -141,6 +154,7 @@ impl Metrics {
             cycle_seconds: Family::new_with_constructor(cycle_histogram as fn() -> Histogram),
             trains: Family::default(),
             train_decision: Family::default(),
+            train_would_have: Family::default(),
             train_burn_rate: Family::default(),
             per_train: Mutex::new(HashMap::new()),
         };
@@ -183,6 +197,12 @@ impl Metrics {
             "gate_train_decision",
             "1 for the current decision of each active train",
             metrics.train_decision.clone(),
+        );
+        registry.register(
+            "gate_train_would_have",
+            "1 for the decision an active train's dry-run rules would have made, while it \
+             differs from the actual decision",
+            metrics.train_would_have.clone(),
         );
         registry.register(
             "gate_train_burn_rate",
@@ -268,6 +288,25 @@ impl Metrics {
             series.decision = decision;
         }
 
+        let would_have = train
+            .would_have
+            .filter(|_| train.lifecycle.is_active())
+            .map(|d| WouldHaveLabels {
+                train: train.train.to_string(),
+                gate: train.gate.to_string(),
+                decision: d.as_str().to_string(),
+                dry_run: "true".to_string(),
+            });
+        if series.would_have != would_have {
+            if let Some(old) = series.would_have.take() {
+                self.train_would_have.remove(&old);
+            }
+            if let Some(new) = &would_have {
+                self.train_would_have.get_or_create(new).set(1);
+            }
+            series.would_have = would_have;
+        }
+
         let rates = if train.evaluated {
             train.burn_rates
         } else {
@@ -289,10 +328,23 @@ impl Metrics {
         }
         series.burn_rates = labels;
 
-        if series.decision.is_none() && series.burn_rates.is_empty() {
+        if series.decision.is_none() && series.would_have.is_none() && series.burn_rates.is_empty()
+        {
             per_train.remove(train.train);
         }
     }
+}
+
+/// The `would_have` of an evaluation's stored evidence (`None` when absent or unreadable).
+pub fn would_have_in(evidence: &Evidence) -> Option<Decision> {
+    #[derive(serde::Deserialize)]
+    struct Report {
+        #[serde(default)]
+        would_have: Option<Decision>,
+    }
+    serde_json::from_str::<Report>(evidence.as_str())
+        .ok()
+        .and_then(|r| r.would_have)
 }
 
 /// The burn rates with data in an evaluation's signals.
@@ -429,6 +481,7 @@ mod tests {
             lifecycle: Lifecycle::Verifying,
             evaluated: true,
             burn_rates: &rates,
+            would_have: None,
         };
         m.set_train(&gauges);
         let text = scrape(&registry);

@@ -30,9 +30,11 @@
 //!   and is restarted with the new targets.
 
 pub mod api;
+pub mod list;
 pub mod metrics;
 pub mod scheduler;
 pub mod state;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -220,6 +222,18 @@ impl Shared {
         burn_rates: &[metrics::BurnRate],
     ) {
         let r = &view.record;
+        // Read back only for gates that have dry-run rules: the others have nothing to show.
+        let shadows = |config: &Config| {
+            config
+                .gate(&r.gate)
+                .is_some_and(|g| g.rules.iter().any(|rule| rule.dry_run))
+        };
+        let would_have = match &r.evaluation {
+            Some(evidence) if evaluated && shadows(&self.runtime().config) => {
+                metrics::would_have_in(evidence)
+            }
+            _ => None,
+        };
         self.metrics.set_train(&metrics::TrainGauges {
             train: &r.id,
             gate: &r.gate,
@@ -227,6 +241,7 @@ impl Shared {
             lifecycle: r.lifecycle,
             evaluated,
             burn_rates,
+            would_have,
         });
         self.trains.publish(view);
     }

@@ -23,13 +23,14 @@
 //! An evaluation computed while an override landed is refused by the store as stale (it
 //! carries the seq it started from); the train's view is then refreshed from the store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gate_rules::config::{Config, Gate};
+use gate_rules::config::{BaselineKind, Config, Gate};
 use gate_rules::decide::Mode;
+use gate_rules::sequential::SequentialState;
 use gate_rules::Decision;
 use gate_rules::TrainId;
 use tokio::sync::watch;
@@ -40,6 +41,7 @@ use super::metrics::{self, BurnRate};
 use super::state::{is_evaluated, TrainView};
 use super::{BlockingError, Shared};
 use crate::evaluate;
+use crate::looks;
 use crate::planner::TrainSpec;
 use crate::store::{
     EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, TrainRecord, WriteOutcome,
@@ -143,6 +145,9 @@ async fn gate_task(shared: Arc<Shared>, gate: String, mut stop: watch::Receiver<
     }
 }
 
+/// The most looks the scheduler takes to catch up a train registered long after its start.
+const CATCH_UP_LOOKS: usize = 12;
+
 /// One evaluation cycle of `gate_name` (see the module docs). `None` when the gate is not
 /// configured or has no train to evaluate.
 pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> {
@@ -170,6 +175,23 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
         ..CycleReport::default()
     };
     let n = views.len() as u64;
+
+    // A train evaluated here for the first time long after its start (registered late) takes
+    // the looks its anytime-valid tests missed, once, as `gate eval` does: otherwise its whole
+    // history would be one look, which can never be significant, and it could promote on
+    // verification before its error delta is seen.
+    let mut seeded: HashMap<TrainId, BTreeMap<String, SequentialState>> = HashMap::new();
+    if gate.baseline != BaselineKind::None {
+        for (view, spec) in views.iter().zip(&specs) {
+            if view.record.state.decision.is_none() && looks::times(gate, spec, at).len() > 1 {
+                if let Ok(tests) =
+                    looks::catch_up(&runtime.client, config, gate, spec, at, CATCH_UP_LOOKS).await
+                {
+                    seeded.insert(spec.id.clone(), tests);
+                }
+            }
+        }
+    }
 
     let fetched = match evaluate::fetch(&runtime.client, config, gate, &specs, at).await {
         Ok(fetched) => fetched,
@@ -199,6 +221,7 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
                 &views,
                 &specs,
                 &fetched,
+                &seeded,
                 at,
             ))
         })
@@ -259,6 +282,7 @@ fn decide_all(
     views: &[Arc<TrainView>],
     specs: &[TrainSpec],
     fetched: &evaluate::Fetched,
+    seeded: &HashMap<TrainId, BTreeMap<String, SequentialState>>,
     at: DateTime<Utc>,
 ) -> Decided {
     let mut failure: Option<String> = None;
@@ -278,13 +302,23 @@ fn decide_all(
             failure.get_or_insert_with(|| msg.clone());
         }
         let prev = &view.record;
+        let caught_up;
+        let prev_state = match seeded.get(&spec.id) {
+            Some(tests) => {
+                let mut state = prev.state.clone();
+                state.sequential = tests.clone();
+                caught_up = state;
+                &caught_up
+            }
+            None => &prev.state,
+        };
         let (evaluation, evaluation_report) = evaluate::decide_train(
             config,
             gate,
             spec,
             &fetched.plan,
             signals,
-            &prev.state,
+            prev_state,
             Mode::Daemon,
         );
         let evidence = match Evidence::encode(&evaluation_report) {
@@ -296,7 +330,8 @@ fn decide_all(
             }
         };
         let lifecycle = lifecycle_after(gate, prev, evaluation.decision, at);
-        let events = if evaluation.decision != prev.decision {
+        // A gate in dry-run decides and reports, but never notifies.
+        let events = if evaluation.decision != prev.decision && !gate.dry_run {
             webhook_events(
                 config,
                 &DecisionChange {
@@ -409,12 +444,25 @@ fn lifecycle_after(
     decision: Decision,
     at: DateTime<Utc>,
 ) -> Lifecycle {
+    lifecycle_for(gate, prev.decision, prev.promoted_at, decision, at)
+}
+
+/// The lifecycle state of a train that was `previous` (promoted at `promoted_at`, if it was)
+/// after an evaluation decided `decision` at `at`: the daemon's rule, which `gate replay`
+/// follows too.
+pub(crate) fn lifecycle_for(
+    gate: &Gate,
+    previous: Decision,
+    promoted_at: Option<DateTime<Utc>>,
+    decision: Decision,
+    at: DateTime<Utc>,
+) -> Lifecycle {
     match decision {
         Decision::Pending => Lifecycle::Verifying,
         Decision::Pause => Lifecycle::Paused,
         Decision::Rollback => Lifecycle::RolledBack,
         Decision::Promote => {
-            let since = match (prev.decision, prev.promoted_at) {
+            let since = match (previous, promoted_at) {
                 (Decision::Promote, Some(promoted_at)) => promoted_at,
                 _ => at,
             };

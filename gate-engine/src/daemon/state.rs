@@ -106,6 +106,7 @@ pub fn train_body(r: &TrainRecord, evaluating: bool, evaluation: bool) -> Train<
         consecutive_errors: r.state.consecutive_errors,
         evaluating,
         evaluation: evaluation.then(|| r.evaluation.clone()),
+        worst_burn: None,
     }
 }
 
@@ -187,7 +188,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::{TimeZone, Utc};
-    use gate_rules::decide::{Decision, TrainState};
+    use gate_rules::decide::TrainState;
+    use gate_rules::Decision;
 
     use super::*;
 

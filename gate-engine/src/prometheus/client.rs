@@ -39,6 +39,7 @@ type Observer = Arc<dyn Fn(&AttemptReport<'_>) + Send + Sync>;
 pub struct PrometheusClient {
     http: reqwest::Client,
     query_url: Url,
+    range_url: Url,
     shown_url: String,
     timeout: Duration,
     headers: HeaderMap,
@@ -78,6 +79,7 @@ impl PrometheusClient {
             )));
         }
         let query_url = join_api_path(&base, "api/v1/query");
+        let range_url = join_api_path(&base, "api/v1/query_range");
 
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
@@ -116,6 +118,7 @@ impl PrometheusClient {
             http,
             shown_url: redact::url(&query_url),
             query_url,
+            range_url,
             timeout,
             headers,
             retry: RetryPolicy::default(),
@@ -163,17 +166,45 @@ impl PrometheusClient {
         promql: &str,
         time: DateTime<Utc>,
     ) -> Result<QueryResponse, PromError> {
+        let params = [("time", format_unix_time(time))];
+        self.send(&self.query_url, promql, &params).await
+    }
+
+    /// Runs a range query (`/api/v1/query_range`) of `promql` at `start`, `start + step`, …
+    /// up to `end`; the answer is a matrix. Retried like [`PrometheusClient::query`].
+    /// Prometheus refuses more than 11,000 points per series: callers chunk longer ranges.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<QueryResponse, PromError> {
+        let params = [
+            ("start", format_unix_time(start)),
+            ("end", format_unix_time(end)),
+            ("step", format_timeout(step)),
+        ];
+        self.send(&self.range_url, promql, &params).await
+    }
+
+    /// Sends one query to `url` with `params`, retrying transient failures.
+    async fn send(
+        &self,
+        url: &Url,
+        promql: &str,
+        params: &[(&str, String)],
+    ) -> Result<QueryResponse, PromError> {
         let started = Instant::now();
         let budget = self.retry.budget(self.timeout);
         let max_attempts = self.retry.max_attempts.max(1);
-        let time_param = format_unix_time(time);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let remaining = budget.saturating_sub(started.elapsed());
             let attempt_timeout = self.timeout.min(remaining);
             let attempt_started = Instant::now();
-            let result = self.attempt(promql, &time_param, attempt_timeout).await;
+            let result = self.attempt(url, promql, params, attempt_timeout).await;
             if let Some(observer) = &self.observer {
                 observer(&AttemptReport {
                     query: promql,
@@ -216,20 +247,19 @@ impl PrometheusClient {
     /// One HTTP request and its parsed answer.
     async fn attempt(
         &self,
+        url: &Url,
         promql: &str,
-        time_param: &str,
+        params: &[(&str, String)],
         timeout: Duration,
     ) -> Result<Parsed, Failure> {
         let timeout_param = format_timeout(timeout);
+        let mut form: Vec<(&str, &str)> = vec![("query", promql), ("timeout", &timeout_param)];
+        form.extend(params.iter().map(|(k, v)| (*k, v.as_str())));
         let request = self
             .http
-            .post(self.query_url.clone())
+            .post(url.clone())
             .headers(self.headers.clone())
-            .form(&[
-                ("query", promql),
-                ("time", time_param),
-                ("timeout", &timeout_param),
-            ]);
+            .form(&form);
         self.queries_sent.fetch_add(1, Ordering::Relaxed);
         let exchange = async {
             let response = request.send().await?;
@@ -289,6 +319,7 @@ mod tests {
             timeout: PromDuration::from_duration(timeout).expect("non-zero timeout"),
             headers: BTreeMap::new(),
             bearer_token_env: None,
+            external_url: url.to_string(),
         }
     }
 

@@ -38,6 +38,9 @@ struct Prometheus<'a> {
     headers: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bearer_token_env: Option<&'a str>,
+    /// Written only when it differs from `url` (its default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_url: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +76,7 @@ struct GateFile<'a> {
     max_consecutive_errors: u32,
     resume_after: u32,
     alpha: f64,
+    min_effect: f64,
     rules: Vec<RuleFile<'a>>,
 }
 
@@ -106,6 +110,8 @@ impl<'a> From<&'a Config> for File<'a> {
                 timeout: c.prometheus.timeout.to_string(),
                 headers: &c.prometheus.headers,
                 bearer_token_env: c.prometheus.bearer_token_env.as_deref(),
+                external_url: (c.prometheus.external_url != c.prometheus.url)
+                    .then_some(c.prometheus.external_url.as_str()),
             },
             train_label: &c.train_label,
             slos: c.slos.iter().map(SloFile::from).collect(),
@@ -159,6 +165,7 @@ impl<'a> From<&'a Gate> for GateFile<'a> {
             max_consecutive_errors: g.max_consecutive_errors,
             resume_after: g.resume_after,
             alpha: g.alpha,
+            min_effect: g.min_effect,
             rules: g
                 .rules
                 .iter()

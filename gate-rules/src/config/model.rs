@@ -42,6 +42,8 @@ pub struct PrometheusConfig {
     pub headers: BTreeMap<String, String>,
     /// Environment variable holding a bearer token, if any.
     pub bearer_token_env: Option<String>,
+    /// Where people open Prometheus in a browser (links from the web page). Default: `url`.
+    pub external_url: String,
 }
 
 /// What the first counter of an SLI counts.
@@ -115,10 +117,16 @@ pub struct Gate {
     pub max_consecutive_errors: u32,
     /// Clean evaluations that lift a rule-caused pause (default `4`).
     pub resume_after: u32,
-    /// Significance level of `error_delta(...).significant` (default `0.01`).
+    /// Significance level of `error_delta(...).significant` (default `0.01`): the chance
+    /// that a healthy train is ever flagged, however often it is evaluated.
     pub alpha: f64,
+    /// Relative margin of `error_delta(...)` (default `0.05`): a train whose error rate is at
+    /// most `1 + min_effect` times the baseline's counts as healthy.
+    pub min_effect: f64,
     /// Rules, in file order.
     pub rules: Vec<Rule>,
+    /// The whole gate in dry-run: it decides and reports, but never notifies (default `false`).
+    pub dry_run: bool,
 }
 
 /// A gate rule.
@@ -133,6 +141,9 @@ pub struct Rule {
     /// Consecutive evaluations the condition must hold before it takes effect (daemon; default 1).
     #[serde(rename = "for")]
     pub for_evaluations: u32,
+    /// A dry-run rule is evaluated and reported like any other, but never changes the
+    /// decision; the evaluation's `would_have` says what it would have decided (default `false`).
+    pub dry_run: bool,
     /// The compiled condition.
     #[serde(skip)]
     pub expr: CompiledExpr,

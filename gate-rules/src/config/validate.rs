@@ -319,8 +319,10 @@ fn build(
     compiled: Vec<Vec<Option<CompiledExpr>>>,
     gate_slos: Vec<Option<Vec<String>>>,
 ) -> Option<Config> {
+    let url = raw.prometheus.url.or(DEFAULT_PROMETHEUS_URL.to_string())?;
     let prometheus = PrometheusConfig {
-        url: raw.prometheus.url.or(DEFAULT_PROMETHEUS_URL.to_string())?,
+        external_url: raw.prometheus.external_url.or(url.clone())?,
+        url,
         timeout: raw.prometheus.timeout.or(PromDuration::from_secs(10))?,
         headers: raw.prometheus.headers.or(Default::default())?,
         bearer_token_env: optional(&raw.prometheus.bearer_token_env)?,
@@ -386,6 +388,7 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
                 when: rule.when.value()?.clone(),
                 then: *rule.then.value()?,
                 for_evaluations: rule.for_evaluations.or(1)?,
+                dry_run: rule.dry_run.or(false)?,
                 expr: expr?,
             })
         })
@@ -403,7 +406,9 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
         max_consecutive_errors: raw.max_consecutive_errors.or(3)?,
         resume_after: raw.resume_after.or(4)?,
         alpha: raw.alpha.or(0.01)?,
+        min_effect: raw.min_effect.or(0.05)?,
         rules,
+        dry_run: raw.dry_run.or(false)?,
     })
 }
 

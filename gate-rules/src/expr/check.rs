@@ -902,7 +902,11 @@ mod tests {
         for field in [
             "absolute",
             "relative",
+            "e_value",
             "p_value",
+            "ratio_lower",
+            "looks",
+            "dispersion",
             "train_ratio",
             "baseline_ratio",
         ] {

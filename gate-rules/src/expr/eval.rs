@@ -99,17 +99,24 @@ fn bind(resolved: &Resolved) -> Option<Box<dyn Val>> {
                     fields.insert(name.to_string(), Value::Float(value));
                 }
             }
-            fields.insert("significant".to_string(), Value::Bool(delta.significant));
+            // `significant` of a NaN p-value is unknown, not false.
+            if !delta.p_value.is_nan() {
+                fields.insert("significant".to_string(), Value::Bool(delta.significant));
+            }
             Box::<dyn Val>::try_from(Value::from(fields)).ok()
         }
     }
 }
 
-fn delta_numbers(delta: &ErrorDelta) -> [(&'static str, f64); 5] {
+fn delta_numbers(delta: &ErrorDelta) -> [(&'static str, f64); 9] {
     [
         ("absolute", delta.absolute),
         ("relative", delta.relative),
+        ("e_value", delta.e_value),
         ("p_value", delta.p_value),
+        ("ratio_lower", delta.ratio_lower),
+        ("looks", delta.looks as f64),
+        ("dispersion", delta.dispersion),
         ("train_ratio", delta.train_ratio),
         ("baseline_ratio", delta.baseline_ratio),
     ]
@@ -125,10 +132,13 @@ fn resolved_json(resolved: &Resolved) -> serde_json::Value {
             for (name, value) in delta_numbers(delta) {
                 object.insert(name.to_string(), number_json(value));
             }
-            object.insert(
-                "significant".to_string(),
-                serde_json::Value::Bool(delta.significant),
-            );
+            // `null` when the p-value is NaN: unknown, as rules see it.
+            let significant = if delta.p_value.is_nan() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::Bool(delta.significant)
+            };
+            object.insert("significant".to_string(), significant);
             serde_json::Value::Object(object)
         }
     }
@@ -303,6 +313,31 @@ mod tests {
     }
 
     #[test]
+    fn significant_of_a_nan_p_value_is_unknown() {
+        let mut nan_p = delta(2.0, false);
+        if let Resolved::Delta(Some(d)) = &mut nan_p {
+            d.p_value = f64::NAN;
+        }
+        let table = Table::default().with(delta_ref(), nan_p);
+        for when in [
+            r#"error_delta("checkout-availability").significant"#,
+            r#"!error_delta("checkout-availability").significant"#,
+        ] {
+            let (t, values) = compiled(when).evaluate(&table);
+            assert!(matches!(t, Truth::Unknown(_)), "{when}: {t:?}");
+            let evidence = &values[r#"error_delta("checkout-availability")"#];
+            assert_eq!(evidence["significant"], serde_json::Value::Null);
+            assert_eq!(evidence["p_value"], "NaN");
+        }
+        // The other fields still evaluate.
+        let t = truth(
+            r#"error_delta("checkout-availability").relative > 1.0"#,
+            &table,
+        );
+        assert_eq!(t, Truth::True);
+    }
+
+    #[test]
     fn values_are_keyed_by_canonical_call_and_resolved_once() {
         let c = compiled(
             r#"burn_rate("checkout-availability", "60m") > 1.0 && burn_rate("checkout-availability", "1h") > 2.0
@@ -321,7 +356,8 @@ mod tests {
             serde_json::json!({
                 r#"burn_rate("checkout-availability", "1h")"#: "+Inf",
                 r#"error_delta("checkout-availability")"#: {
-                    "absolute": 0.25, "relative": "+Inf", "p_value": 0.001, "significant": true,
+                    "absolute": 0.25, "relative": "+Inf", "e_value": 1000.0, "p_value": 0.001,
+                    "significant": true, "ratio_lower": 1.7, "looks": 40.0, "dispersion": 1.0,
                     "train_ratio": 0.5, "baseline_ratio": 0.25
                 },
                 "age()": "NaN",
@@ -374,7 +410,9 @@ mod tests {
             max_consecutive_errors: 3,
             resume_after: 4,
             alpha: 0.01,
+            min_effect: 0.05,
             rules: Vec::new(),
+            dry_run: false,
         };
         let mut signals = Signals::default();
         let counts = Counts {
@@ -389,6 +427,7 @@ mod tests {
             signals: &signals,
             slos: &slos,
             gate: &gate,
+            verdicts: &std::collections::BTreeMap::new(),
         };
         let (t, values) = c.evaluate(&resolver);
         assert_eq!(
@@ -416,6 +455,7 @@ mod tests {
             signals: &signals,
             slos: &slos,
             gate: &gate,
+            verdicts: &std::collections::BTreeMap::new(),
         };
         assert_eq!(c.evaluate(&resolver).0, Truth::False);
     }

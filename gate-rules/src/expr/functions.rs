@@ -122,11 +122,15 @@ impl Func {
 }
 
 /// The fields of `error_delta(...)` and their types.
-pub(super) const DELTA_FIELDS: [(&str, Ty); 6] = [
+pub(super) const DELTA_FIELDS: [(&str, Ty); 10] = [
     ("absolute", Ty::Double),
     ("relative", Ty::Double),
+    ("e_value", Ty::Double),
     ("p_value", Ty::Double),
     ("significant", Ty::Bool),
+    ("ratio_lower", Ty::Double),
+    ("looks", Ty::Double),
+    ("dispersion", Ty::Double),
     ("train_ratio", Ty::Double),
     ("baseline_ratio", Ty::Double),
 ];

@@ -57,8 +57,12 @@ pub(super) fn delta(relative: f64, significant: bool) -> Resolved {
     Resolved::Delta(Some(ErrorDelta {
         absolute: 0.25,
         relative,
+        e_value: if significant { 1000.0 } else { 2.5 },
         p_value: if significant { 0.001 } else { 0.4 },
         significant,
+        ratio_lower: if significant { 1.7 } else { 0.0 },
+        looks: 40,
+        dispersion: 1.0,
         train_ratio: 0.5,
         baseline_ratio: 0.25,
     }))

@@ -23,7 +23,7 @@ fn token_tag(token: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn authorized(headers: &HeaderMap, token: &str) -> bool {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -62,13 +62,10 @@ pub(crate) async fn auth(State(shared): AppState, req: Request, next: Next) -> R
 }
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-    use axum::http::Request;
-    use serde_json::{json, Value};
 
     use super::*;
-    use crate::daemon::api::tests::{plain, train, UNREACHABLE};
-    use crate::daemon::tests::{config_yaml, harness, send, t0, tid};
+    use crate::daemon::api::tests::{train, UNREACHABLE};
+    use crate::daemon::tests::{config_yaml, harness};
     use crate::daemon::ApiOptions;
 
     #[tokio::test]

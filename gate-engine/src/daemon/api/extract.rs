@@ -67,12 +67,10 @@ pub(crate) fn train_id(id: &str) -> Result<TrainId, ApiError> {
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
-    use serde_json::{json, Value};
 
     use super::*;
-    use crate::daemon::api::tests::{plain, train, UNREACHABLE};
-    use crate::daemon::tests::{config_yaml, harness, send, t0, tid};
-    use crate::daemon::ApiOptions;
+    use crate::daemon::api::tests::plain;
+    use crate::daemon::tests::send;
 
     #[tokio::test]
     async fn malformed_bodies_are_json_errors() {

@@ -3,7 +3,7 @@
 //! | method | path | success | errors |
 //! |---|---|---|---|
 //! | POST | `/v1/trains` | 201 registered, 200 same body again | 400 bad ID/JSON, 409 different body, 422 unknown gate |
-//! | GET | `/v1/trains?state=active\|all` | 200 `{trains: [...]}` | 400 |
+//! | GET | `/v1/trains?state=&gate=&limit=&cursor=` | 200 `{trains: [...], next_cursor}` | 400 |
 //! | GET | `/v1/trains/{id}` | 200 train with `evaluation` | 404 |
 //! | GET | `/v1/trains/{id}/decision?wait=30s&after_seq=N` | 200 `{train, decision, reason, seq, evaluated_at, …}` | 404 |
 //! | POST | `/v1/trains/{id}/override` | 200 the new decision | 404, 409 stopped / nothing to resume, 422 |
@@ -88,6 +88,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             auth::auth,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(super::web::router())
         .with_state(shared)
 }
 

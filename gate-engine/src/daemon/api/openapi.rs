@@ -2,7 +2,7 @@
 //! `#[utoipa::path]` annotations on the handlers in [`super::trains`] and [`super::ops`].
 //!
 //! It is served at `GET /v1/openapi.json` and committed as `docs/openapi.json`, which a test
-//! keeps equal to [`document`] (`UPDATE_OPENAPI=1 cargo test -p gate-engine openapi`
+//! keeps equal to [`document`] (`UPDATE_OPENAPI=1 cargo test --workspace --lib openapi`
 //! rewrites it). Another test checks that every route of the router is in the document, so a
 //! route cannot be added without its description.
 
@@ -93,7 +93,7 @@ mod tests {
         assert!(
             committed == generated,
             "docs/openapi.json is not the document the code generates; regenerate it with\n  \
-             UPDATE_OPENAPI=1 cargo test -p gate-engine --lib openapi\nand commit it"
+             UPDATE_OPENAPI=1 cargo test --workspace --lib openapi\nand commit it"
         );
     }
 

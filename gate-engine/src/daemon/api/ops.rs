@@ -171,11 +171,11 @@ pub(crate) async fn readyz(State(shared): AppState) -> Response {
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     use super::*;
     use crate::daemon::api::tests::{plain, train, UNREACHABLE};
-    use crate::daemon::tests::{config_yaml, harness, send, t0, tid};
+    use crate::daemon::tests::{config_yaml, harness};
     use crate::daemon::ApiOptions;
 
     #[tokio::test]

@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use super::extract::train_id;
 use super::{json_body, ApiError, ApiJson, ApiQuery, AppState, TrainPath, MAX_WAIT};
+use crate::daemon::list::{self, ListFilter};
 use crate::daemon::scheduler::webhook_events;
 use crate::daemon::state::{self, TrainView};
 use crate::daemon::{BlockingError, Shared};
@@ -165,15 +166,25 @@ pub(crate) async fn register(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// `active` (default: trains neither done nor stopped) or `all`.
-    #[param(pattern = "^(active|all)$")]
+    /// `active` (default: trains neither done nor stopped), `all`, or states among
+    /// `verifying`, `promoted`, `paused`, `rolled_back`, `done`, `stopped`, comma-separated.
     #[serde(default)]
     state: Option<String>,
+    /// Only the trains of this gate.
+    #[serde(default)]
+    gate: Option<String>,
+    /// At most this many trains (1–1000); without it, the list is not cut.
+    #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[utoipa::path(
     get, path = "/v1/trains", tag = "trains",
-    description = "The trains by start time, each without `evaluation`.",
+    description = "The trains by start time (then ID), each without `evaluation` and with `worst_burn`; with `limit`, one page and the `next_cursor` of the next.",
     params(ListQuery),
     responses(
         (status = 200, description = "The trains", body = TrainList),
@@ -187,36 +198,41 @@ pub(crate) async fn list(
     State(shared): AppState,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    let filter = ListFilter::parse(
+        query.state.as_deref(),
+        query.gate.as_deref(),
+        query.limit.as_deref(),
+        query.cursor.as_deref(),
+    )
+    .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
     let config = shared.runtime().config.clone();
-    match query.state.as_deref().unwrap_or("active") {
-        "active" => {
-            let views = shared.trains.filter(|v| v.record.lifecycle.is_active());
-            let trains = views
+    let (trains, next_cursor) = if filter.needs_store() {
+        let records = shared
+            .blocking(|store| store.trains(TrainFilter::All))
+            .await?;
+        list::page(
+            records.iter().map(|r| {
+                let evaluating = state::is_evaluated(r.lifecycle) && config.gate(&r.gate).is_some();
+                (r, evaluating)
+            }),
+            &filter,
+        )
+    } else {
+        let views = shared.trains.filter(|v| v.record.lifecycle.is_active());
+        list::page(
+            views
                 .iter()
-                .map(|v| v.summary(shared.evaluating(v, &config), false))
-                .collect();
-            Ok(json_body(StatusCode::OK, &TrainList { trains }))
-        }
-        "all" => {
-            let records = shared
-                .blocking(|store| store.trains(TrainFilter::All))
-                .await?;
-            let trains = records
-                .iter()
-                .map(|r| {
-                    let evaluating =
-                        state::is_evaluated(r.lifecycle) && config.gate(&r.gate).is_some();
-                    state::train_body(r, evaluating, false)
-                })
-                .collect();
-            Ok(json_body(StatusCode::OK, &TrainList { trains }))
-        }
-        other => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("state must be `active` or `all`, not `{other}`"),
-        )),
-    }
+                .map(|v| (&v.record, shared.evaluating(v, &config))),
+            &filter,
+        )
+    };
+    Ok(json_body(
+        StatusCode::OK,
+        &TrainList {
+            trains,
+            next_cursor,
+        },
+    ))
 }
 
 #[utoipa::path(
@@ -588,8 +604,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::daemon::api::tests::{plain, train, UNREACHABLE};
-    use crate::daemon::tests::{config_yaml, harness, send, t0, tid};
+    use crate::daemon::api::tests::{plain, train};
+    use crate::daemon::tests::{send, t0, tid};
     use crate::daemon::ApiOptions;
 
     #[tokio::test]

@@ -225,6 +225,36 @@ impl Reader<'_, '_> {
         }
     }
 
+    /// `true` or `false`.
+    pub(super) fn boolean(&mut self, entry: Entry<'_>) -> Field<bool> {
+        let Some((key, node)) = entry else {
+            return Field::Absent;
+        };
+        if let Kind::Bool = node.kind {
+            let value = match self.source(node).to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            if let Some(value) = value {
+                return Field::Present(At {
+                    value,
+                    span: node.span,
+                });
+            }
+        }
+        self.error(
+            node.span,
+            format!(
+                "`{}` must be true or false, found {}",
+                key.name,
+                node.kind.describe()
+            ),
+            Some("write `true` or `false`".to_string()),
+        );
+        Field::Invalid
+    }
+
     pub(super) fn count(&mut self, entry: Entry<'_>, min: i128) -> Field<u32> {
         self.whole(entry, min)
     }

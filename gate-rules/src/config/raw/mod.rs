@@ -87,6 +87,7 @@ pub(super) struct RawPrometheus {
     pub timeout: Field<PromDuration>,
     pub headers: Field<BTreeMap<String, String>>,
     pub bearer_token_env: Field<String>,
+    pub external_url: Field<String>,
 }
 
 #[derive(Debug)]
@@ -117,6 +118,8 @@ pub(super) struct RawGate {
     pub max_consecutive_errors: Field<u32>,
     pub resume_after: Field<u32>,
     pub alpha: Field<f64>,
+    pub dry_run: Field<bool>,
+    pub min_effect: Field<f64>,
     pub rules: Vec<RawRule>,
     /// `false` when `rules` itself was malformed (reported), so the gate cannot be built.
     pub rules_ok: bool,
@@ -128,6 +131,7 @@ pub(super) struct RawRule {
     pub when: Field<String>,
     pub then: Field<Decision>,
     pub for_evaluations: Field<u32>,
+    pub dry_run: Field<bool>,
 }
 
 #[derive(Debug)]
@@ -149,7 +153,13 @@ const TOP_FIELDS: &[&str] = &[
     "webhooks",
     "public_url",
 ];
-const PROMETHEUS_FIELDS: &[&str] = &["url", "timeout", "headers", "bearer_token_env"];
+const PROMETHEUS_FIELDS: &[&str] = &[
+    "url",
+    "timeout",
+    "headers",
+    "bearer_token_env",
+    "external_url",
+];
 const SLO_FIELDS: &[&str] = &[
     "name",
     "objective",
@@ -174,9 +184,11 @@ const GATE_FIELDS: &[&str] = &[
     "max_consecutive_errors",
     "resume_after",
     "alpha",
+    "min_effect",
     "rules",
+    "dry_run",
 ];
-const RULE_FIELDS: &[&str] = &["name", "when", "then", "for"];
+const RULE_FIELDS: &[&str] = &["name", "when", "then", "for", "dry_run"];
 const WEBHOOK_FIELDS: &[&str] = &[
     "name",
     "url",
@@ -245,6 +257,7 @@ fn read_prometheus(sink: &mut Sink<'_>, (_, node): (&Key, &Node)) -> RawPromethe
         timeout: r.duration(fields.get("timeout")),
         headers: r.headers(fields.get("headers")),
         bearer_token_env: r.env_name(fields.get("bearer_token_env")),
+        external_url: r.url(fields.get("external_url")),
     }
 }
 
@@ -491,6 +504,8 @@ impl Reader<'_, '_> {
             max_consecutive_errors: self.count(get("max_consecutive_errors"), 1),
             resume_after: self.count(get("resume_after"), 1),
             alpha: self.number(get("alpha")),
+            dry_run: self.boolean(get("dry_run")),
+            min_effect: self.number(get("min_effect")),
             rules: rules.unwrap_or_default(),
             rules_ok,
         };
@@ -505,6 +520,35 @@ impl Reader<'_, '_> {
                     Some("the significance level of error_delta, e.g. 0.01".to_string()),
                 );
                 gate.alpha = Field::Invalid;
+            }
+        }
+        if let Some(min_requests) = gate.min_requests.get() {
+            if min_requests.value == 0 {
+                self.error(
+                    min_requests.span,
+                    "`min_requests` must be at least 1, got 0".to_string(),
+                    Some(
+                        "with 0, a train that saw no traffic at all would count as verified and promote; use e.g. 100"
+                            .to_string(),
+                    ),
+                );
+                gate.min_requests = Field::Invalid;
+            }
+        }
+        if let Some(min_effect) = gate.min_effect.get() {
+            if !(min_effect.value.is_finite() && min_effect.value >= 0.0) {
+                self.error(
+                    min_effect.span,
+                    format!(
+                        "`min_effect` must be a number ≥ 0, got {}",
+                        self.source_text(min_effect.span)
+                    ),
+                    Some(
+                        "the relative increase of the error rate error_delta tolerates, e.g. 0.05 for 5 %"
+                            .to_string(),
+                    ),
+                );
+                gate.min_effect = Field::Invalid;
             }
         }
         if gate.name.is_absent() && !Fields::explains_missing(&fields, "name") {
@@ -526,6 +570,7 @@ impl Reader<'_, '_> {
             when: self.string(get("when")),
             then: self.then(get("then")),
             for_evaluations: self.count(get("for"), 1),
+            dry_run: self.boolean(get("dry_run")),
         };
         let explained = |name: &str| Fields::explains_missing(&fields, name);
         {
