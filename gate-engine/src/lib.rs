@@ -13,6 +13,7 @@ pub mod clock;
 pub mod daemon;
 pub mod evaluate;
 pub mod looks;
+pub mod offline;
 pub mod planner;
 pub mod prometheus;
 pub mod redact;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use gate_engine::store::Store;
+use gate_engine::offline::OfflineError;
 
 use super::train_id;
 use crate::exit;
@@ -50,104 +50,26 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 /// Requeues the dead letters of `train` (or all) in the store at `db`, due at `now`.
 fn redrive(db: &Path, train: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<u64> {
     let train = train.map(train_id).transpose()?;
-    if !db.exists() {
-        return Err(exit::usage(format!(
-            "no gate store at {} (point --db at the file `gate serve` uses)",
-            db.display()
-        )));
-    }
-    let store = Store::open(db)?;
-    Ok(store.redrive_dead(train.as_ref(), now)?)
+    gate_engine::offline::redrive(db, train.as_ref(), now).map_err(|e| match e {
+        OfflineError::Missing(_) => exit::usage(e.to_string()),
+        e => e.into(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use chrono::TimeZone;
-    use gate_engine::store::{
-        DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, NewTrain,
-    };
-    use gate_rules::decide::TrainState;
-    use gate_rules::Decision;
-
     use super::*;
-
-    fn t(secs: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs)
-    }
-
-    /// A store where trains `a` and `b` each have one dead-lettered event.
-    fn store_with_dead_letters(path: &Path) {
-        let store = Store::open(path).unwrap();
-        for train in ["a", "b"] {
-            let id = gate_rules::train_id::validate(train).unwrap();
-            let body = NewTrain {
-                id: id.clone(),
-                gate: "checkout".to_string(),
-                started_at: Some(t(0)),
-                baseline: None,
-                labels: BTreeMap::new(),
-            };
-            store.register(&body, t(0)).unwrap();
-            let event_id = format!("{train}-1");
-            store
-                .record_evaluation(&EvaluationWrite {
-                    train: id,
-                    based_on_seq: 0,
-                    decision: Decision::Rollback,
-                    reason: "fast-burn".to_string(),
-                    rule: Some("fast-burn".to_string()),
-                    evaluated_at: t(10),
-                    state: TrainState::default(),
-                    evidence: Evidence::encode(&serde_json::json!({})).unwrap(),
-                    lifecycle: Lifecycle::RolledBack,
-                    events: vec![NewOutboxEvent {
-                        event_id: event_id.clone(),
-                        webhook: "deployer".to_string(),
-                        payload: serde_json::json!({"id": event_id}),
-                    }],
-                })
-                .unwrap();
-            store
-                .mark_dead(&event_id, "HTTP 500", Some(500), t(20))
-                .unwrap();
-        }
-    }
-
-    fn state(path: &Path, train: &str) -> DeliveryState {
-        let id = gate_rules::train_id::validate(train).unwrap();
-        Store::open(path).unwrap().delivery_states(&id).unwrap()[0].state
-    }
-
-    #[test]
-    fn redrive_requeues_one_train_or_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gate.db");
-        store_with_dead_letters(&path);
-
-        assert_eq!(redrive(&path, Some("a"), t(30)).unwrap(), 1);
-        assert_eq!(state(&path, "a"), DeliveryState::Pending);
-        assert_eq!(state(&path, "b"), DeliveryState::Dead);
-        assert_eq!(redrive(&path, None, t(40)).unwrap(), 1);
-        assert_eq!(state(&path, "b"), DeliveryState::Pending);
-        assert_eq!(redrive(&path, None, t(50)).unwrap(), 0);
-    }
 
     #[test]
     fn a_missing_store_or_a_bad_train_id_is_a_usage_error() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.db");
-        let err = redrive(&missing, None, t(0)).unwrap_err();
+        let err = redrive(&missing, None, Utc::now()).unwrap_err();
         let exit = err.downcast_ref::<exit::Exit>().unwrap();
         assert_eq!(exit.code, exit::USAGE);
         assert!(exit.message.contains("nope.db"), "{}", exit.message);
-        assert!(!missing.exists(), "no store is created by a typo");
-
-        let path = dir.path().join("gate.db");
-        store_with_dead_letters(&path);
-        let err = redrive(&path, Some("not a train id!"), t(0)).unwrap_err();
+        let err = redrive(&missing, Some("not a train id!"), Utc::now()).unwrap_err();
         assert_eq!(err.downcast_ref::<exit::Exit>().unwrap().code, exit::USAGE);
-        assert_eq!(state(&path, "a"), DeliveryState::Dead);
+        assert!(!missing.exists(), "no store is created by a typo");
     }
 }

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use gate_api::{Lifecycle, Train};
 use gate_engine::planner::TrainSpec;
 use gate_engine::replay::{self, ReplayError, ReplayTrain, TrainReplay};
 use gate_engine::report::{format_time, EvaluationReport};
-use gate_engine::store::{Lifecycle, Store, TrainFilter, TrainRecord};
 use gate_rules::config::{Config, Gate};
 use gate_rules::{Decision, PromDuration};
 use serde::Deserialize;
@@ -322,8 +322,7 @@ async fn run_db(
             db.display()
         )));
     }
-    let records = Store::open(db)
-        .and_then(|store| store.trains(TrainFilter::All))
+    let records = gate_engine::offline::trains(db)
         .map_err(|e| exit::usage(format!("{}: not a gate store: {e}", db.display())))?;
     if let Some(name) = &args.gate {
         find_gate(config, name)?;
@@ -333,14 +332,14 @@ async fn run_db(
     let cutoff = now
         .checked_sub_signed(since)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let mut by_gate: BTreeMap<&str, Vec<&TrainRecord>> = BTreeMap::new();
+    let mut by_gate: BTreeMap<&str, Vec<&Train>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.started_at >= cutoff) {
         if args.gate.as_deref().is_some_and(|g| g != r.gate) {
             continue;
         }
         by_gate.entry(r.gate.as_str()).or_default().push(r);
     }
-    let mut rows: Vec<(&TrainRecord, TrainReplay)> = Vec::new();
+    let mut rows: Vec<(&Train, TrainReplay)> = Vec::new();
     for (name, records) in by_gate {
         let Some(gate) = config.gate(name) else {
             eprintln!(

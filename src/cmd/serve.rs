@@ -22,8 +22,7 @@ use anyhow::Context as _;
 use gate_engine::daemon::{
     ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
 };
-use gate_engine::store::Store;
-use gate_engine::webhook::{self, Deliverer, DeliveryOptions, WebhookMetrics};
+use gate_engine::webhook::{self, WebhookMetrics};
 
 use super::eval::prometheus_client;
 use super::load_config;
@@ -78,7 +77,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
 
     // The store's error names the file and why (exit 1).
-    let store = Store::open(&args.db)?;
+    let store = gate_engine::daemon::open_store(&args.db)?;
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -89,7 +88,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Daemon::start(Options {
             config,
             config_path: Some(args.config.clone()),
-            store: store.clone(),
+            store,
             clock: Arc::new(SystemClock),
             client_factory: factory,
             metrics,
@@ -112,11 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .context("cannot read the listen address")?;
 
     daemon.spawn_scheduler();
-    let delivery = tokio::spawn(deliver_webhooks(
-        Arc::clone(&daemon),
-        store,
-        webhook_metrics,
-    ));
+    let delivery = tokio::spawn(Arc::clone(&daemon).deliver_webhooks(webhook_metrics));
     tokio::spawn(handle_signals(Arc::clone(&daemon)));
 
     tracing::info!(
@@ -137,48 +132,6 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     served.context("the HTTP server failed")?;
     tracing::info!("gate serve stopped");
     Ok(exit::OK)
-}
-
-/// Runs the webhook deliverer until shutdown, restarting it with the new targets whenever a
-/// reload puts a new config in force (attempts in flight finish first; the outbox keeps
-/// everything else).
-async fn deliver_webhooks(daemon: Arc<Daemon>, store: Store, metrics: WebhookMetrics) {
-    let mut runtime = daemon.runtime();
-    let shutdown = daemon.shutdown_receiver();
-    loop {
-        let targets = runtime.borrow_and_update().webhooks.clone();
-        let deliverer = match Deliverer::with_metrics(
-            store.clone(),
-            targets,
-            metrics.clone(),
-            DeliveryOptions::default(),
-        ) {
-            Ok(deliverer) => deliverer,
-            Err(e) => {
-                tracing::error!("cannot start the webhook deliverer: {e}; webhooks stay queued");
-                return;
-            }
-        };
-        daemon.set_webhook_nudger(deliverer.nudger());
-        let mut changes = runtime.clone();
-        let mut down = shutdown.clone();
-        deliverer
-            .run(async move {
-                let reloaded = tokio::select! {
-                    changed = changes.changed() => changed.is_ok(),
-                    _ = down.wait_for(|d| *d) => true,
-                };
-                if !reloaded {
-                    // The daemon is going away: deliver until its shutdown.
-                    let _ = down.wait_for(|d| *d).await;
-                }
-            })
-            .await;
-        if *shutdown.borrow() {
-            return;
-        }
-        tracing::info!("config reloaded: webhook deliverer restarted with the new webhooks");
-    }
 }
 
 fn init_tracing(format: LogFormat) {

@@ -9,6 +9,7 @@
 //! * [`api`] — the HTTP API of SPEC §6 (axum), reading the in-memory state;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
+//! * `delivery` — the webhook deliverer, restarted with the targets of each reload;
 //!
 //! This file holds what they share ([`Shared`]): the store, the clock, the trains, the
 //! current config with its Prometheus client ([`Runtime`], swapped as a whole on reload), the
@@ -30,6 +31,7 @@
 //!   and is restarted with the new targets.
 
 pub mod api;
+mod delivery;
 pub mod list;
 pub mod metrics;
 pub mod scheduler;
@@ -322,6 +324,11 @@ fn build_client(
 /// The config's webhooks, secrets read from the environment.
 fn resolve_webhooks(config: &Config) -> Result<Vec<WebhookTarget>, WebhookError> {
     webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
+}
+
+/// Opens (or creates) the store at `path` for [`Options::store`].
+pub fn open_store(path: &std::path::Path) -> Result<Store, StoreError> {
+    Store::open(path)
 }
 
 /// The running daemon: its shared state and its scheduler.

@@ -87,6 +87,11 @@ pub fn decision_body(r: &TrainRecord) -> DecisionBody {
 
 /// A stored train as the API shows it; see [`TrainView::summary`].
 pub fn train_body(r: &TrainRecord, evaluating: bool, evaluation: bool) -> Train<Evidence> {
+    train_with(r, evaluating, evaluation.then(|| r.evaluation.clone()))
+}
+
+/// A stored train as the API shows it, with `evaluation` as given (`None`: absent).
+pub fn train_with<E>(r: &TrainRecord, evaluating: bool, evaluation: Option<Option<E>>) -> Train<E> {
     Train {
         id: r.id.clone(),
         gate: r.gate.clone(),
@@ -105,7 +110,7 @@ pub fn train_body(r: &TrainRecord, evaluating: bool, evaluation: bool) -> Train<
         pinned: r.state.pinned,
         consecutive_errors: r.state.consecutive_errors,
         evaluating,
-        evaluation: evaluation.then(|| r.evaluation.clone()),
+        evaluation,
         worst_burn: None,
     }
 }

@@ -1,0 +1,127 @@
+//! What the CLI does with a store file directly, while no daemon has to serve it: requeue
+//! dead-lettered webhook events (`gate outbox redrive --db`) and read the stored trains
+//! (`gate replay --db`).
+//!
+//! Both refuse a path that does not exist rather than create an empty store there, so a typo
+//! in `--db` is an error and not a silent "nothing to do". The trains come back as the API
+//! lists them ([`gate_api::Train`]), so the CLI reads one vocabulary whether it asked a daemon
+//! or a file.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use gate_rules::TrainId;
+
+use crate::daemon::state::{is_evaluated, train_with};
+use crate::store::{Store, StoreError, TrainFilter};
+
+/// Why a store file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// Nothing at the path.
+    #[error("no gate store at {0} (point --db at the file `gate serve` uses)")]
+    Missing(PathBuf),
+    /// The file is not a gate store, or reading it failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Requeues the dead letters of `train` (or every train's) in the store at `db`, due at
+/// `now`; returns how many. A running `gate serve` on the same file picks them up at its next
+/// poll.
+pub fn redrive(
+    db: &Path,
+    train: Option<&TrainId>,
+    now: DateTime<Utc>,
+) -> Result<u64, OfflineError> {
+    Ok(open_existing(db)?.redrive_dead(train, now)?)
+}
+
+/// Every train in the store at `db`, without evaluations. `evaluating` says whether the
+/// train's state is one the daemon evaluates (the config is not consulted).
+pub fn trains(db: &Path) -> Result<Vec<gate_api::Train>, OfflineError> {
+    let records = open_existing(db)?.trains(TrainFilter::All)?;
+    Ok(records
+        .iter()
+        .map(|r| train_with(r, is_evaluated(r.lifecycle), None))
+        .collect())
+}
+
+fn open_existing(db: &Path) -> Result<Store, OfflineError> {
+    if !db.exists() {
+        return Err(OfflineError::Missing(db.to_path_buf()));
+    }
+    Ok(Store::open(db)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{change, event, new_train, t, temp_store, tid};
+    use crate::store::DeliveryState;
+    use gate_rules::Decision;
+
+    /// A store where trains `a` and `b` each have one dead-lettered event.
+    fn store_with_dead_letters() -> (tempfile::TempDir, PathBuf) {
+        let (dir, store) = temp_store();
+        for train in ["a", "b"] {
+            store.register(&new_train(train), t(0)).unwrap();
+            let event_id = format!("{train}-1");
+            change(
+                &store,
+                train,
+                0,
+                Decision::Rollback,
+                t(10),
+                vec![event(&event_id, "deployer")],
+            );
+            store
+                .mark_dead(&event_id, "HTTP 500", Some(500), t(20))
+                .unwrap();
+        }
+        let path = dir.path().join("gate.db");
+        assert!(path.exists(), "temp_store keeps its file at gate.db");
+        (dir, path)
+    }
+
+    fn state(path: &Path, train: &str) -> DeliveryState {
+        Store::open(path)
+            .unwrap()
+            .delivery_states(&tid(train))
+            .unwrap()[0]
+            .state
+    }
+
+    #[test]
+    fn redrive_requeues_one_train_or_all() {
+        let (_dir, path) = store_with_dead_letters();
+        assert_eq!(redrive(&path, Some(&tid("a")), t(30)).unwrap(), 1);
+        assert_eq!(state(&path, "a"), DeliveryState::Pending);
+        assert_eq!(state(&path, "b"), DeliveryState::Dead);
+        assert_eq!(redrive(&path, None, t(40)).unwrap(), 1);
+        assert_eq!(state(&path, "b"), DeliveryState::Pending);
+        assert_eq!(redrive(&path, None, t(50)).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_missing_store_is_refused_and_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.db");
+        let err = redrive(&missing, None, t(0)).unwrap_err();
+        assert!(err.to_string().contains("nope.db"), "{err}");
+        assert!(matches!(trains(&missing), Err(OfflineError::Missing(_))));
+        assert!(!missing.exists(), "no store is created by a typo");
+    }
+
+    #[test]
+    fn trains_are_listed_as_the_api_lists_them() {
+        let (_dir, path) = store_with_dead_letters();
+        let listed = trains(&path).unwrap();
+        let ids: Vec<&str> = listed.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(listed.iter().all(|t| t.decision == Decision::Rollback));
+        assert!(listed
+            .iter()
+            .all(|t| !t.evaluating && t.evaluation.is_none()));
+    }
+}
