@@ -1,7 +1,7 @@
 //! Inputs shared by the criterion benchmarks: the example config, a population of trains and
 //! the synthetic query results a Prometheus would return for them.
 //!
-//! The trains mirror the scale scenario of `examples/scale.rs`: ages spread from 5 to 70
+//! The trains mirror the scale scenario of `examples/scale/`: ages spread from 5 to 70
 //! minutes, each with the previous train as its baseline, one in a hundred burning its budget
 //! fast. Results are built for the planner's own queries, so `assemble` and the decision see
 //! exactly the shapes a real cycle produces (every train present in every per-train query).
