@@ -24,7 +24,8 @@ use serde_json::value::RawValue;
 
 /// The lifecycle, override and delivery states are the API's: the store keeps their names
 /// ([`Lifecycle::as_str`] and the like) in its columns.
-pub use gate_api::{DeliveryState, Lifecycle, OverrideAction};
+/// The delivery record of one webhook event is the API's, as `events` and `status` show it.
+pub use gate_api::{Delivery, DeliveryState, Lifecycle, OverrideAction};
 
 /// An evaluation report as JSON text: encoded once, then stored and served verbatim.
 ///
@@ -266,33 +267,6 @@ pub struct OutboxEvent {
     pub created_at: DateTime<Utc>,
     /// Attempts made so far.
     pub attempts: u32,
-}
-
-/// The delivery record of one webhook event, for `events`, `status` and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Delivery {
-    /// Unique event ID.
-    pub event_id: String,
-    /// The webhook's name.
-    pub webhook: String,
-    /// The train's seq the event belongs to.
-    pub seq: u64,
-    /// Where the delivery is.
-    pub state: DeliveryState,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// When the event was queued.
-    pub created_at: DateTime<Utc>,
-    /// When the next attempt is due (meaningful while pending).
-    pub next_attempt_at: DateTime<Utc>,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
-    /// The last HTTP status received, if any.
-    pub last_status: Option<u16>,
-    /// When it was delivered.
-    pub delivered_at: Option<DateTime<Utc>>,
-    /// When it was dead-lettered.
-    pub dead_at: Option<DateTime<Utc>>,
 }
 
 /// Counts of webhook events not delivered.

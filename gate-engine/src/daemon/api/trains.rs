@@ -552,19 +552,7 @@ fn event_body(e: AuditEvent) -> Event {
             actor,
             at,
         },
-        AuditEvent::Delivery(d) => Event::Delivery(gate_api::Delivery {
-            event_id: d.event_id,
-            webhook: d.webhook,
-            seq: d.seq,
-            state: d.state,
-            attempts: d.attempts,
-            created_at: d.created_at,
-            next_attempt_at: d.next_attempt_at,
-            last_error: d.last_error,
-            last_status: d.last_status,
-            delivered_at: d.delivered_at,
-            dead_at: d.dead_at,
-        }),
+        AuditEvent::Delivery(d) => Event::Delivery(d),
         AuditEvent::Stopped { at } => Event::Stopped { at },
     }
 }
