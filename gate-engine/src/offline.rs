@@ -2,6 +2,9 @@
 //! dead-lettered webhook events (`gate outbox redrive --db`) and read the stored trains
 //! (`gate replay --db`).
 //!
+//! A redrive writes, so it takes the store's writer lock and is refused while a daemon runs
+//! on the file; reading the trains does not.
+//!
 //! Both refuse a path that does not exist rather than create an empty store there, so a typo
 //! in `--db` is an error and not a silent "nothing to do". The trains come back as the API
 //! lists them ([`gate_api::Train`]), so the CLI reads one vocabulary whether it asked a daemon
@@ -27,14 +30,18 @@ pub enum OfflineError {
 }
 
 /// Requeues the dead letters of `train` (or every train's) in the store at `db`, due at
-/// `now`; returns how many. A running `gate serve` on the same file picks them up at its next
-/// poll.
+/// `now`; returns how many. Refused while a `gate serve` writes the store
+/// ([`StoreError::InUse`]): a running daemon redrives through its API
+/// (`POST /v1/outbox/redrive`).
 pub fn redrive(
     db: &Path,
     train: Option<&TrainId>,
     now: DateTime<Utc>,
 ) -> Result<u64, OfflineError> {
-    Ok(open_existing(db)?.redrive_dead(train, now)?)
+    if !db.exists() {
+        return Err(OfflineError::Missing(db.to_path_buf()));
+    }
+    Ok(Store::open_exclusive(db)?.redrive_dead(train, now)?)
 }
 
 /// Every train in the store at `db`, without evaluations. `evaluating` says whether the
@@ -111,6 +118,21 @@ mod tests {
         assert!(err.to_string().contains("nope.db"), "{err}");
         assert!(matches!(trains(&missing), Err(OfflineError::Missing(_))));
         assert!(!missing.exists(), "no store is created by a typo");
+    }
+
+    #[test]
+    fn a_redrive_is_refused_while_a_daemon_writes_the_store() {
+        let (_dir, path) = store_with_dead_letters();
+        let daemon = Store::open_exclusive(&path).unwrap();
+        let err = redrive(&path, None, t(30)).unwrap_err();
+        assert!(
+            matches!(err, OfflineError::Store(StoreError::InUse { .. })),
+            "{err:?}"
+        );
+        assert_eq!(state(&path, "a"), DeliveryState::Dead, "nothing written");
+        assert_eq!(trains(&path).unwrap().len(), 2, "reads still work");
+        drop(daemon);
+        assert_eq!(redrive(&path, None, t(30)).unwrap(), 2);
     }
 
     #[test]

@@ -326,9 +326,10 @@ fn resolve_webhooks(config: &Config) -> Result<Vec<WebhookTarget>, WebhookError>
     webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
 }
 
-/// Opens (or creates) the store at `path` for [`Options::store`].
+/// Opens (or creates) the store at `path` for [`Options::store`], as its one writer: a second
+/// daemon on the same file is refused ([`StoreError::InUse`], naming the first one's pid).
 pub fn open_store(path: &std::path::Path) -> Result<Store, StoreError> {
-    Store::open(path)
+    Store::open_exclusive(path)
 }
 
 /// The running daemon: its shared state and its scheduler.
