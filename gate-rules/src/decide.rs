@@ -874,6 +874,8 @@ mod tests {
             alpha: 0.01,
             dry_run: false,
             min_effect: 0.05,
+            evaluation_delay: std::time::Duration::ZERO,
+            max_train_age: PromDuration::from_secs(7 * 24 * 3600),
             rules: vec![
                 rule(
                     "fast-burn",

@@ -407,6 +407,10 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
         resume_after: raw.resume_after.or(4)?,
         alpha: raw.alpha.or(0.01)?,
         min_effect: raw.min_effect.or(0.05)?,
+        evaluation_delay: raw.evaluation_delay.or(std::time::Duration::ZERO)?,
+        max_train_age: raw
+            .max_train_age
+            .or(PromDuration::from_secs(7 * 24 * 3600))?,
         rules,
         dry_run: raw.dry_run.or(false)?,
     })
@@ -472,12 +476,38 @@ mod tests {
         assert_eq!(gate.max_consecutive_errors, 3);
         assert_eq!(gate.resume_after, 4);
         assert_eq!(gate.alpha, 0.01);
+        assert_eq!(gate.evaluation_delay, std::time::Duration::ZERO);
+        assert_eq!(gate.max_train_age, PromDuration::from_secs(7 * 86_400));
         let hook = &config.webhooks[0];
         assert_eq!(hook.on, Decision::ALL.to_vec());
         assert_eq!(hook.format, WebhookFormat::Json);
         assert_eq!(hook.timeout, PromDuration::from_secs(10));
         assert_eq!(hook.max_attempts, None);
         assert_eq!(hook.secret_env, None);
+    }
+
+    #[test]
+    fn evaluation_delay_may_be_zero_and_sets_the_evaluation_time() {
+        let with = |delay: &str| {
+            let text = format!(
+                "{SLOS}gates:\n  - name: g\n    slos: [checkout]\n    evaluation_delay: {delay}\n    max_train_age: 1d\n"
+            );
+            load_str("t.yaml", &text).map(|c| c.gates[0].clone())
+        };
+        let zero = with("0s").expect("0s is allowed");
+        assert_eq!(zero.evaluation_delay, std::time::Duration::ZERO);
+        assert_eq!(zero.max_train_age, PromDuration::from_secs(86_400));
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(zero.evaluation_time(now), now);
+        let late = with("1m30s").expect("valid");
+        assert_eq!(
+            late.evaluation_time(now),
+            now - chrono::Duration::seconds(90)
+        );
+        assert!(with("soon").is_err());
+        assert!(with("90").is_err());
     }
 
     #[test]
