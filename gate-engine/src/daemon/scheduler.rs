@@ -513,21 +513,40 @@ mod tests {
     use crate::daemon::tests::{config_yaml, fake_prometheus, harness, t0, tid, FakeData, Harness};
     use crate::daemon::ApiOptions;
 
+    /// `POST /v1/trains` of `id` in gate `checkout`, started at `started_at`.
+    async fn post_train(
+        h: &Harness,
+        id: &str,
+        started_at: DateTime<Utc>,
+    ) -> (axum::http::StatusCode, serde_json::Value) {
+        let started = crate::report::format_time(started_at);
+        let body = json!({"id": id, "gate": "checkout", "started_at": started});
+        h.call("POST", "/v1/trains", Some(body), None).await
+    }
+
     async fn register(h: &Harness, id: &str, started_secs_before_t0: i64) {
         let started = t0() - chrono::Duration::seconds(started_secs_before_t0);
-        let (status, body) = h
-            .call(
-                "POST",
-                "/v1/trains",
-                Some(json!({"id": id, "gate": "checkout", "started_at": crate::report::format_time(started)})),
-                None,
-            )
-            .await;
+        let (status, body) = post_train(h, id, started).await;
         assert!(status.is_success(), "{body}");
     }
 
     fn view(h: &Harness, id: &str) -> Arc<TrainView> {
         h.shared().trains.get(&tid(id)).unwrap()
+    }
+
+    /// The kinds of the train's audit-trail events, in order.
+    async fn event_kinds(h: &Harness, id: &str) -> Vec<String> {
+        let key = tid(id);
+        let events = h.shared().blocking(move |s| s.events(&key)).await.unwrap();
+        events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
     }
 
     /// The memory view equals what the store holds.
@@ -639,18 +658,10 @@ mod tests {
         assert_mirrors_store(&h, "t-bad").await;
 
         // The change and its webhook event are in the audit trail.
-        let key = tid("t-bad");
-        let events = h.shared().blocking(move |s| s.events(&key)).await.unwrap();
-        let kinds: Vec<String> = events
-            .iter()
-            .map(|e| {
-                serde_json::to_value(e).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(kinds, ["registered", "decision", "delivery"]);
+        assert_eq!(
+            event_kinds(&h, "t-bad").await,
+            ["registered", "decision", "delivery"]
+        );
 
         // Only the healthy train is evaluated from now on.
         data.set("t-bad", 0.0, 10_000.0);
@@ -751,6 +762,68 @@ mod tests {
             v.record.reason.starts_with("override: promote"),
             "{}",
             v.record.reason
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rollback_that_newly_holds_breaks_a_promote_override_and_is_announced() {
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-1", 1800).await;
+        data.set("t-1", 2_000.0, 10_000.0); // fast-burn holds
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/trains/t-1/override",
+                Some(json!({"decision": "promote", "reason": "known noisy canary", "actor": "carol"})),
+                None,
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+
+        // The rollback the operator overrode: the pin stands.
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert!(report.changes.is_empty(), "{report:?}");
+        data.set("t-1", 1.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert!(report.changes.is_empty(), "{report:?}");
+
+        // fast-burn was false since the override: it now holds anew and breaks the pin.
+        h.clock.advance(Duration::from_secs(30));
+        data.set("t-1", 2_000.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(
+            report.changes,
+            vec![(tid("t-1"), Decision::Promote, Decision::Rollback)]
+        );
+        let v = view(&h, "t-1");
+        assert_eq!(v.record.lifecycle, Lifecycle::RolledBack);
+        assert_eq!(v.record.state.pinned, None);
+        assert_eq!(v.record.rule.as_deref(), Some("fast-burn"));
+        assert!(
+            v.record
+                .reason
+                .contains("override promote by carol: known noisy canary"),
+            "{}",
+            v.record.reason
+        );
+        assert_mirrors_store(&h, "t-1").await;
+
+        assert_eq!(
+            event_kinds(&h, "t-1").await,
+            ["registered", "override", "delivery", "decision", "delivery"],
+            "the override and the rollback each queued a webhook"
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &h.shared().registry).unwrap();
+        assert!(
+            text.contains("gate_decisions_total{gate=\"checkout\",decision=\"rollback\"} 1"),
+            "{text}"
+        );
+        assert!(
+            run_cycle(h.shared(), "checkout").await.is_none(),
+            "a rolled-back train is no longer evaluated"
         );
     }
 
