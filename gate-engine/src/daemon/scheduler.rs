@@ -161,7 +161,7 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
         return None;
     }
     let started = std::time::Instant::now();
-    let at = shared.clock.now();
+    let at = gate.evaluation_time(shared.clock.now());
     let specs: Vec<TrainSpec> = views
         .iter()
         .map(|v| TrainSpec {
@@ -534,6 +534,18 @@ mod tests {
         h.shared().trains.get(&tid(id)).unwrap()
     }
 
+    /// A harness over [`FakeData`] whose gate `checkout` also has `field` (`name: value`).
+    async fn harness_with_gate_field(field: &str) -> (FakeData, wiremock::MockServer, Harness) {
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let yaml = config_yaml(&server.uri()).replace(
+            "    interval: 30s\n",
+            &format!("    interval: 30s\n    {field}\n"),
+        );
+        let h = harness(&yaml, ApiOptions::default()).await;
+        (data, server, h)
+    }
+
     /// The kinds of the train's audit-trail events, in order.
     async fn event_kinds(h: &Harness, id: &str) -> Vec<String> {
         let key = tid(id);
@@ -825,6 +837,32 @@ mod tests {
             run_cycle(h.shared(), "checkout").await.is_none(),
             "a rolled-back train is no longer evaluated"
         );
+    }
+
+    #[tokio::test]
+    async fn a_gate_with_an_evaluation_delay_evaluates_that_far_behind_the_clock() {
+        let (data, server, h) = harness_with_gate_field("evaluation_delay: 2m").await;
+        register(&h, "t-1", 600).await;
+        data.set("t-1", 1.0, 10_000.0);
+        run_cycle(h.shared(), "checkout").await.unwrap();
+        let at = t0() - chrono::Duration::minutes(2);
+        let v = view(&h, "t-1");
+        assert_eq!(v.record.evaluated_at, Some(at));
+        // 8 minutes old at the evaluation time: still verifying (verify_for 10m).
+        assert_eq!(v.record.decision, Decision::Pending, "{}", v.record.reason);
+        let requests = server.received_requests().await.unwrap();
+        assert!(!requests.is_empty());
+        for request in &requests {
+            let time = crate::daemon::tests::form_value(&request.body, "time").unwrap();
+            assert_eq!(
+                time.parse::<f64>().unwrap(),
+                at.timestamp() as f64,
+                "{time}"
+            );
+        }
+        h.clock.advance(Duration::from_secs(120));
+        run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(view(&h, "t-1").record.decision, Decision::Promote);
     }
 
     /// [`FakeData`] answering after a delay, so that an override can land mid-cycle.
