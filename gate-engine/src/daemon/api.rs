@@ -418,7 +418,7 @@ async fn register(
         }
     }
     let config = shared.runtime().config.clone();
-    if config.gate(&body.gate).is_none() {
+    let Some(gate) = config.gate(&body.gate) else {
         let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -429,6 +429,11 @@ async fn register(
                 names.join(", ")
             ),
         ));
+    };
+    if let Some(started_at) = body.started_at {
+        gate_rules::registration::check_started_at(gate, started_at, shared.clock.now()).map_err(
+            |e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
+        )?;
     }
     let train = NewTrain {
         id,

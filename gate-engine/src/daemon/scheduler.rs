@@ -840,6 +840,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_start_in_the_future_or_beyond_max_train_age_is_refused_and_never_evaluated() {
+        let (data, server, h) = harness_with_gate_field("max_train_age: 1d").await;
+        let at = |secs: i64| t0() + chrono::Duration::seconds(secs);
+        for (id, started, refused) in [
+            ("t-ahead", at(61), Some("started_at_in_future")),
+            ("t-stale", at(-86_401), Some("started_at_too_old")),
+            // Within a minute of skew and within max_train_age: registered.
+            ("t-skewed", at(60), None),
+            ("t-old", at(-86_400), None),
+        ] {
+            let (status, body) = post_train(&h, id, started).await;
+            match refused {
+                Some(code) => {
+                    assert_eq!(status.as_u16(), 422, "{id}: {body}");
+                    assert_eq!(body["error"]["code"], code, "{body}");
+                    assert!(h.shared().trains.get(&tid(id)).is_none());
+                }
+                None => assert!(status.is_success(), "{id}: {body}"),
+            }
+        }
+        data.set("t-skewed", 0.0, 0.0);
+        data.set("t-old", 1.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(report.evaluated, 2);
+    }
+
+    #[tokio::test]
     async fn a_gate_with_an_evaluation_delay_evaluates_that_far_behind_the_clock() {
         let (data, server, h) = harness_with_gate_field("evaluation_delay: 2m").await;
         register(&h, "t-1", 600).await;
