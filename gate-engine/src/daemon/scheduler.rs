@@ -8,7 +8,8 @@
 //!    ([`crate::evaluate::fetch`]) — a thousand trains cost the queries of one;
 //! 3. decides each train from its stored [`gate_rules::decide::TrainState`]
 //!    ([`crate::evaluate::decide_train`], [`Mode::Daemon`]) and works out its lifecycle:
-//!    `verifying` → `promoted` (then `done` once `watch_for` has passed since the promotion),
+//!    `verifying` → `promoted` (then `done` at the first successful evaluation once `watch_for`
+//!    has passed since the promotion),
 //!    `paused` ⇄ `verifying`, or `rolled_back`;
 //! 4. writes the whole cycle — evaluations, decision changes and their webhook events — in
 //!    one store transaction ([`crate::store::Store::record_evaluations`]);
@@ -329,7 +330,7 @@ fn decide_all(
                 continue;
             }
         };
-        let lifecycle = lifecycle_after(gate, prev, evaluation.decision, at);
+        let lifecycle = lifecycle_after(gate, prev, &evaluation, at);
         // A gate in dry-run decides and reports, but never notifies.
         let events = if evaluation.decision != prev.decision && !gate.dry_run {
             webhook_events(
@@ -437,27 +438,30 @@ async fn commit(
     Ok(())
 }
 
-/// The lifecycle state after an evaluation decided `decision` at `at`.
+/// The lifecycle state after `evaluation` at `at`.
 fn lifecycle_after(
     gate: &Gate,
     prev: &TrainRecord,
-    decision: Decision,
+    evaluation: &gate_rules::decide::Evaluation,
     at: DateTime<Utc>,
 ) -> Lifecycle {
-    lifecycle_for(gate, prev.decision, prev.promoted_at, decision, at)
+    lifecycle_for(gate, prev.decision, prev.promoted_at, evaluation, at)
 }
 
 /// The lifecycle state of a train that was `previous` (promoted at `promoted_at`, if it was)
-/// after an evaluation decided `decision` at `at`: the daemon's rule, which `gate replay`
-/// follows too.
+/// after `evaluation` at `at`: the daemon's rule, which `gate replay` follows too. A promoted
+/// train's watch ends (`done`) at the first evaluation at or after `watch_for` that
+/// *succeeded*: on a telemetry failure the last stretch of the watch was not seen, so the
+/// train stays watched until an evaluation sees it.
 pub(crate) fn lifecycle_for(
     gate: &Gate,
     previous: Decision,
     promoted_at: Option<DateTime<Utc>>,
-    decision: Decision,
+    evaluation: &gate_rules::decide::Evaluation,
     at: DateTime<Utc>,
 ) -> Lifecycle {
-    match decision {
+    let seen = evaluation.telemetry_error.is_none();
+    match evaluation.decision {
         Decision::Pending => Lifecycle::Verifying,
         Decision::Pause => Lifecycle::Paused,
         Decision::Rollback => Lifecycle::RolledBack,
@@ -469,7 +473,7 @@ pub(crate) fn lifecycle_for(
             let watch = chrono::Duration::from_std(gate.watch_for.as_duration())
                 .unwrap_or(chrono::Duration::MAX);
             match since.checked_add_signed(watch) {
-                Some(end) if at >= end => Lifecycle::Done,
+                Some(end) if at >= end && seen => Lifecycle::Done,
                 _ => Lifecycle::Promoted,
             }
         }
@@ -646,6 +650,67 @@ mod tests {
             run_cycle(h.shared(), "checkout").await.is_none(),
             "a done train is no longer evaluated"
         );
+    }
+
+    /// [`FakeData`] that answers 500 while `failing` is set.
+    #[derive(Clone)]
+    struct Flaky {
+        data: FakeData,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl wiremock::Respond for Flaky {
+        fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                wiremock::ResponseTemplate::new(500).set_body_string("down")
+            } else {
+                self.data.respond(request)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watch_ends_only_at_an_evaluation_that_succeeded() {
+        let flaky = Flaky {
+            data: FakeData::default(),
+            failing: Arc::default(),
+        };
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(flaky.clone())
+            .mount(&server)
+            .await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-ok", 600).await; // verify_for (10m) is over at t0
+        flaky.data.set("t-ok", 1.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(
+            report.changes,
+            vec![(tid("t-ok"), Decision::Pending, Decision::Promote)]
+        );
+
+        // watch_for (1h) has passed, but Prometheus is down: the end was not seen.
+        h.clock.advance(Duration::from_secs(3600));
+        flaky
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..4 {
+            let report = run_cycle(h.shared(), "checkout").await.unwrap();
+            assert!(report.failure.is_some(), "{report:?}");
+            let v = view(&h, "t-ok");
+            assert_eq!(v.record.lifecycle, Lifecycle::Promoted);
+            assert_eq!(v.record.decision, Decision::Promote);
+            h.clock.advance(Duration::from_secs(30));
+        }
+        assert_mirrors_store(&h, "t-ok").await;
+
+        flaky
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(report.failure, None);
+        assert_eq!(view(&h, "t-ok").record.lifecycle, Lifecycle::Done);
+        assert_mirrors_store(&h, "t-ok").await;
     }
 
     #[tokio::test]
