@@ -30,7 +30,10 @@
 //! 5. **Memory**: rollback is latched (the reason that caused it is kept); a rule-caused pause
 //!    lifts after `resume_after` clean evaluations in a row (daemon), other pauses as soon as
 //!    their cause clears; a promoted train stays promoted while watched, and only a rollback
-//!    rule taking effect changes it. An operator's pinned decision wins over all of this.
+//!    rule taking effect changes it. An operator's pinned decision wins over all of this, with
+//!    one exception: a promote override is broken by a rollback rule that takes effect after
+//!    its condition was false at an evaluation since the override (a regression that appeared
+//!    after the operator's call, not the one they overrode); the rollback is latched.
 //!
 //! **Dry-run rules** (`dry_run: true`) are evaluated, tracked (their streaks count toward
 //! their `for`) and reported like any rule, but steps 2–5 see only the enforced rules, so a
@@ -46,7 +49,7 @@
 //! * "Clean", for lifting a rule-caused pause, means: no rollback or pause rule's condition is
 //!   true (whether or not its `for` is met) and the evidence is conclusive.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +101,21 @@ pub struct TrainState {
     /// Per SLO: the anytime-valid test behind `error_delta`, one look per successful
     /// evaluation. Kept for the train's whole life: restarting it would be a new test.
     pub sequential: BTreeMap<String, SequentialState>,
+    /// While a promote override pins the train: which rollback conditions were false since.
+    pub pin_watch: Option<PinWatch>,
+}
+
+/// The rollback conditions seen false since a promote override: one of them that holds again
+/// breaks the pin (a regression that appeared after the operator's call, not the one they
+/// overrode).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PinWatch {
+    /// The override watched, as recorded in the train's reason (`override promote by …: …`):
+    /// a new override starts a new watch.
+    pub by: String,
+    /// Rollback rules whose condition was false at an evaluation since the override.
+    pub seen_false: BTreeSet<String>,
 }
 
 /// Why a train is paused: decides how the pause lifts.
@@ -177,6 +195,7 @@ pub fn decide(
     match telemetry {
         Telemetry::Failed(message) => telemetry_failed(gate, message, prev, mode),
         Telemetry::Ok(signals) => {
+            let watch = pin_watch(prev);
             let mut sequential = prev.sequential.clone();
             let verdicts = signals.look(gate, &mut sequential);
             let resolver = Resolver {
@@ -208,9 +227,13 @@ pub fn decide(
                     rules,
                 };
                 let verdict = ctx.verdict();
-                let step = match prev.pinned {
-                    Some(pinned) => pin(pinned, ctx.natural(&verdict, prev)),
-                    None => ctx.natural(&verdict, prev),
+                let breaking = watch
+                    .as_ref()
+                    .and_then(|w| breaks_pin(rules, w).map(|i| (i, &w.by)));
+                let step = match (prev.pinned, breaking) {
+                    (Some(Decision::Promote), Some((i, by))) => ctx.broke_pin(i, by),
+                    (Some(pinned), _) => pin(pinned, ctx.natural(&verdict, prev)),
+                    (None, _) => ctx.natural(&verdict, prev),
                 };
                 (step, ctx.inconclusive_reason().is_some())
             };
@@ -219,10 +242,24 @@ pub fn decide(
                 .then(|| step_with(&rules).0.decision)
                 .filter(|d| *d != step.decision);
             let streaks = rules.iter().map(|r| (r.name.clone(), r.streak)).collect();
+            let broken = watch.is_some() && step.decision == Decision::Rollback;
+            let watch = watch.filter(|_| !broken).map(|mut w| {
+                w.seen_false.extend(
+                    rules
+                        .iter()
+                        .filter(|r| r.then == Decision::Rollback && r.fired == Some(false))
+                        .map(|r| r.name.clone()),
+                );
+                w
+            });
             let mut evaluation = finish(step, rules, inconclusive, None, prev, |state| {
                 state.consecutive_errors = 0;
                 state.streaks = streaks;
                 state.sequential = sequential;
+                state.pin_watch = watch;
+                if broken {
+                    state.pinned = None;
+                }
             });
             evaluation.would_have = would_have;
             evaluation.verdicts = verdicts;
@@ -242,6 +279,7 @@ pub fn resume(state: &mut TrainState) {
     state.decision = Some(Decision::Pending);
     state.decided_reason = None;
     state.decided_rule = None;
+    state.pin_watch = None;
 }
 
 /// What one evaluation concluded, before it is folded into the next [`TrainState`].
@@ -316,6 +354,33 @@ fn pin(pinned: Decision, natural: Step) -> Step {
         reason.push_str(&format!(" (rules alone: {})", natural.reason));
     }
     Step::new(pinned, reason)
+}
+
+/// The watch of the promote override pinning the train, if one does: carried over from the
+/// previous evaluation when it watched the same override, else a new one.
+fn pin_watch(prev: &TrainState) -> Option<PinWatch> {
+    if prev.pinned != Some(Decision::Promote) {
+        return None;
+    }
+    let by = prev
+        .decided_reason
+        .clone()
+        .unwrap_or_else(|| "override: promote".to_string());
+    match &prev.pin_watch {
+        Some(watch) if watch.by == by => Some(watch.clone()),
+        _ => Some(PinWatch {
+            by,
+            seen_false: BTreeSet::new(),
+        }),
+    }
+}
+
+/// The first rollback rule in effect whose condition was false at an evaluation since the
+/// promote override: it breaks the pin.
+fn breaks_pin(rules: &[RuleOutcome], watch: &PinWatch) -> Option<usize> {
+    rules.iter().position(|r| {
+        r.then == Decision::Rollback && r.in_effect && watch.seen_false.contains(&r.name)
+    })
 }
 
 /// Step 1 of SPEC §4: the telemetry fetch failed.
@@ -559,6 +624,16 @@ impl Ctx<'_> {
             Decision::Pause => step.with_pause(PauseCause::Rule, 0),
             _ => step,
         }
+    }
+
+    /// A rollback rule that newly holds since a promote override breaks it.
+    fn broke_pin(&self, i: usize, by: &str) -> Step {
+        let rule = &self.rules[i];
+        let reason = format!(
+            "rollback: {}; it was false since the override, which it breaks ({by})",
+            fired_text(rule, self.gate.alpha)
+        );
+        Step::new(Decision::Rollback, reason).with_rule(Some(rule.name.clone()))
     }
 
     /// A promoted train under watch: only a rollback rule changes it (handled before).
@@ -874,6 +949,8 @@ mod tests {
             alpha: 0.01,
             dry_run: false,
             min_effect: 0.05,
+            evaluation_delay: std::time::Duration::ZERO,
+            max_train_age: PromDuration::from_secs(7 * 24 * 3600),
             rules: vec![
                 rule(
                     "fast-burn",
@@ -1864,6 +1941,91 @@ mod tests {
         assert_eq!(state.decision, Some(Decision::Pending));
         let e = eval(&gate(), &state, LATE, &ok(healthy()), Mode::Daemon);
         assert_eq!(e.decision, Decision::Promote);
+    }
+
+    /// The state right after `gate override --decision promote` by carol.
+    fn pinned_promote(reason: &str) -> TrainState {
+        TrainState {
+            pinned: Some(Decision::Promote),
+            decision: Some(Decision::Promote),
+            decided_reason: Some(format!("override promote by carol: {reason}")),
+            ..TrainState::default()
+        }
+    }
+
+    #[test]
+    fn a_rollback_condition_that_newly_holds_breaks_a_promote_override() {
+        use Decision::*;
+        let g = gate();
+        let mut state = pinned_promote("known noisy canary");
+        let mut decided = Vec::new();
+        let mut reasons = Vec::new();
+        // The rollback the operator overrode keeps holding: the pin stands.
+        for input in [fast_burn(), fast_burn(), healthy(), fast_burn(), healthy()] {
+            let e = eval(&g, &state, LATE, &ok(input), Mode::Daemon);
+            decided.push(e.decision);
+            reasons.push(e.reason.clone());
+            state = e.state;
+        }
+        assert_eq!(decided, [Promote, Promote, Promote, Rollback, Rollback]);
+        assert!(
+            reasons[1].starts_with("override: promote"),
+            "{}",
+            reasons[1]
+        );
+        assert!(
+            reasons[3].starts_with("rollback: fast-burn fired")
+                && reasons[3].contains("override promote by carol: known noisy canary"),
+            "{}",
+            reasons[3]
+        );
+        assert_eq!(
+            reasons[4], reasons[3],
+            "latched with the reason that broke the pin"
+        );
+        assert_eq!(state.pinned, None);
+        assert_eq!(state.decided_rule.as_deref(), Some("fast-burn"));
+    }
+
+    #[test]
+    fn a_new_promote_override_starts_a_new_watch() {
+        let g = gate();
+        let healthy_then = eval(
+            &g,
+            &pinned_promote("first call"),
+            LATE,
+            &ok(healthy()),
+            Mode::Daemon,
+        );
+        let seen = healthy_then.state.pin_watch.as_ref().unwrap();
+        assert!(seen.seen_false.contains("fast-burn"), "{seen:?}");
+        let mut state = healthy_then.state;
+        state.decided_reason = Some("override promote by carol: second call".into());
+        let e = eval(&g, &state, LATE, &ok(fast_burn()), Mode::Daemon);
+        assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+        // An unknown condition is not a false one.
+        let mut unknown = fast_burn();
+        unknown.windows.insert((SLO.into(), d("5m")), None);
+        let mut state = pinned_promote("third call");
+        for input in [unknown, fast_burn()] {
+            let e = eval(&g, &state, LATE, &ok(input), Mode::Daemon);
+            assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+            state = e.state;
+        }
+        // A dry-run rollback rule that newly holds only reports what would have happened.
+        let mut dry = gate();
+        dry.rules[0].dry_run = true;
+        let mut state = pinned_promote("fourth call");
+        let mut last = None;
+        for input in [healthy(), fast_burn()] {
+            let e = eval(&dry, &state, LATE, &ok(input), Mode::Daemon);
+            state = e.state.clone();
+            last = Some(e);
+        }
+        let last = last.unwrap();
+        assert_eq!(last.decision, Decision::Promote, "{}", last.reason);
+        assert_eq!(last.would_have, Some(Decision::Rollback));
+        assert_eq!(state.pinned, Some(Decision::Promote));
     }
 
     #[test]

@@ -409,6 +409,7 @@ impl Progress {
         evaluation: gate_rules::decide::Evaluation,
         report: EvaluationReport,
     ) {
+        let lifecycle = lifecycle_for(gate, self.decision, self.promoted_at, &evaluation, at);
         let out = &mut self.out;
         out.evaluations += 1;
         out.to = at;
@@ -436,13 +437,6 @@ impl Progress {
             reason: evaluation.reason,
             rule: evaluation.rule,
         });
-        let lifecycle = lifecycle_for(
-            gate,
-            self.decision,
-            self.promoted_at,
-            evaluation.decision,
-            at,
-        );
         if evaluation.decision == Decision::Promote && self.decision != Decision::Promote {
             self.promoted_at = Some(at);
         }

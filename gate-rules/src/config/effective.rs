@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::model::{BadOrGood, BaselineKind, Config, Gate, Slo, Webhook, WebhookFormat};
+use crate::duration::PromDuration;
 use crate::vocab::{Counter, Decision, HoldDecision};
 
 /// The config as YAML in the file format, defaults included.
@@ -77,6 +78,8 @@ struct GateFile<'a> {
     resume_after: u32,
     alpha: f64,
     min_effect: f64,
+    evaluation_delay: String,
+    max_train_age: String,
     rules: Vec<RuleFile<'a>>,
 }
 
@@ -166,6 +169,9 @@ impl<'a> From<&'a Gate> for GateFile<'a> {
             resume_after: g.resume_after,
             alpha: g.alpha,
             min_effect: g.min_effect,
+            evaluation_delay: PromDuration::from_duration(g.evaluation_delay)
+                .map_or_else(|_| "0s".to_string(), |d| d.to_string()),
+            max_train_age: g.max_train_age.to_string(),
             rules: g
                 .rules
                 .iter()

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::duration::PromDuration;
@@ -123,6 +124,11 @@ pub struct Gate {
     /// Relative margin of `error_delta(...)` (default `0.05`): a train whose error rate is at
     /// most `1 + min_effect` times the baseline's counts as healthy.
     pub min_effect: f64,
+    /// How far behind now the gate evaluates (default `0s`): for backends whose last seconds
+    /// are not queryable yet (remote write into Mimir, Thanos Receive, Grafana Cloud).
+    pub evaluation_delay: std::time::Duration,
+    /// The oldest `started_at` a registration may carry (default `7d`).
+    pub max_train_age: PromDuration,
     /// Rules, in file order.
     pub rules: Vec<Rule>,
     /// The whole gate in dry-run: it decides and reports, but never notifies (default `false`).
@@ -178,6 +184,17 @@ pub struct Webhook {
     pub timeout: PromDuration,
     /// Attempts before dead-lettering; `None` keeps trying for 24 h.
     pub max_attempts: Option<u32>,
+}
+
+impl Gate {
+    /// The time this gate evaluates at when the clock reads `now`: `now − evaluation_delay`
+    /// (the daemon, `gate eval` without `--at`, and `gate replay`'s default end).
+    pub fn evaluation_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.evaluation_delay)
+            .ok()
+            .and_then(|delay| now.checked_sub_signed(delay))
+            .unwrap_or(now)
+    }
 }
 
 impl Config {

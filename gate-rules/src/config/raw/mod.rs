@@ -120,6 +120,8 @@ pub(super) struct RawGate {
     pub alpha: Field<f64>,
     pub dry_run: Field<bool>,
     pub min_effect: Field<f64>,
+    pub evaluation_delay: Field<std::time::Duration>,
+    pub max_train_age: Field<PromDuration>,
     pub rules: Vec<RawRule>,
     /// `false` when `rules` itself was malformed (reported), so the gate cannot be built.
     pub rules_ok: bool,
@@ -185,6 +187,8 @@ const GATE_FIELDS: &[&str] = &[
     "resume_after",
     "alpha",
     "min_effect",
+    "evaluation_delay",
+    "max_train_age",
     "rules",
     "dry_run",
 ];
@@ -506,6 +510,8 @@ impl Reader<'_, '_> {
             alpha: self.number(get("alpha")),
             dry_run: self.boolean(get("dry_run")),
             min_effect: self.number(get("min_effect")),
+            evaluation_delay: self.duration_or_zero(get("evaluation_delay")),
+            max_train_age: self.duration(get("max_train_age")),
             rules: rules.unwrap_or_default(),
             rules_ok,
         };
