@@ -224,6 +224,7 @@ impl Shared {
         burn_rates: &[metrics::BurnRate],
     ) {
         let r = &view.record;
+        let config = self.runtime().config.clone();
         // Read back only for gates that have dry-run rules: the others have nothing to show.
         let shadows = |config: &Config| {
             config
@@ -231,7 +232,7 @@ impl Shared {
                 .is_some_and(|g| g.rules.iter().any(|rule| rule.dry_run))
         };
         let would_have = match &r.evaluation {
-            Some(evidence) if evaluated && shadows(&self.runtime().config) => {
+            Some(evidence) if evaluated && config.metrics.per_train && shadows(&config) => {
                 metrics::would_have_in(evidence)
             }
             _ => None,
@@ -244,6 +245,7 @@ impl Shared {
             evaluated,
             burn_rates,
             would_have,
+            exported: config.metrics.per_train,
         });
         self.trains.publish(view);
     }

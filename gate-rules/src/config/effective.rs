@@ -30,6 +30,12 @@ struct File<'a> {
     webhooks: Vec<WebhookFile<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     public_url: Option<&'a str>,
+    metrics: MetricsFile,
+}
+
+#[derive(Serialize)]
+struct MetricsFile {
+    per_train: bool,
 }
 
 #[derive(Serialize)]
@@ -121,6 +127,9 @@ impl<'a> From<&'a Config> for File<'a> {
             gates: c.gates.iter().map(GateFile::from).collect(),
             webhooks: c.webhooks.iter().map(WebhookFile::from).collect(),
             public_url: c.public_url.as_deref(),
+            metrics: MetricsFile {
+                per_train: c.metrics.per_train,
+            },
         }
     }
 }

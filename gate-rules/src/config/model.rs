@@ -30,6 +30,8 @@ pub struct Config {
     /// Where users reach this gate's HTTP API (e.g. `https://gate.example`), without a
     /// trailing `/`; chat notifications link a train's page under it. `None`: no links.
     pub public_url: Option<String>,
+    /// What the daemon exports on `/metrics`.
+    pub metrics: MetricsConfig,
 }
 
 /// The Prometheus-compatible query API.
@@ -194,6 +196,20 @@ impl Gate {
             .ok()
             .and_then(|delay| now.checked_sub_signed(delay))
             .unwrap_or(now)
+    }
+}
+
+/// `metrics:` — what the daemon exports on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// Per-train series (`gate_train_decision`, `gate_train_burn_rate`,
+    /// `gate_train_would_have`); the per-gate aggregates are always exported. Default `true`.
+    pub per_train: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_train: true }
     }
 }
 

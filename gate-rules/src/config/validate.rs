@@ -19,7 +19,8 @@
 
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
-    BadOrGood, BaselineKind, Config, Gate, PrometheusConfig, Rule, Slo, Webhook, WebhookFormat,
+    BadOrGood, BaselineKind, Config, Gate, MetricsConfig, PrometheusConfig, Rule, Slo, Webhook,
+    WebhookFormat,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
@@ -414,6 +415,9 @@ fn build(
         gates,
         webhooks,
         public_url: optional(&raw.public_url)?.map(|u| u.trim_end_matches('/').to_string()),
+        metrics: MetricsConfig {
+            per_train: raw.metrics_per_train.or(true)?,
+        },
     })
 }
 

@@ -79,6 +79,7 @@ pub(super) struct RawConfig {
     pub gates: Vec<RawGate>,
     pub webhooks: Vec<RawWebhook>,
     pub public_url: Field<String>,
+    pub metrics_per_train: Field<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -154,7 +155,9 @@ const TOP_FIELDS: &[&str] = &[
     "gates",
     "webhooks",
     "public_url",
+    "metrics",
 ];
+const METRICS_FIELDS: &[&str] = &["per_train"];
 const PROMETHEUS_FIELDS: &[&str] = &[
     "url",
     "timeout",
@@ -233,6 +236,15 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
     let mut r = Reader { sink };
     let train_label = r.label_name(fields.get("train_label"));
     let public_url = r.url(fields.get("public_url"));
+    let metrics_per_train = match fields.get("metrics") {
+        Some((_, node)) if !matches!(node.kind, Kind::Null) => {
+            match Fields::read(r.sink, node, "in `metrics`", METRICS_FIELDS) {
+                Some(metrics) => r.boolean(metrics.get("per_train")),
+                None => Field::Invalid,
+            }
+        }
+        _ => Field::Absent,
+    };
     let slos = r.list(fields.get("slos"), "slos", |r, node| r.slo(node));
     let gates = r.list(fields.get("gates"), "gates", |r, node| r.gate(node));
     let webhooks = r.list(fields.get("webhooks"), "webhooks", |r, node| {
@@ -245,6 +257,7 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
         gates: gates.unwrap_or_default(),
         webhooks: webhooks.unwrap_or_default(),
         public_url,
+        metrics_per_train,
     })
 }
 
