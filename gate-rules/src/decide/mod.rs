@@ -51,12 +51,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{Gate, Slo};
-use crate::sequential::{SequentialState, Verdict as TestVerdict};
 use crate::signals::{Resolver, Signals};
 use crate::vocab::{Decision, HoldDecision, Truth};
+
+mod outcome;
+mod state;
+
+pub use outcome::{Evaluation, RuleOutcome};
+pub use state::{PauseCause, PinWatch, TrainState};
 
 /// Whether `for` and `resume_after` apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,110 +77,6 @@ pub enum Telemetry<'a> {
     Ok(&'a Signals),
     /// A query failed; the message says which and why.
     Failed(&'a str),
-}
-
-/// What is remembered about a train between evaluations.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainState {
-    /// The current decision.
-    pub decision: Option<Decision>,
-    /// Telemetry failures in a row.
-    pub consecutive_errors: u32,
-    /// Per rule: consecutive evaluations its condition held.
-    pub streaks: BTreeMap<String, u32>,
-    /// Clean evaluations in a row while paused by a rule.
-    pub clean_streak: u32,
-    /// Why the train is paused, if it is.
-    pub pause_cause: Option<PauseCause>,
-    /// A decision pinned by an operator override (`promote`, `pause`, `rollback`).
-    pub pinned: Option<Decision>,
-    /// Why the train reached its current decision: set when the decision changes, kept while it
-    /// stands (a latched rollback keeps reporting the reason that caused it).
-    pub decided_reason: Option<String>,
-    /// The rule behind the current decision (the rollback or the pause), set with
-    /// `decided_reason`.
-    pub decided_rule: Option<String>,
-    /// Per SLO: the anytime-valid test behind `error_delta`, one look per successful
-    /// evaluation. Kept for the train's whole life: restarting it would be a new test.
-    pub sequential: BTreeMap<String, SequentialState>,
-    /// While a promote override pins the train: which rollback conditions were false since.
-    pub pin_watch: Option<PinWatch>,
-}
-
-/// The rollback conditions seen false since a promote override: one of them that holds again
-/// breaks the pin (a regression that appeared after the operator's call, not the one they
-/// overrode).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PinWatch {
-    /// The override watched, as recorded in the train's reason (`override promote by …: …`):
-    /// a new override starts a new watch.
-    pub by: String,
-    /// Rollback rules whose condition was false at an evaluation since the override.
-    pub seen_false: BTreeSet<String>,
-}
-
-/// Why a train is paused: decides how the pause lifts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PauseCause {
-    /// A rule fired: lifts after `resume_after` clean evaluations.
-    Rule,
-    /// Evidence was inconclusive: lifts as soon as it is conclusive.
-    Inconclusive,
-    /// Telemetry failed repeatedly: lifts at the next successful evaluation.
-    Telemetry,
-}
-
-/// One rule's outcome in an evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RuleOutcome {
-    /// Rule name.
-    pub name: String,
-    /// Its `then`.
-    pub then: Decision,
-    /// The condition: `true`, `false`, or `None` when unknown (a signal had no data).
-    pub fired: Option<bool>,
-    /// Whether the rule took effect: its condition held for `for` consecutive evaluations
-    /// (daemon) or is true (stateless).
-    pub in_effect: bool,
-    /// Every signal the rule read, by the call as written (e.g. `burn_rate("x", "1h")`), with
-    /// its value (`null` for no data).
-    pub values: BTreeMap<String, serde_json::Value>,
-    /// Why the rule is unknown, if it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unknown_reason: Option<String>,
-    /// Consecutive evaluations the condition held (daemon), against the rule's `for`.
-    pub streak: u32,
-    /// A dry-run rule: reported, never deciding.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub dry_run: bool,
-}
-
-/// The result of one evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Evaluation {
-    /// The decision.
-    pub decision: Decision,
-    /// One line a person reads at 3 a.m.
-    pub reason: String,
-    /// The rule that decided, if one did.
-    pub rule: Option<String>,
-    /// Every rule's outcome.
-    pub rules: Vec<RuleOutcome>,
-    /// Whether the evidence was inconclusive (unknown rule or too little traffic).
-    pub inconclusive: bool,
-    /// The telemetry failure, if the evaluation was an error.
-    pub telemetry_error: Option<String>,
-    /// What the decision would have been with the dry-run rules enforced, when that differs.
-    pub would_have: Option<Decision>,
-    /// This evaluation's verdict of each SLO's sequential test (empty when telemetry failed).
-    #[serde(skip)]
-    pub verdicts: BTreeMap<String, TestVerdict>,
-    /// The state to remember for the next evaluation.
-    #[serde(skip)]
-    pub state: TrainState,
 }
 
 /// Decides one evaluation of one train. See the module docs and SPEC §4.
