@@ -7,6 +7,7 @@
 //!   for all the gate's trains ([`crate::evaluate::fetch`]), a decision per train, the whole
 //!   cycle written in one store transaction, then published;
 //! * [`api`] — the HTTP API of SPEC §6 (axum), reading the in-memory state;
+//! * [`series`] — a train's signals over a time range, read from Prometheus on request;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
 //!
@@ -33,6 +34,7 @@ pub mod api;
 pub mod list;
 pub mod metrics;
 pub mod scheduler;
+pub mod series;
 pub mod state;
 pub mod web;
 

@@ -261,7 +261,7 @@ impl Trains {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use chrono::TimeZone;
