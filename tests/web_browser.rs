@@ -664,3 +664,133 @@ async fn with_auth_reads_the_page_asks_for_the_token_once() {
         .await;
     assert_console_clean(&browser, "/trains/web-fastburn with the token").await;
 }
+
+/// The median, minimum and maximum of `values`.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+/// Measures the overview at 10,000 active trains: the server time of the list the page reads
+/// and the time from navigation to the first rows drawn in Chromium. Run by hand:
+/// `cargo test --release --test web_browser -- --ignored --nocapture overview_at_10000_trains`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for BENCHMARKS.md, run by hand"]
+async fn overview_at_10000_trains() {
+    const TRAINS: usize = 10_000;
+    const RUNS: usize = 7;
+    let now = Utc::now();
+    let end = now.timestamp() + 10 * MINUTE;
+    // 1 % of the trains burn fast (5 % errors), the others serve 0.05 % errors.
+    let traffic = (0..TRAINS)
+        .map(|i| {
+            let t = Traffic::new("checkout", &format!("t-{i:05}"), -20 * MINUTE, 0);
+            if i % 100 == 0 {
+                t.code(200, 1_140).code(500, 60)
+            } else {
+                t.code(200, 23_988).code(500, 12)
+            }
+        })
+        .collect();
+    let prometheus =
+        TestPrometheus::start_rendered(&Scenario::new(traffic), end - 20 * MINUTE, end, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gate.yaml");
+    let yaml = config(prometheus.url()).replace("interval: 1s", "interval: 30s");
+    std::fs::write(&config_path, yaml).unwrap();
+    let daemon = Daemon::start(
+        &config_path,
+        &dir.path().join("gate.db"),
+        dir.path().join("serve.log"),
+    );
+    let api = Api::default();
+    let started = (now - chrono::Duration::minutes(5)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let registered = Instant::now();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..TRAINS {
+        let (http, url, limit) = (
+            api.http.clone(),
+            daemon.url("/v1/trains"),
+            std::sync::Arc::clone(&limit),
+        );
+        let body = json!({"id": format!("t-{i:05}"), "gate": "checkout", "started_at": started});
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.unwrap();
+            let status = http.post(url).json(&body).send().await.unwrap().status();
+            assert_eq!(status.as_u16(), 201);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    eprintln!(
+        "{TRAINS} trains registered in {:.1} s",
+        registered.elapsed().as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let list = api.get(&daemon.url("/v1/trains")).await;
+        let trains = list["trains"].as_array().unwrap();
+        // Every train evaluated with data (a cycle may fail while Prometheus is busy).
+        if trains.len() == TRAINS && trains.iter().all(|t| !t["worst_burn"].is_null()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cycle evaluated every train with data; daemon log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // Server: the request the page makes, read whole by the client.
+    let mut server = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let body = api
+            .http
+            .get(daemon.url("/v1/trains?state=active"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        server.push(t.elapsed().as_secs_f64() * 1000.0);
+        bytes = body.len();
+    }
+    let (median, min, max) = spread(server);
+    eprintln!(
+        "GET /v1/trains?state=active ({TRAINS} trains, {bytes} bytes): {median:.0} ms ({min:.0}–{max:.0}, n={RUNS})"
+    );
+
+    // Browser: navigation start to the first page of rows drawn, and the sort + render.
+    let browser = Browser::start(1280, 900).await;
+    let (mut shown, mut render) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        browser.goto(&daemon.url("/")).await;
+        let times = browser
+            .until(
+                "the overview of 10,000 trains",
+                Duration::from_secs(60),
+                "const b = document.body.dataset;
+                 return b.shownMs && document.querySelectorAll('tr[data-train]').length === 100
+                   ? [Number(b.shownMs), Number(b.renderMs), Number(b.loaded)] : null;",
+            )
+            .await;
+        assert_eq!(times[2].as_u64(), Some(TRAINS as u64));
+        shown.push(times[0].as_f64().unwrap());
+        render.push(times[1].as_f64().unwrap());
+    }
+    let (median, min, max) = spread(shown);
+    eprintln!("page: navigation to rows drawn {median:.0} ms ({min:.0}–{max:.0}, n={RUNS})");
+    let (median, min, max) = spread(render);
+    eprintln!("page: sort + render {median:.1} ms ({min:.1}–{max:.1}, n={RUNS})");
+    assert_console_clean(&browser, "/ at 10,000 trains").await;
+}
