@@ -7,6 +7,8 @@
 //!   for all the gate's trains ([`crate::evaluate::fetch`]), a decision per train, the whole
 //!   cycle written in one store transaction, then published;
 //! * [`api`] — the HTTP API of SPEC §6 (axum), reading the in-memory state;
+//! * [`live`] — `GET /v1/events`, the changes of every train as server-sent events;
+//! * [`series`] — a train's signals over a time range, read from Prometheus on request;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
 //! * `delivery` — the webhook deliverer, restarted with the targets of each reload;
@@ -33,8 +35,10 @@
 pub mod api;
 mod delivery;
 pub mod list;
+pub mod live;
 pub mod metrics;
 pub mod scheduler;
+pub mod series;
 pub mod state;
 pub mod web;
 
