@@ -38,27 +38,26 @@ pub fn redrive(
     train: Option<&TrainId>,
     now: DateTime<Utc>,
 ) -> Result<u64, OfflineError> {
-    if !db.exists() {
-        return Err(OfflineError::Missing(db.to_path_buf()));
-    }
-    Ok(Store::open_exclusive(db)?.redrive_dead(train, now)?)
+    Ok(Store::open_exclusive(existing(db)?)?.redrive_dead(train, now)?)
 }
 
 /// Every train in the store at `db`, without evaluations. `evaluating` says whether the
 /// train's state is one the daemon evaluates (the config is not consulted).
 pub fn trains(db: &Path) -> Result<Vec<gate_api::Train>, OfflineError> {
-    let records = open_existing(db)?.trains(TrainFilter::All)?;
+    let records = Store::open(existing(db)?)?.trains(TrainFilter::All)?;
     Ok(records
         .iter()
         .map(|r| train_with(r, is_evaluated(r.lifecycle), None))
         .collect())
 }
 
-fn open_existing(db: &Path) -> Result<Store, OfflineError> {
-    if !db.exists() {
-        return Err(OfflineError::Missing(db.to_path_buf()));
+/// `db`, if there is a file there: opening a store creates a missing one.
+fn existing(db: &Path) -> Result<&Path, OfflineError> {
+    if db.exists() {
+        Ok(db)
+    } else {
+        Err(OfflineError::Missing(db.to_path_buf()))
     }
-    Ok(Store::open(db)?)
 }
 
 #[cfg(test)]

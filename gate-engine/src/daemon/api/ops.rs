@@ -77,12 +77,10 @@ pub(crate) async fn redrive(
 ) -> Result<Response, ApiError> {
     let train = body.train.as_deref().map(train_id).transpose()?;
     let now = shared.clock.now();
-    let redriven = {
-        let _lock = shared.write_lock.lock().await;
-        shared
-            .blocking(move |store| store.redrive_dead(train.as_ref(), now))
-            .await?
-    };
+    // Nothing in memory changes: the store's own writer serializes this with the others.
+    let redriven = shared
+        .blocking(move |store| store.redrive_dead(train.as_ref(), now))
+        .await?;
     if redriven > 0 {
         tracing::info!(redriven, "dead-lettered webhook events queued again");
         shared.nudge_webhooks();
