@@ -174,6 +174,7 @@ fn bench(c: &mut Criterion) {
         seq: 2,
         evidence: serde_json::to_value(&report).expect("report serializes"),
         artifact: None,
+        gates: Vec::new(),
     };
     let hook = &config.webhooks[0];
     let event_id = webhook::new_event_id(plan.at, [7; 10]);

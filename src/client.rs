@@ -16,7 +16,9 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use gate_api::{DecisionBody, Delivery, Event, OverrideRequest, RegisterRequest};
+pub use gate_api::{
+    ApproveRequest, Calendar, DecisionBody, Delivery, Event, OverrideRequest, RegisterRequest,
+};
 use gate_api::{EventList, RedriveReport, RedriveRequest, TrainList};
 use gate_engine::report::EvaluationReport;
 use reqwest::{Method, StatusCode, Url};
@@ -326,6 +328,31 @@ impl Client {
             None,
         )
         .await
+    }
+
+    /// `POST /v1/trains/{id}/approve`: the decision after the approval.
+    pub async fn approve(
+        &self,
+        id: &str,
+        request: &ApproveRequest,
+    ) -> Result<Answer<DecisionBody>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| self.protocol("approve", e))?;
+        self.call(
+            Method::POST,
+            &["v1", "trains", id, "approve"],
+            &[],
+            Some(body),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /v1/calendar[?gate=]`: the gates' departure windows and freezes.
+    pub async fn calendar(&self, gate: Option<&str>) -> Result<Answer<Calendar>, ClientError> {
+        let query: Vec<(&str, String)> =
+            gate.map(|g| ("gate", g.to_string())).into_iter().collect();
+        self.call(Method::GET, &["v1", "calendar"], &query, None, None)
+            .await
     }
 
     /// `DELETE /v1/trains/{id}`: stops watching the train.

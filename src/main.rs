@@ -50,6 +50,10 @@ enum Command {
     Wait(cmd::wait::Args),
     /// Force a train's decision, or resume it, recording who and why.
     Override(cmd::override_::Args),
+    /// Approve a train whose gate has `approval: required`, recording who and why.
+    Approve(cmd::approve::Args),
+    /// List each gate's next departure windows and freezes, and whether it is open now.
+    Calendar(cmd::calendar::Args),
     /// Re-drive dead-lettered webhook events (works on the store file, daemon up or down).
     Outbox(cmd::outbox::Args),
     /// Print a gate config converted from OpenSLO v1 or Sloth SLOs (or why it cannot be).
@@ -77,6 +81,8 @@ fn main() {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Wait(args) => cmd::wait::run(args).await,
             Command::Override(args) => cmd::override_::run(args).await,
+            Command::Approve(args) => cmd::approve::run(args).await,
+            Command::Calendar(args) => cmd::calendar::run(args).await,
             Command::Outbox(args) => cmd::outbox::run(args).await,
             Command::Import(args) => cmd::import::run(args),
             Command::Completions(args) => {

@@ -71,6 +71,17 @@ pub enum Event {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A person approved the train (`POST /v1/trains/{id}/approve`).
+    Approval {
+        /// The seq it got.
+        seq: u64,
+        /// Why.
+        reason: String,
+        /// Who.
+        actor: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A webhook event and its delivery.
     Delivery(Delivery),
     /// The train was stopped.

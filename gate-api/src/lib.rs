@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod calendar;
 pub mod error;
 pub mod events;
 pub mod ops;
@@ -24,8 +25,11 @@ pub mod overrides;
 pub mod schema;
 pub mod train;
 
+pub use calendar::{Calendar, GateCalendar};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Delivery, DeliveryState, Event, EventList};
 pub use ops::{Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
-pub use overrides::{OverrideAction, OverrideRequest};
-pub use train::{DecisionBody, Lifecycle, RegisterRequest, Train, TrainList, WorstBurn};
+pub use overrides::{ApproveRequest, OverrideAction, OverrideRequest};
+pub use train::{
+    DecisionBody, GateDecision, Lifecycle, RegisterRequest, Train, TrainGate, TrainList, WorstBurn,
+};

@@ -1,4 +1,5 @@
-//! Operator overrides on the wire: `POST /v1/trains/{id}/override`.
+//! Operator overrides on the wire: `POST /v1/trains/{id}/override`, and approvals:
+//! `POST /v1/trains/{id}/approve`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,6 +69,20 @@ pub struct OverrideRequest {
     pub decision: OverrideAction,
     /// Why.
     #[schema(example = "freeze for the sale")]
+    pub reason: String,
+    /// Who.
+    #[schema(example = "alice")]
+    pub actor: String,
+}
+
+/// `POST /v1/trains/{id}/approve`: a person's go for a train whose gate has
+/// `approval: required`. `reason` and `actor` are required (not blank) and recorded in the
+/// audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// Why.
+    #[schema(example = "release notes reviewed")]
     pub reason: String,
     /// Who.
     #[schema(example = "alice")]

@@ -87,9 +87,16 @@ pub struct RegisterRequest {
     /// The train ID: letters, digits and `._:-/`, 1–128 characters.
     #[schema(example = "t-123")]
     pub id: String,
-    /// The gate (by name in the config) that judges the train.
+    /// The gate (by name in the config) that judges the train. Give `gate` or `gates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "checkout")]
-    pub gate: String,
+    pub gate: Option<String>,
+    /// The gates that judge the train together, in order (one per service or team): the
+    /// train's verdict is the most severe of their decisions. Give `gate` or `gates`; a list
+    /// of one is the same train as `gate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["checkout", "pricing"]))]
+    pub gates: Option<Vec<String>>,
     /// When the train started: RFC 3339 or unix seconds, kept to the millisecond (finer
     /// digits are dropped). Defaults to the registration time.
     #[serde(
@@ -151,7 +158,7 @@ pub struct Train<E = serde_json::Value> {
     #[serde(rename = "train")]
     #[schema(value_type = TrainIdSchema)]
     pub id: TrainId,
-    /// Gate name.
+    /// Gate name (the first of `gates` for a train of several gates).
     pub gate: String,
     /// Lifecycle state.
     #[serde(rename = "state")]
@@ -206,6 +213,48 @@ pub struct Train<E = serde_json::Value> {
     )]
     #[schema(value_type = Option<WorstBurn>)]
     pub worst_burn: Option<Option<WorstBurn>>,
+    /// A train of several gates: each gate's decision (and, in `GET /v1/trains/{id}`, its
+    /// evaluation), in the train's order; the fields above are then the train's verdict.
+    /// Absent for a train of one gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<TrainGate>>)]
+    pub gates: Option<Vec<TrainGate<E>>>,
+}
+
+/// One gate's part of a train of several gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, bound(deserialize = "E: Deserialize<'de>"))]
+#[schema(as = TrainGate, bound = "")]
+pub struct TrainGate<E = serde_json::Value> {
+    /// The gate.
+    pub gate: String,
+    /// Where this gate's part is (`promoted` while watched, `done` after its watch).
+    pub state: Lifecycle,
+    /// The gate's decision.
+    #[schema(value_type = DecisionSchema)]
+    pub decision: Decision,
+    /// Its reason.
+    pub reason: String,
+    /// Its deciding rule, if one did.
+    pub rule: Option<String>,
+    /// When the gate last evaluated the train.
+    pub evaluated_at: Option<DateTime<Utc>>,
+    /// The gate's latest evaluation (as `gate eval --format json` prints it; `null` until the
+    /// first). Only in `GET /v1/trains/{id}`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schema(value_type = Option<Object>)]
+    pub evaluation: Option<Option<E>>,
+}
+
+impl<E> TrainGate<E> {
+    /// The latest evaluation, if the answer has one.
+    pub fn evaluation(&self) -> Option<&E> {
+        self.evaluation.as_ref().and_then(Option::as_ref)
+    }
 }
 
 /// A burn rate against the threshold of the rule that reads it.
@@ -264,6 +313,25 @@ pub struct DecisionBody {
     pub evaluated_at: Option<DateTime<Utc>>,
     /// Lifecycle state.
     pub state: Lifecycle,
+    /// A train of several gates: each gate's decision, in the train's order (the fields
+    /// above are the train's verdict). Absent for a train of one gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<Vec<GateDecision>>,
+}
+
+/// One gate's decision about a train of several gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateDecision {
+    /// The gate.
+    pub gate: String,
+    /// Its decision.
+    #[schema(value_type = DecisionSchema)]
+    pub decision: Decision,
+    /// Its reason.
+    pub reason: String,
+    /// Its deciding rule, if one did.
+    pub rule: Option<String>,
 }
 
 #[cfg(test)]
@@ -277,6 +345,21 @@ mod tests {
             assert_eq!(l.as_str().parse::<Lifecycle>().unwrap(), l);
         }
         assert!("gone".parse::<Lifecycle>().is_err());
+    }
+
+    #[test]
+    fn registration_takes_gate_or_gates() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<RegisterRequest>(v);
+        let one = parse(serde_json::json!({"id": "t", "gate": "g"})).unwrap();
+        assert_eq!(one.gate.as_deref(), Some("g"));
+        assert_eq!(one.gates, None);
+        let two = parse(serde_json::json!({"id": "t", "gates": ["a", "b"]})).unwrap();
+        assert_eq!(two.gate, None);
+        assert_eq!(two.gates, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            serde_json::to_value(&two).unwrap(),
+            serde_json::json!({"id": "t", "gates": ["a", "b"]})
+        );
     }
 
     #[test]

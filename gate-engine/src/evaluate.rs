@@ -124,7 +124,9 @@ pub(crate) fn samples(data: QueryData, label: &str) -> Result<Vec<ResultSample>,
     }
 }
 
-/// Decides one train from its fetched signals and builds the report.
+/// Decides one train from its fetched signals and builds the report. A new promotion is
+/// held at the plan's time by the gate's approval, freezes and departure windows
+/// ([`decide::hold`]).
 pub fn decide_train(
     config: &Config,
     gate: &Gate,
@@ -134,12 +136,35 @@ pub fn decide_train(
     prev: &TrainState,
     mode: Mode,
 ) -> (Evaluation, EvaluationReport) {
+    let departed = prev.decision == Some(gate_rules::Decision::Promote);
+    decide_part(config, gate, train, plan, signals, prev, mode, departed)
+}
+
+/// [`decide_train`] for one gate's part of a train, `departed` saying whether the train as a
+/// whole has promoted (for a train of several gates: its verdict, not this gate's part).
+#[allow(clippy::too_many_arguments)]
+pub fn decide_part(
+    config: &Config,
+    gate: &Gate,
+    train: &TrainSpec,
+    plan: &Plan,
+    signals: &Result<Signals, String>,
+    prev: &TrainState,
+    mode: Mode,
+    departed: bool,
+) -> (Evaluation, EvaluationReport) {
     let age = planner::age_secs(train, plan.at) as f64;
     let telemetry = match signals {
         Ok(s) => Telemetry::Ok(s),
         Err(msg) => Telemetry::Failed(msg),
     };
-    let evaluation = decide::decide(gate, &config.slos, age, telemetry, prev, mode);
+    let evaluation = decide::hold(
+        gate,
+        prev,
+        departed,
+        plan.at,
+        decide::decide(gate, &config.slos, age, telemetry, prev, mode),
+    );
     let resolver = signals.as_ref().ok().map(|s| Resolver {
         signals: s,
         slos: &config.slos,

@@ -308,6 +308,7 @@ fn register_with(store: &Store, train: &str, labels: BTreeMap<String, String>) {
     let body = NewTrain {
         id: tid(train),
         gate: "checkout".to_string(),
+        gates: Vec::new(),
         started_at: Some(t(0)),
         baseline: None,
         labels,
@@ -346,6 +347,7 @@ fn change(
             .train(&tid(train))
             .unwrap()
             .and_then(|r| r.labels.get("artifact").cloned()),
+        gates: Vec::new(),
     };
     let events = events_for_change(config, &change);
     let ids = events.iter().map(|e| e.event_id.clone()).collect();
@@ -368,6 +370,7 @@ fn change(
             Decision::Rollback => Lifecycle::RolledBack,
         },
         events,
+        gates: None,
     };
     assert_eq!(
         store.record_evaluation(&write).unwrap(),

@@ -10,6 +10,7 @@
 //! * [`sequential`] is the anytime-valid test of "the train errs more than its baseline, beyond a
 //!   margin", whose state persists between evaluations;
 //! * [`decide`] is the decision table: signals + previous state → decision with evidence;
+//! * [`calendar`] says when a gate may promote (departure windows, freezes);
 //! * [`registration`] refuses train starts that would break verification (future, too old);
 //! * [`vocab`] holds the words these modules share ([`Decision`], [`Counts`], [`SignalRef`], …)
 //!   and imports none of them, so the module graph has no cycles.
@@ -21,6 +22,7 @@
 //! the config file in [`config::load_file`].
 #![deny(missing_docs)]
 
+pub mod calendar;
 pub mod config;
 pub mod decide;
 pub mod duration;

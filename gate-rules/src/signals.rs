@@ -252,6 +252,9 @@ mod tests {
             min_effect: 0.05,
             evaluation_delay: std::time::Duration::ZERO,
             max_train_age: PromDuration::from_secs(7 * 24 * 3600),
+            departures: Vec::new(),
+            freezes: Vec::new(),
+            approval: crate::config::Approval::None,
             rules: vec![],
             dry_run: false,
         }

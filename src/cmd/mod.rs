@@ -1,6 +1,8 @@
 //! One module per `gate` subcommand. Each `run` returns the process exit code; errors
 //! bubble up to `main`, which maps them to exit codes in one place.
 
+pub mod approve;
+pub mod calendar;
 pub mod check;
 pub mod completions;
 pub mod demo_data;

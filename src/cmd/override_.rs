@@ -43,16 +43,23 @@ pub fn default_actor(var: impl Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// The `--reason` (refused when blank: it must say why the train is `what`) and the actor
+/// (`--actor`, else [`default_actor`]) recorded in the audit trail.
+pub fn audited(reason: &str, actor: Option<String>, what: &str) -> anyhow::Result<String> {
+    if reason.trim().is_empty() {
+        return Err(exit::usage(format!(
+            "--reason must say why the train is {what}"
+        )));
+    }
+    Ok(actor
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| default_actor(|name| std::env::var(name).ok())))
+}
+
 /// Runs `gate override`.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     let id = train_id(&args.id)?;
-    if args.reason.trim().is_empty() {
-        return Err(exit::usage("--reason must say why the train is overridden"));
-    }
-    let actor = args
-        .actor
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| default_actor(|name| std::env::var(name).ok()));
+    let actor = audited(&args.reason, args.actor, "overridden")?;
     let request = OverrideRequest {
         decision: args.decision,
         reason: args.reason,

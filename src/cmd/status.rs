@@ -253,9 +253,17 @@ pub fn render_list(trains: &[Train], now: DateTime<Utc>, color: bool) -> String 
         if !t.lifecycle.is_active() {
             state = format!("{state} ({})", t.lifecycle);
         }
+        let gate = match &t.gates {
+            Some(gates) => gates
+                .iter()
+                .map(|g| g.gate.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            None => t.gate.clone(),
+        };
         table.add_row(vec![
             Cell::new(&t.id),
-            Cell::new(&t.gate),
+            Cell::new(gate),
             decision,
             Cell::new(state),
             burn_cell,
@@ -273,6 +281,11 @@ pub fn render_list(trains: &[Train], now: DateTime<Utc>, color: bool) -> String 
 /// One train for people: the verdict and why, the decision history and webhook deliveries.
 pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: bool) -> String {
     let mut out = String::new();
+    if let Some(gates) = &train.gates {
+        render_gates(&mut out, train, gates, color);
+        render_rest(&mut out, train, events, now, color);
+        return out;
+    }
     let overridden = train
         .evaluation()
         .is_none_or(|e| e.decision != train.decision || e.evaluated_at < last_override_at(events));
@@ -309,7 +322,45 @@ pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: 
     } else if let Some(e) = train.evaluation() {
         out.push_str(&render::evaluation(e, color));
     }
+    render_rest(&mut out, train, events, now, color);
+    out
+}
 
+/// A train of several gates: the train's verdict and reason, then each gate's decision with
+/// its latest evaluation.
+fn render_gates(
+    out: &mut String,
+    train: &Train,
+    gates: &[gate_api::TrainGate<EvaluationReport>],
+    color: bool,
+) {
+    let names: Vec<&str> = gates.iter().map(|g| g.gate.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "{}  train {}  (gates {})",
+        render::verdict(train.decision, color),
+        train.id,
+        names.join(", ")
+    );
+    let _ = writeln!(out, "  {}", train.reason);
+    for gate in gates {
+        let _ = writeln!(
+            out,
+            "\n  gate {}: {}  {}",
+            gate.gate,
+            decision_word(gate.decision, color),
+            gate.reason
+        );
+        if let Some(e) = gate.evaluation() {
+            for line in render::evaluation(e, color).lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+}
+
+/// The facts, history and webhook deliveries below a train's verdict.
+fn render_rest(out: &mut String, train: &Train, events: &[Event], now: DateTime<Utc>, color: bool) {
     let mut facts = vec![
         format!("state {}", train.lifecycle),
         format!("seq {}", train.seq),
@@ -368,7 +419,6 @@ pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: 
             delivery_state(d, now, color)
         );
     }
-    out
 }
 
 fn last_override_at(events: &[Event]) -> DateTime<Utc> {
@@ -415,6 +465,15 @@ fn history_line(e: &Event, color: bool) -> Option<String> {
             format_time(*at),
             previous.as_str(),
             decision_word(*decision, color),
+        )),
+        Event::Approval {
+            seq,
+            reason,
+            actor,
+            at,
+        } => Some(format!(
+            "{}  #{seq}  approved by {actor}: {reason}",
+            format_time(*at)
         )),
         Event::Stopped { at } => Some(format!("{}  stopped: no longer watched", format_time(*at))),
         _ => None,
@@ -631,6 +690,7 @@ mod tests {
             consecutive_errors: 0,
             evaluating: true,
             worst_burn: None,
+            gates: None,
         }
     }
 
@@ -748,7 +808,8 @@ mod tests {
                 at: t("2026-11-01T11:50:00Z"),
                 registration: gate_api::RegisterRequest {
                     id: "r-102".into(),
-                    gate: "checkout".into(),
+                    gate: Some("checkout".into()),
+                    gates: None,
                     started_at: None,
                     baseline: None,
                     labels: BTreeMap::new(),

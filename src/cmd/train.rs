@@ -27,9 +27,10 @@ enum Command {
     Start {
         /// The train ID (as carried by the train label on its telemetry).
         id: String,
-        /// The gate whose rules apply.
-        #[arg(long)]
-        gate: String,
+        /// The gate whose rules apply; repeat for a train judged by several gates (one per
+        /// service or team): its verdict is the most severe of theirs.
+        #[arg(long, required = true)]
+        gate: Vec<String>,
         /// When the train started (RFC 3339 or unix seconds). Default: now, as the server
         /// registers it.
         #[arg(long, value_parser = parse_time)]
@@ -82,9 +83,14 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             labels,
             server,
         } => {
+            let (gate, gates) = match <[String; 1]>::try_from(gate) {
+                Ok([one]) => (Some(one), None),
+                Err(several) => (None, Some(several)),
+            };
             let body = RegisterRequest {
                 id: train_id(&id)?.to_string(),
                 gate,
+                gates,
                 started_at,
                 baseline: baseline
                     .as_deref()
@@ -101,10 +107,20 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             } else {
                 "already registered (same body):"
             };
+            let gates = match &t.gates {
+                Some(gates) => format!(
+                    "gates {}",
+                    gates
+                        .iter()
+                        .map(|g| g.gate.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => format!("gate {}", t.gate),
+            };
             render::write_stdout(&format!(
-                "{verb} train {} (gate {}, started {}{}) with {}: {}\n",
+                "{verb} train {} ({gates}, started {}{}) with {}: {}\n",
                 t.id,
-                t.gate,
                 gate_engine::report::format_time(t.started_at),
                 t.baseline
                     .as_ref()

@@ -542,11 +542,20 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Format::Human => match &outcome {
             Outcome::Final(v) => {
                 // Best effort, as for JSON lines: the exit code carries the verdict.
-                let _ = render::write_stdout(&format!(
+                let mut text = format!(
                     "{}  train {id}  after {waited}\n  {}\n",
                     render::verdict(v.decision, render::color_stdout()),
                     v.reason
-                ));
+                );
+                for gate in v.gates.iter().flatten() {
+                    text.push_str(&format!(
+                        "  gate {}: {}  {}\n",
+                        gate.gate,
+                        gate.decision.as_str(),
+                        gate.reason
+                    ));
+                }
+                let _ = render::write_stdout(&text);
             }
             _ => eprintln!("gate wait: {id}: {summary}"),
         },
@@ -570,6 +579,7 @@ mod tests {
             seq,
             evaluated_at: None,
             state: Lifecycle::Verifying,
+            gates: None,
         }
     }
 

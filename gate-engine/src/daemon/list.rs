@@ -103,7 +103,7 @@ impl ListFilter {
         self.states
             .as_ref()
             .is_none_or(|s| s.contains(&r.lifecycle))
-            && self.gate.as_deref().is_none_or(|g| g == r.gate)
+            && self.gate.as_deref().is_none_or(|g| r.has_gate(g))
             && self
                 .after
                 .as_ref()

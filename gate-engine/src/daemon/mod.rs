@@ -197,9 +197,15 @@ impl Shared {
         self.runtime.borrow().clone()
     }
 
-    /// Whether the daemon evaluates this train now: an evaluated state and a configured gate.
+    /// Whether the daemon evaluates this train now: an evaluated state and every one of its
+    /// gates configured.
     pub(crate) fn evaluating(&self, view: &TrainView, config: &Config) -> bool {
-        state::is_evaluated(view.record.lifecycle) && config.gate(&view.record.gate).is_some()
+        state::is_evaluated(view.record.lifecycle)
+            && view
+                .record
+                .gate_names()
+                .iter()
+                .all(|g| config.gate(g).is_some())
     }
 
     /// Makes `view` current (after its change was committed) and updates its metrics, its
@@ -384,7 +390,7 @@ impl Daemon {
         let config = shared.runtime().config.clone();
         let mut unevaluated = Vec::new();
         for record in records {
-            if config.gate(&record.gate).is_none() {
+            if record.gate_names().iter().any(|g| config.gate(g).is_none()) {
                 unevaluated.push(format!("{} (gate {})", record.id, record.gate));
             }
             shared.publish(TrainView::new(record));
@@ -513,9 +519,13 @@ async fn reload(shared: &Arc<Shared>) -> Result<ReloadReport, ReloadError> {
         client,
         webhooks,
     }));
-    let orphans = shared
-        .trains
-        .filter(|v| v.record.lifecycle.is_active() && config.gate(&v.record.gate).is_none());
+    let orphans = shared.trains.filter(|v| {
+        v.record.lifecycle.is_active()
+            && v.record
+                .gate_names()
+                .iter()
+                .any(|g| config.gate(g).is_none())
+    });
     // Burn-rate series of trains that are no longer evaluated go away.
     for view in &orphans {
         shared.publish(Arc::clone(view));

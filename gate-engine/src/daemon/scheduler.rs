@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gate_rules::config::{BaselineKind, Config, Gate};
-use gate_rules::decide::Mode;
+use gate_rules::decide::{train_verdict, GateDecision, Mode, TrainState};
 use gate_rules::sequential::SequentialState;
 use gate_rules::Decision;
 use gate_rules::TrainId;
@@ -39,13 +39,13 @@ use tokio::task::JoinHandle;
 use tokio::time::{interval, interval_at, Instant, Interval, MissedTickBehavior};
 
 use super::metrics::{self, BurnRate};
-use super::state::{is_evaluated, TrainView};
+use super::state::{gate_decisions, is_evaluated, TrainView};
 use super::{BlockingError, Shared};
 use crate::evaluate;
 use crate::looks;
 use crate::planner::TrainSpec;
 use crate::store::{
-    EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, TrainRecord, WriteOutcome,
+    EvaluationWrite, Evidence, GateLeg, Lifecycle, NewOutboxEvent, TrainRecord, WriteOutcome,
 };
 use crate::webhook::{self, DecisionChange};
 
@@ -157,7 +157,7 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
     let gate = config.gate(gate_name)?;
     let views = shared
         .trains
-        .filter(|v| v.record.gate == gate_name && is_evaluated(v.record.lifecycle));
+        .filter(|v| is_evaluated(v.record.lifecycle) && evaluated_by(&v.record, gate_name));
     if views.is_empty() {
         return None;
     }
@@ -184,7 +184,8 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
     let mut seeded: HashMap<TrainId, BTreeMap<String, SequentialState>> = HashMap::new();
     if gate.baseline != BaselineKind::None {
         for (view, spec) in views.iter().zip(&specs) {
-            if view.record.state.decision.is_none() && looks::times(gate, spec, at).len() > 1 {
+            let state = gate_state(&view.record, gate_name);
+            if state.decision.is_none() && looks::times(gate, spec, at).len() > 1 {
                 if let Ok(tests) =
                     looks::catch_up(&runtime.client, config, gate, spec, at, CATCH_UP_LOOKS).await
                 {
@@ -251,7 +252,7 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
         );
     }
 
-    let committed = commit(shared, writes, &mut report).await;
+    let committed = commit(shared, gate_name, writes, &mut report).await;
     if let Err(e) = committed {
         tracing::error!(
             gate = gate_name,
@@ -267,9 +268,34 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
     Some(report)
 }
 
+/// Whether `gate` evaluates `record` now: its only gate, or one of its gates whose part is
+/// still evaluated (a gate's part that is done after its watch is not).
+fn evaluated_by(record: &TrainRecord, gate: &str) -> bool {
+    if record.gates.is_empty() {
+        return record.gate == gate;
+    }
+    record
+        .leg(gate)
+        .is_some_and(|leg| is_evaluated(leg.lifecycle))
+}
+
+/// What `gate` remembers about `record`: the train's state, or its gate's part's.
+fn gate_state<'a>(record: &'a TrainRecord, gate: &str) -> &'a TrainState {
+    record.leg(gate).map_or(&record.state, |leg| &leg.state)
+}
+
+/// One train's result of a cycle.
+enum CycleWrite {
+    /// A train of one gate: its evaluation, ready to store.
+    Train(Arc<TrainView>, Vec<BurnRate>, EvaluationWrite),
+    /// A train of several gates: this gate's new part; the train's verdict is worked out
+    /// under the write lock, from the other gates' latest parts.
+    Leg(Arc<TrainView>, Vec<BurnRate>, GateLeg),
+}
+
 /// The decisions of one cycle: a store write per train.
 struct Decided {
-    writes: Vec<(Arc<TrainView>, Vec<BurnRate>, EvaluationWrite)>,
+    writes: Vec<CycleWrite>,
     /// Trains whose evaluation failed.
     errors: u64,
     /// The first failure.
@@ -306,14 +332,14 @@ fn decide_all(
         let caught_up;
         let prev_state = match seeded.get(&spec.id) {
             Some(tests) => {
-                let mut state = prev.state.clone();
+                let mut state = gate_state(prev, &gate.name).clone();
                 state.sequential = tests.clone();
                 caught_up = state;
                 &caught_up
             }
-            None => &prev.state,
+            None => gate_state(prev, &gate.name),
         };
-        let (evaluation, evaluation_report) = evaluate::decide_train(
+        let (evaluation, evaluation_report) = evaluate::decide_part(
             config,
             gate,
             spec,
@@ -321,6 +347,7 @@ fn decide_all(
             signals,
             prev_state,
             Mode::Daemon,
+            prev.decision == Decision::Promote,
         );
         let evidence = match Evidence::encode(&evaluation_report) {
             Ok(v) => v,
@@ -331,6 +358,23 @@ fn decide_all(
             }
         };
         let lifecycle = lifecycle_after(gate, prev, &evaluation, at);
+        if let Some(leg) = prev.leg(&gate.name) {
+            writes.push(CycleWrite::Leg(
+                Arc::clone(view),
+                metrics::burn_rates(&evaluation_report.signals),
+                GateLeg {
+                    gate: leg.gate.clone(),
+                    lifecycle,
+                    decision: evaluation.decision,
+                    reason: evaluation.reason,
+                    rule: evaluation.rule,
+                    evaluated_at: Some(at),
+                    state: evaluation.state,
+                    evaluation: Some(evidence),
+                },
+            ));
+            continue;
+        }
         // A gate in dry-run decides and reports, but never notifies.
         let events = if evaluation.decision != prev.decision && !gate.dry_run {
             webhook_events(
@@ -346,12 +390,13 @@ fn decide_all(
                     seq: prev.seq + 1,
                     evidence: evidence.to_value(),
                     artifact: prev.labels.get("artifact").cloned(),
+                    gates: Vec::new(),
                 },
             )
         } else {
             Vec::new()
         };
-        writes.push((
+        writes.push(CycleWrite::Train(
             Arc::clone(view),
             metrics::burn_rates(&evaluation_report.signals),
             EvaluationWrite {
@@ -365,6 +410,7 @@ fn decide_all(
                 evidence,
                 lifecycle,
                 events,
+                gates: None,
             },
         ));
     }
@@ -378,10 +424,35 @@ fn decide_all(
 /// Writes the cycle in one transaction, then publishes what was written, under the write lock.
 async fn commit(
     shared: &Shared,
-    writes: Vec<(Arc<TrainView>, Vec<BurnRate>, EvaluationWrite)>,
+    gate_name: &str,
+    writes: Vec<CycleWrite>,
     report: &mut CycleReport,
 ) -> Result<(), BlockingError> {
     let _lock = shared.write_lock.lock().await;
+    // Under the lock the held views are what the store has: a train of several gates takes
+    // its verdict from the latest parts of its other gates.
+    let config = shared.runtime().config.clone();
+    let mut refresh = Vec::new();
+    let writes: Vec<(Arc<TrainView>, Vec<BurnRate>, EvaluationWrite)> = writes
+        .into_iter()
+        .filter_map(|write| match write {
+            CycleWrite::Train(view, rates, write) => Some((view, rates, write)),
+            CycleWrite::Leg(view, rates, leg) => {
+                let fresh = shared
+                    .trains
+                    .get(view.id())
+                    .unwrap_or_else(|| Arc::clone(&view));
+                let decided_from = view.record.leg(gate_name).map(|l| &l.state);
+                let unchanged = fresh.record.leg(gate_name).map(|l| &l.state) == decided_from;
+                if !unchanged || !is_evaluated(fresh.record.lifecycle) {
+                    refresh.push(fresh.record.id.clone());
+                    return None;
+                }
+                let write = train_write(&config, &fresh.record, leg);
+                Some((fresh, rates, write))
+            }
+        })
+        .collect();
     let (views, writes): (Vec<_>, Vec<_>) = writes
         .into_iter()
         .map(|(view, rates, write)| ((view, rates), write))
@@ -392,7 +463,6 @@ async fn commit(
             Ok((writes, outcomes))
         })
         .await?;
-    let mut refresh = Vec::new();
     let mut queued = false;
     for (((view, rates), write), outcome) in views.into_iter().zip(writes).zip(outcomes) {
         let prev = &view.record;
@@ -504,6 +574,86 @@ fn apply(prev: &TrainRecord, write: EvaluationWrite, seq: u64) -> TrainRecord {
             prev.promoted_at
         },
         stopped_at: prev.stopped_at,
+        gates: write.gates.unwrap_or_else(|| prev.gates.clone()),
+    }
+}
+
+/// The write of a train of several gates after one gate's new `leg`: the other gates' parts
+/// as they are, the train's verdict over all of them (the most severe), and the webhook events
+/// when the verdict changed. The train's evidence is the deciding gate's latest evaluation.
+fn train_write(config: &Config, prev: &TrainRecord, leg: GateLeg) -> EvaluationWrite {
+    let at = leg.evaluated_at.unwrap_or(prev.registered_at);
+    let fallback = leg.evaluation.clone();
+    let legs: Vec<GateLeg> = prev
+        .gates
+        .iter()
+        .map(|l| {
+            if l.gate == leg.gate {
+                leg.clone()
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    let decisions: Vec<GateDecision<'_>> = legs
+        .iter()
+        .map(|l| GateDecision {
+            gate: &l.gate,
+            decision: l.decision,
+            reason: &l.reason,
+            rule: l.rule.as_deref(),
+        })
+        .collect();
+    let verdict = train_verdict(&decisions);
+    let deciding = &legs[verdict.deciding.min(legs.len() - 1)];
+    let evidence = deciding
+        .evaluation
+        .clone()
+        .or(fallback)
+        .unwrap_or_else(|| Evidence::encode(&serde_json::Value::Null).expect("null is JSON"));
+    let lifecycle = match verdict.decision {
+        Decision::Pending => Lifecycle::Verifying,
+        Decision::Pause => Lifecycle::Paused,
+        Decision::Rollback => Lifecycle::RolledBack,
+        Decision::Promote if legs.iter().all(|l| l.lifecycle == Lifecycle::Done) => Lifecycle::Done,
+        Decision::Promote => Lifecycle::Promoted,
+    };
+    // A gate in dry-run decides and reports, but never notifies: nor does a train it decides.
+    let dry_run = config.gate(&deciding.gate).is_some_and(|g| g.dry_run);
+    let events = if verdict.decision != prev.decision && !dry_run {
+        webhook_events(
+            config,
+            &DecisionChange {
+                train: prev.id.clone(),
+                gate: prev.gate.clone(),
+                decision: verdict.decision,
+                previous: prev.decision,
+                reason: verdict.reason.clone(),
+                rule: verdict.rule.clone(),
+                evaluated_at: at,
+                seq: prev.seq + 1,
+                evidence: evidence.to_value(),
+                artifact: prev.labels.get("artifact").cloned(),
+                gates: gate_decisions(&legs),
+            },
+        )
+    } else {
+        Vec::new()
+    };
+    let mut state = prev.state.clone();
+    state.decision = Some(verdict.decision);
+    EvaluationWrite {
+        train: prev.id.clone(),
+        based_on_seq: prev.seq,
+        decision: verdict.decision,
+        reason: verdict.reason,
+        rule: verdict.rule,
+        evaluated_at: at,
+        state,
+        evidence,
+        lifecycle,
+        events,
+        gates: Some(legs),
     }
 }
 
@@ -1118,6 +1268,7 @@ mod scale_tests {
                                 &NewTrain {
                                     id: tid(id),
                                     gate: "checkout".into(),
+                                    gates: Vec::new(),
                                     started_at: Some(t0() - chrono::Duration::minutes(30)),
                                     baseline: None,
                                     labels: Default::default(),

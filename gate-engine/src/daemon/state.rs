@@ -21,11 +21,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
-use gate_api::{DecisionBody, Train};
+use gate_api::{DecisionBody, GateDecision, Train, TrainGate};
 use gate_rules::TrainId;
 use tokio::sync::{broadcast, watch};
 
-use crate::store::{Evidence, Lifecycle, TrainRecord};
+use crate::store::{Evidence, GateLeg, Lifecycle, TrainRecord};
 
 /// Whether the scheduler evaluates a train in this lifecycle state: verifying, promoted (while
 /// watched) and paused. A rollback is latched and a done or stopped train is finished.
@@ -85,12 +85,31 @@ pub fn decision_body(r: &TrainRecord) -> DecisionBody {
         seq: r.seq,
         evaluated_at: r.evaluated_at,
         state: r.lifecycle,
+        gates: (!r.gates.is_empty()).then(|| gate_decisions(&r.gates)),
     }
+}
+
+/// Each gate's decision of a train of several gates (the decision body, webhooks).
+pub fn gate_decisions(legs: &[GateLeg]) -> Vec<GateDecision> {
+    legs.iter()
+        .map(|leg| GateDecision {
+            gate: leg.gate.clone(),
+            decision: leg.decision,
+            reason: leg.reason.clone(),
+            rule: leg.rule.clone(),
+        })
+        .collect()
 }
 
 /// A stored train as the API shows it; see [`TrainView::summary`].
 pub fn train_body(r: &TrainRecord, evaluating: bool, evaluation: bool) -> Train<Evidence> {
-    train_with(r, evaluating, evaluation.then(|| r.evaluation.clone()))
+    let mut train = train_with(r, evaluating, evaluation.then(|| r.evaluation.clone()));
+    if let (true, Some(gates)) = (evaluation, train.gates.as_mut()) {
+        for (gate, leg) in gates.iter_mut().zip(&r.gates) {
+            gate.evaluation = Some(leg.evaluation.clone());
+        }
+    }
+    train
 }
 
 /// A stored train as the API shows it, with `evaluation` as given (`None`: absent).
@@ -115,6 +134,20 @@ pub fn train_with<E>(r: &TrainRecord, evaluating: bool, evaluation: Option<Optio
         evaluating,
         evaluation,
         worst_burn: None,
+        gates: (!r.gates.is_empty()).then(|| {
+            r.gates
+                .iter()
+                .map(|g| TrainGate {
+                    gate: g.gate.clone(),
+                    state: g.lifecycle,
+                    decision: g.decision,
+                    reason: g.reason.clone(),
+                    rule: g.rule.clone(),
+                    evaluated_at: g.evaluated_at,
+                    evaluation: None,
+                })
+                .collect()
+        }),
     }
 }
 
@@ -254,6 +287,7 @@ pub(crate) mod tests {
             registered_at: t,
             promoted_at: None,
             stopped_at: None,
+            gates: Vec::new(),
         }
     }
 

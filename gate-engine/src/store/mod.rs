@@ -53,9 +53,9 @@ use serde::Serialize;
 pub use error::{ConflictReason, StoreError};
 pub use lock::{lock_path, WriterLock};
 pub use model::{
-    AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent,
-    NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite, Registration, TrainFilter,
-    TrainRecord, WriteOutcome,
+    ApprovalWrite, AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, GateLeg,
+    Lifecycle, NewOutboxEvent, NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite,
+    Registration, TrainFilter, TrainRecord, WriteOutcome,
 };
 
 use error::SqlContext;
@@ -331,17 +331,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gate.db");
         {
-            // What a gate that knew only the first schema step wrote.
+            // What a gate that knew only the first schema step wrote: a train registered at
+            // t(0), paused at t(30).
             let writer = schema::open_writer_at_version(&path, 1).unwrap();
             let version: i64 = writer
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap();
             assert_eq!(version, 1);
-            let old = Store::with_writer(&path, writer, None).unwrap();
-            old.register(&new_train("t-1"), t(0)).unwrap();
-            change(&old, "t-1", 0, Decision::Pause, t(30), vec![]);
+            let registration = serde_json::to_string(&new_train("t-1")).unwrap();
+            writer
+                .execute(
+                    "INSERT INTO trains (id, gate, started_at, baseline, labels_json, \
+                     registration_json, registered_at, lifecycle, decision, seq, reason, rule, \
+                     evaluated_at, state_json, evaluation_json) VALUES ('t-1', 'checkout', ?1, \
+                     't-0', '{\"team\":\"payments\"}', ?2, ?3, 'paused', 'pause', 1, \
+                     'pause at t30', 'fast-burn', ?4, '{\"decision\":\"pause\"}', '{}')",
+                    rusqlite::params![ms(t(-60)), registration, ms(t(0)), ms(t(30))],
+                )
+                .unwrap();
+            writer
+                .execute(
+                    "INSERT INTO decisions (train, seq, decision, previous, reason, rule, \
+                     evaluated_at, evidence_json) VALUES ('t-1', 1, 'pause', 'pending', \
+                     'pause at t30', 'fast-burn', ?1, '{}')",
+                    [ms(t(30))],
+                )
+                .unwrap();
             assert!(
-                old.due_events(t(30), 1).is_err(),
+                writer.prepare("SELECT id FROM outbox").is_err(),
                 "the first step has no outbox"
             );
         }
@@ -357,6 +374,15 @@ mod tests {
             (Decision::Pause, 1, Some(t(30)))
         );
         assert_eq!(rec.labels, new_train("t-1").labels);
+        assert!(
+            rec.gates.is_empty(),
+            "a train of one gate has no gates' parts"
+        );
+        // Registering the same body again is the same train: the stored form did not change.
+        assert!(!store
+            .register(&new_train("t-1"), t(90))
+            .unwrap()
+            .is_created());
         assert!(store.events(&tid("t-1")).unwrap().iter().any(|e| matches!(
             e,
             AuditEvent::Decision {

@@ -57,6 +57,12 @@ impl Evidence {
     }
 }
 
+impl<'de> Deserialize<'de> for Evidence {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(|raw| Evidence(Arc::from(raw)))
+    }
+}
+
 impl fmt::Debug for Evidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Evidence").field(&self.as_str()).finish()
@@ -85,8 +91,12 @@ impl Serialize for Evidence {
 pub struct NewTrain {
     /// The train ID.
     pub id: TrainId,
-    /// The gate that judges the train.
+    /// The gate that judges the train (the first of `gates` when there are several).
     pub gate: String,
+    /// Every gate that judges the train, in order, when there are two or more; empty for a
+    /// train of one gate (whose stored form is as it always was).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<String>,
     /// When the train started; `None`: at registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
@@ -165,6 +175,68 @@ pub struct TrainRecord {
     pub promoted_at: Option<DateTime<Utc>>,
     /// When the train was stopped.
     pub stopped_at: Option<DateTime<Utc>>,
+    /// For a train of several gates, each gate's part, in the train's order (the decision
+    /// above is then the train's verdict over them); empty for a train of one gate.
+    pub gates: Vec<GateLeg>,
+}
+
+impl TrainRecord {
+    /// The names of the gates that judge the train.
+    pub fn gate_names(&self) -> Vec<&str> {
+        if self.gates.is_empty() {
+            vec![self.gate.as_str()]
+        } else {
+            self.gates.iter().map(|g| g.gate.as_str()).collect()
+        }
+    }
+
+    /// Whether `gate` judges the train.
+    pub fn has_gate(&self, gate: &str) -> bool {
+        self.gate_names().contains(&gate)
+    }
+
+    /// The part of a train of several gates that `gate` judges.
+    pub fn leg(&self, gate: &str) -> Option<&GateLeg> {
+        self.gates.iter().find(|g| g.gate == gate)
+    }
+}
+
+/// One gate's part of a train judged by several gates: the gate's own decision, state and
+/// latest evaluation. Stored with the train (`gates_json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateLeg {
+    /// The gate.
+    pub gate: String,
+    /// Where this gate's part is: `promoted` while watched, `done` when its watch ended.
+    pub lifecycle: Lifecycle,
+    /// The gate's decision.
+    pub decision: Decision,
+    /// Its reason.
+    pub reason: String,
+    /// Its deciding rule, if any.
+    pub rule: Option<String>,
+    /// When the gate last evaluated the train.
+    pub evaluated_at: Option<DateTime<Utc>>,
+    /// What the decision function remembers for this gate.
+    pub state: TrainState,
+    /// The gate's latest evaluation with its evidence.
+    pub evaluation: Option<Evidence>,
+}
+
+impl GateLeg {
+    /// A gate's part of a newly registered train.
+    pub fn registered(gate: &str, reason: &str) -> GateLeg {
+        GateLeg {
+            gate: gate.to_string(),
+            lifecycle: Lifecycle::Verifying,
+            decision: Decision::Pending,
+            reason: reason.to_string(),
+            rule: None,
+            evaluated_at: None,
+            state: TrainState::default(),
+            evaluation: None,
+        }
+    }
 }
 
 /// A webhook event to queue with a decision change.
@@ -204,6 +276,9 @@ pub struct EvaluationWrite {
     pub lifecycle: Lifecycle,
     /// Webhook events for the decision change; written only when the decision changed.
     pub events: Vec<NewOutboxEvent>,
+    /// For a train of several gates: every gate's part after this evaluation (the decision
+    /// above is the train's verdict); `None` for a train of one gate.
+    pub gates: Option<Vec<GateLeg>>,
 }
 
 /// What happened to one [`EvaluationWrite`].
@@ -248,6 +323,25 @@ pub struct OverrideWrite {
     pub lifecycle: Lifecycle,
     /// Webhook events for the change.
     pub events: Vec<NewOutboxEvent>,
+    /// For a train of several gates: every gate's part after the override.
+    pub gates: Option<Vec<GateLeg>>,
+}
+
+/// An approval to write with [`crate::store::Store::record_approval`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalWrite {
+    /// The train.
+    pub train: TrainId,
+    /// Why.
+    pub reason: String,
+    /// Who approved.
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The state after the approval (with `approved_by` set).
+    pub state: TrainState,
+    /// For a train of several gates: every gate's part, each state with `approved_by` set.
+    pub gates: Option<Vec<GateLeg>>,
 }
 
 /// A pending webhook event due for an attempt.
@@ -319,6 +413,17 @@ pub enum AuditEvent {
         /// The operator's reason.
         reason: String,
         /// Who asked.
+        actor: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A person approved the train (`approval: required`).
+    Approval {
+        /// The seq it got.
+        seq: u64,
+        /// Why.
+        reason: String,
+        /// Who.
         actor: String,
         /// When.
         at: DateTime<Utc>,

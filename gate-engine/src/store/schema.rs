@@ -110,6 +110,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_by_train ON outbox (train, id);
     CREATE INDEX outbox_dead ON outbox (train) WHERE state = 'dead';
     "#,
+    // 3: approvals of trains whose gate has `approval: required`.
+    r#"
+    CREATE TABLE approvals (
+        train  TEXT    NOT NULL REFERENCES trains (id),
+        seq    INTEGER NOT NULL CHECK (seq > 0),
+        reason TEXT    NOT NULL,
+        actor  TEXT    NOT NULL,
+        at     INTEGER NOT NULL,
+        PRIMARY KEY (train, seq)
+    ) STRICT;
+    "#,
+    // 4: trains judged by several gates keep each gate's part (decision, state, evaluation)
+    // as JSON beside the train's verdict; NULL for a train of one gate.
+    r#"
+    ALTER TABLE trains ADD COLUMN gates_json TEXT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -33,6 +33,7 @@ pub(crate) fn new_train(id: &str) -> NewTrain {
     NewTrain {
         id: tid(id),
         gate: "checkout".to_string(),
+        gates: Vec::new(),
         started_at: Some(t(-60)),
         baseline: Some(tid("t-0")),
         labels: BTreeMap::from([("team".to_string(), "payments".to_string())]),
@@ -79,6 +80,7 @@ pub(crate) fn eval(
         evidence: Evidence::encode(&json!({"decision": decision, "rules": [{"name": "fast-burn", "values": {"burn_rate(\"a\", \"1h\")": 15.5}}]})).unwrap(),
         lifecycle,
         events,
+        gates: None,
     }
 }
 
@@ -119,6 +121,7 @@ pub(crate) fn override_write(
         },
         lifecycle: Lifecycle::Promoted,
         events: vec![event("ov-1", "deployer")],
+        gates: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Trains: registration, evaluations, overrides, stop, and the audit trail.
+//! Trains: registration, evaluations, overrides, approvals, stop, and the audit trail.
 //!
 //! Every write here runs in one transaction on the writer connection; the history rows
 //! (`decisions`, `overrides`) and webhook events (`outbox`) of a decision change are written in
@@ -13,15 +13,15 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::error::{ConflictReason, SqlContext, StoreError};
 use super::model::{
-    AuditEvent, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, NewTrain, OverrideWrite,
-    Registration, TrainFilter, TrainRecord, WriteOutcome,
+    ApprovalWrite, AuditEvent, EvaluationWrite, Evidence, GateLeg, Lifecycle, NewOutboxEvent,
+    NewTrain, OverrideWrite, Registration, TrainFilter, TrainRecord, WriteOutcome,
 };
 use super::{encode, ms, outbox, seq_sql, Field, Store};
 
 /// The columns [`RawTrain::from_row`] reads, in order.
 const TRAIN_COLUMNS: &str = "id, gate, started_at, baseline, labels_json, lifecycle, decision, \
      seq, reason, rule, evaluated_at, state_json, evaluation_json, registered_at, promoted_at, \
-     stopped_at";
+     stopped_at, gates_json";
 
 /// Lifecycle states of trains the daemon no longer evaluates (see [`Lifecycle::is_active`]).
 const INACTIVE: &str = "('done', 'stopped')";
@@ -44,6 +44,16 @@ impl Store {
         let body = encode(train, "registration")?;
         let labels = encode(&train.labels, "labels")?;
         let state = encode(&TrainState::default(), "train state")?;
+        let gates = if train.gates.is_empty() {
+            None
+        } else {
+            let legs: Vec<GateLeg> = train
+                .gates
+                .iter()
+                .map(|g| GateLeg::registered(g, REGISTERED_REASON))
+                .collect();
+            Some(encode(&legs, "gates")?)
+        };
         self.write("register a train", |tx| {
             let id = train.id.as_str();
             let existing: Option<(String, String)> = tx
@@ -72,8 +82,8 @@ impl Store {
             }
             tx.prepare_cached(
                 "INSERT INTO trains (id, gate, started_at, baseline, labels_json, \
-                 registration_json, registered_at, lifecycle, decision, seq, reason, state_json) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)",
+                 registration_json, registered_at, lifecycle, decision, seq, reason, state_json, \
+                 gates_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?12)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -88,6 +98,7 @@ impl Store {
                     Decision::Pending.as_str(),
                     REGISTERED_REASON,
                     state,
+                    gates,
                 ])
             })
             .ctx("insert a train")?;
@@ -167,6 +178,7 @@ impl Store {
     /// [`WriteOutcome::Stale`]). The train's reason becomes the override's, with who gave it.
     pub fn record_override(&self, write: &OverrideWrite) -> Result<u64, StoreError> {
         let state = encode(&write.state, "train state")?;
+        let gates = encode_gates(write.gates.as_deref())?;
         let events = encode_events(&write.events)?;
         self.write("record an override", |tx| {
             let current = current(tx, &write.train)?.ok_or_else(|| not_found(&write.train))?;
@@ -181,7 +193,7 @@ impl Store {
             );
             tx.prepare_cached(
                 "UPDATE trains SET lifecycle = ?2, decision = ?3, seq = ?4, reason = ?5, \
-                 rule = NULL, state_json = ?6, \
+                 rule = NULL, state_json = ?6, gates_json = coalesce(?8, gates_json), \
                  promoted_at = CASE WHEN ?3 = 'promote' AND decision <> 'promote' \
                      THEN ?7 ELSE promoted_at END, \
                  stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?7) \
@@ -197,6 +209,7 @@ impl Store {
                     reason,
                     state,
                     at,
+                    gates,
                 ])
             })
             .ctx("update the overridden train")?;
@@ -218,6 +231,43 @@ impl Store {
             })
             .ctx("insert an override")?;
             outbox::insert_events(tx, &write.train, seq, at, &write.events, &events)?;
+            Ok(seq)
+        })
+    }
+
+    /// Writes an approval and returns the train's new seq.
+    ///
+    /// A new seq (in-flight evaluations computed without the approval become
+    /// [`WriteOutcome::Stale`]); the decision and its reason stay: the next evaluation
+    /// promotes if the train is verified.
+    pub fn record_approval(&self, write: &ApprovalWrite) -> Result<u64, StoreError> {
+        let state = encode(&write.state, "train state")?;
+        let gates = encode_gates(write.gates.as_deref())?;
+        self.write("record an approval", |tx| {
+            let current = current(tx, &write.train)?.ok_or_else(|| not_found(&write.train))?;
+            if current.lifecycle == Lifecycle::Stopped {
+                return Err(StoreError::TrainStopped(write.train.clone()));
+            }
+            let seq = current.seq + 1;
+            tx.prepare_cached(
+                "UPDATE trains SET seq = ?2, state_json = ?3, gates_json = coalesce(?4, gates_json) \
+                 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute(params![write.train.as_str(), seq_sql(seq), state, gates]))
+                .ctx("update the approved train")?;
+            tx.prepare_cached(
+                "INSERT INTO approvals (train, seq, reason, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    write.train.as_str(),
+                    seq_sql(seq),
+                    write.reason,
+                    write.actor,
+                    ms(write.at),
+                ])
+            })
+            .ctx("insert an approval")?;
             Ok(seq)
         })
     }
@@ -341,6 +391,33 @@ impl Store {
                 ));
             }
 
+            let mut st = tx
+                .prepare_cached("SELECT seq, reason, actor, at FROM approvals WHERE train = ?1")
+                .ctx("read approvals")?;
+            let rows = st
+                .query_map([key], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .ctx("read approvals")?;
+            for row in rows {
+                let (seq, reason, actor, at) = row.ctx("read approvals")?;
+                let seq: u64 = field("approvals.seq").count(seq)?;
+                events.push((
+                    (seq, 1, 0),
+                    AuditEvent::Approval {
+                        seq,
+                        reason,
+                        actor,
+                        at: field("approvals.at").time(at)?,
+                    },
+                ));
+            }
+
             for (row_id, delivery) in outbox::load_deliveries(tx, id)? {
                 events.push(((delivery.seq, 2, row_id), AuditEvent::Delivery(delivery)));
             }
@@ -366,6 +443,7 @@ fn not_found(id: &TrainId) -> StoreError {
 struct EncodedEvaluation {
     state: String,
     events: Vec<String>,
+    gates: Option<String>,
 }
 
 impl EncodedEvaluation {
@@ -373,8 +451,14 @@ impl EncodedEvaluation {
         Ok(EncodedEvaluation {
             state: encode(&write.state, "train state")?,
             events: encode_events(&write.events)?,
+            gates: encode_gates(write.gates.as_deref())?,
         })
     }
+}
+
+/// The gates' parts of a train of several gates as JSON; `None` for a train of one gate.
+fn encode_gates(gates: Option<&[GateLeg]>) -> Result<Option<String>, StoreError> {
+    gates.map(|g| encode(&g, "gates")).transpose()
 }
 
 fn encode_events(events: &[NewOutboxEvent]) -> Result<Vec<String>, StoreError> {
@@ -432,7 +516,7 @@ fn write_evaluation(
     if current.decision == write.decision {
         conn.prepare_cached(
             "UPDATE trains SET lifecycle = ?2, reason = ?3, rule = ?4, evaluated_at = ?5, \
-             state_json = ?6, evaluation_json = ?7, \
+             state_json = ?6, evaluation_json = ?7, gates_json = coalesce(?8, gates_json), \
              stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?5) \
                  ELSE stopped_at END \
              WHERE id = ?1",
@@ -446,6 +530,7 @@ fn write_evaluation(
                 at,
                 encoded.state,
                 write.evidence.as_str(),
+                encoded.gates,
             ])
         })
         .ctx("update a train's evaluation")?;
@@ -456,6 +541,7 @@ fn write_evaluation(
     conn.prepare_cached(
         "UPDATE trains SET lifecycle = ?2, decision = ?3, seq = ?4, reason = ?5, rule = ?6, \
          evaluated_at = ?7, state_json = ?8, evaluation_json = ?9, \
+         gates_json = coalesce(?10, gates_json), \
          promoted_at = CASE WHEN ?3 = 'promote' AND decision <> 'promote' \
              THEN ?7 ELSE promoted_at END, \
          stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?7) \
@@ -473,6 +559,7 @@ fn write_evaluation(
             at,
             encoded.state,
             write.evidence.as_str(),
+            encoded.gates,
         ])
     })
     .ctx("update a train's decision")?;
@@ -539,6 +626,7 @@ struct RawTrain {
     registered_at: i64,
     promoted_at: Option<i64>,
     stopped_at: Option<i64>,
+    gates: Option<String>,
 }
 
 impl RawTrain {
@@ -560,6 +648,7 @@ impl RawTrain {
             registered_at: r.get(13)?,
             promoted_at: r.get(14)?,
             stopped_at: r.get(15)?,
+            gates: r.get(16)?,
         })
     }
 
@@ -581,6 +670,7 @@ impl RawTrain {
             registered_at,
             promoted_at,
             stopped_at,
+            gates,
         } = self;
         let field = |column| Field { column, key: &id };
         Ok(TrainRecord {
@@ -607,6 +697,10 @@ impl RawTrain {
             registered_at: field("trains.registered_at").time(registered_at)?,
             promoted_at: field("trains.promoted_at").opt_time(promoted_at)?,
             stopped_at: field("trains.stopped_at").opt_time(stopped_at)?,
+            gates: gates
+                .map(|g| field("trains.gates_json").json(&g))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -811,7 +905,9 @@ mod tests {
             .unwrap()
             .iter()
             .filter_map(|e| match e {
-                AuditEvent::Decision { seq, .. } | AuditEvent::Override { seq, .. } => Some(*seq),
+                AuditEvent::Decision { seq, .. }
+                | AuditEvent::Override { seq, .. }
+                | AuditEvent::Approval { seq, .. } => Some(*seq),
                 _ => None,
             })
             .collect();
@@ -1100,5 +1196,83 @@ mod tests {
             matches!(&err, StoreError::Corrupt { what, .. } if what.contains("state_json") && what.contains("t-1")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_train_of_several_gates_keeps_each_gates_part() {
+        let (_dir, store) = temp_store();
+        let body = NewTrain {
+            gates: vec!["checkout".into(), "pricing".into()],
+            ..new_train("t-1")
+        };
+        let rec = store.register(&body, t(0)).unwrap().record().clone();
+        assert_eq!(rec.gate, "checkout");
+        assert_eq!(rec.gate_names(), ["checkout", "pricing"]);
+        assert!(rec
+            .gates
+            .iter()
+            .all(|g| g.decision == Decision::Pending && g.evaluated_at.is_none()));
+
+        // One gate's part changes, the verdict stays: no new seq, the part is kept.
+        let mut legs = rec.gates.clone();
+        legs[0].decision = Decision::Promote;
+        legs[0].evaluated_at = Some(t(60));
+        legs[0].evaluation =
+            Some(Evidence::encode(&serde_json::json!({"decision": "promote"})).unwrap());
+        let mut write = eval("t-1", 0, Decision::Pending, t(60), vec![]);
+        write.gates = Some(legs.clone());
+        assert_eq!(
+            store.record_evaluation(&write).unwrap(),
+            WriteOutcome::Unchanged
+        );
+        let stored = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!(stored.gates, legs);
+        assert_eq!(stored.seq, 0);
+
+        // An approval bumps the seq, keeps the decision, and is in the trail with its actor.
+        let seq = store
+            .record_approval(&ApprovalWrite {
+                train: tid("t-1"),
+                reason: "notes reviewed".into(),
+                actor: "alice".into(),
+                at: t(90),
+                state: TrainState {
+                    approved_by: Some("alice: notes reviewed".into()),
+                    ..TrainState::default()
+                },
+                gates: None,
+            })
+            .unwrap();
+        assert_eq!(seq, 1);
+        let stored = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!(stored.decision, Decision::Pending);
+        assert_eq!(
+            stored.gates, legs,
+            "an approval without gates keeps the parts"
+        );
+        let approval = store
+            .events(&tid("t-1"))
+            .unwrap()
+            .into_iter()
+            .find(|e| matches!(e, AuditEvent::Approval { .. }))
+            .unwrap();
+        assert_eq!(
+            approval,
+            AuditEvent::Approval {
+                seq: 1,
+                reason: "notes reviewed".into(),
+                actor: "alice".into(),
+                at: t(90),
+            }
+        );
+        // A train of one gate has no parts stored.
+        store.register(&new_train("t-2"), t(0)).unwrap();
+        let gates_json: Option<String> = store
+            .reader()
+            .query_row("SELECT gates_json FROM trains WHERE id = 't-2'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(gates_json, None);
     }
 }

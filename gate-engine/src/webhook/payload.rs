@@ -67,6 +67,9 @@ pub struct DecisionChange {
     pub evidence: Value,
     /// The train's `artifact` label (a purl), if it was registered with one.
     pub artifact: Option<String>,
+    /// A train of several gates: each gate's decision (the change is the train's verdict);
+    /// empty for a train of one gate.
+    pub gates: Vec<gate_api::GateDecision>,
 }
 
 /// One outbox event for each webhook whose `on` lists the new decision, in config order, each
@@ -120,7 +123,7 @@ pub fn new_event_id(at: DateTime<Utc>, random: [u8; 10]) -> String {
 
 /// The `format: json` body (SPEC §7).
 fn json_body(event_id: &str, change: &DecisionChange) -> Value {
-    json!({
+    let mut body = json!({
         "id": event_id,
         "type": JSON_EVENT_TYPE,
         "train": change.train.as_str(),
@@ -132,7 +135,11 @@ fn json_body(event_id: &str, change: &DecisionChange) -> Value {
         "evaluated_at": rfc3339(change.evaluated_at),
         "seq": change.seq,
         "evidence": change.evidence,
-    })
+    });
+    if !change.gates.is_empty() {
+        body["gates"] = json!(change.gates);
+    }
+    body
 }
 
 /// The CDEvents type for a decision: a standard one where it fits, gate's extension otherwise.
@@ -249,6 +256,7 @@ mod tests {
             seq: 3,
             evidence: json!({"rules": [{"name": "fast-burn", "fired": true}]}),
             artifact: None,
+            gates: Vec::new(),
         }
     }
 

@@ -224,6 +224,7 @@ mod tests {
                  "thresholds": [{"signal": "burn_rate(\"a\", \"6h\")", "op": ">", "value": 6.0}]}
             ]}),
             artifact: None,
+            gates: Vec::new(),
         }
     }
 

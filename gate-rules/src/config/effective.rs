@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{BadOrGood, BaselineKind, Config, Gate, Slo, Webhook, WebhookFormat};
+use super::model::{
+    Approval, BadOrGood, BaselineKind, Config, Departure, Freeze, Gate, Slo, Webhook, WebhookFormat,
+};
 use crate::duration::PromDuration;
 use crate::vocab::{Counter, Decision, HoldDecision};
 
@@ -86,7 +88,16 @@ struct GateFile<'a> {
     min_effect: f64,
     evaluation_delay: String,
     max_train_age: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    departures: &'a [Departure],
+    #[serde(skip_serializing_if = "is_empty")]
+    freezes: &'a [Freeze],
+    approval: Approval,
     rules: Vec<RuleFile<'a>>,
+}
+
+fn is_empty<T>(list: &&[T]) -> bool {
+    list.is_empty()
 }
 
 #[derive(Serialize)]
@@ -181,6 +192,9 @@ impl<'a> From<&'a Gate> for GateFile<'a> {
             evaluation_delay: PromDuration::from_duration(g.evaluation_delay)
                 .map_or_else(|_| "0s".to_string(), |d| d.to_string()),
             max_train_age: g.max_train_age.to_string(),
+            departures: &g.departures,
+            freezes: &g.freezes,
+            approval: g.approval,
             rules: g
                 .rules
                 .iter()

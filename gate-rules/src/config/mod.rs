@@ -18,6 +18,7 @@
 //! the entry points and [`ConfigError`]; `diagnostic` positions and renders problems (plain
 //! lines or `miette`); `effective` writes a [`Config`] back as a config file.
 
+pub mod clock;
 pub(crate) mod diagnostic;
 mod effective;
 mod load;

@@ -135,6 +135,65 @@ pub struct Gate {
     pub rules: Vec<Rule>,
     /// The whole gate in dry-run: it decides and reports, but never notifies (default `false`).
     pub dry_run: bool,
+    /// When a train may promote: inside one of these windows (empty: at any time).
+    pub departures: Vec<Departure>,
+    /// When a train never promotes, in time order (they do not overlap).
+    pub freezes: Vec<Freeze>,
+    /// Whether a verified train also waits for a person's approval (default `none`).
+    pub approval: Approval,
+}
+
+/// A departure window (`departures:` of a gate): on these days, from `from` to `to` on the
+/// wall clock of `timezone` (so a window stays at 09:00 local time across DST changes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Departure {
+    /// The days the window opens, in the order written.
+    pub days: Vec<chrono::Weekday>,
+    /// Opening time on the local wall clock.
+    pub from: chrono::NaiveTime,
+    /// Closing time on the local wall clock, after `from` (a window does not span midnight).
+    pub to: chrono::NaiveTime,
+    /// The IANA time zone of `from` and `to`.
+    pub timezone: chrono_tz::Tz,
+}
+
+/// A freeze (`freezes:` of a gate): from `from` (included) to `to` (excluded), no promotion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Freeze {
+    /// Start.
+    pub from: DateTime<Utc>,
+    /// End, after `from`.
+    pub to: DateTime<Utc>,
+    /// Why, as shown in the hold reason (`frozen: <reason> until …`).
+    pub reason: String,
+}
+
+/// `approval:` of a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    /// Verification alone promotes.
+    #[default]
+    None,
+    /// A verified train stays pending until someone approves it (`gate approve`).
+    Required,
+}
+
+impl Serialize for Departure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let days: Vec<&str> = self
+            .days
+            .iter()
+            .map(|d| super::clock::day_name(*d))
+            .collect();
+        let mut s = serializer.serialize_struct("Departure", 4)?;
+        s.serialize_field("days", &days)?;
+        s.serialize_field("from", &self.from.format("%H:%M").to_string())?;
+        s.serialize_field("to", &self.to.format("%H:%M").to_string())?;
+        s.serialize_field("timezone", self.timezone.name())?;
+        s.end()
+    }
 }
 
 /// A gate rule.

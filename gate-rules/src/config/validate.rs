@@ -19,8 +19,8 @@
 
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
-    BadOrGood, BaselineKind, Config, Gate, MetricsConfig, PrometheusConfig, Rule, Slo, Webhook,
-    WebhookFormat,
+    Approval, BadOrGood, BaselineKind, Config, Departure, Freeze, Gate, MetricsConfig,
+    PrometheusConfig, Rule, Slo, Webhook, WebhookFormat,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
@@ -484,7 +484,44 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
             .or(PromDuration::from_secs(7 * 24 * 3600))?,
         rules,
         dry_run: raw.dry_run.or(false)?,
+        departures: build_departures(raw)?,
+        freezes: build_freezes(raw)?,
+        approval: raw.approval.or(Approval::None)?,
     })
+}
+
+fn build_departures(raw: &RawGate) -> Option<Vec<Departure>> {
+    if !raw.calendar_ok {
+        return None;
+    }
+    raw.departures
+        .iter()
+        .map(|d| {
+            Some(Departure {
+                days: d.days.value()?.clone(),
+                from: *d.from.value()?,
+                to: *d.to.value()?,
+                timezone: *d.timezone.value()?,
+            })
+        })
+        .collect()
+}
+
+/// The freezes in time order (the schema pass refused overlaps).
+fn build_freezes(raw: &RawGate) -> Option<Vec<Freeze>> {
+    let mut freezes = raw
+        .freezes
+        .iter()
+        .map(|f| {
+            Some(Freeze {
+                from: *f.from.value()?,
+                to: *f.to.value()?,
+                reason: f.reason.value()?.clone(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    freezes.sort_by_key(|f| f.from);
+    Some(freezes)
 }
 
 fn build_webhook(raw: &RawWebhook) -> Option<Webhook> {

@@ -35,6 +35,9 @@
 //!    its condition was false at an evaluation since the override (a regression that appeared
 //!    after the operator's call, not the one they overrode); the rollback is latched.
 //!
+//! After these steps, [`hold`] may still hold a new promotion: a gate's `approval`, freezes
+//! and departure windows (see `hold.rs`).
+//!
 //! **Dry-run rules** (`dry_run: true`) are evaluated, tracked (their streaks count toward
 //! their `for`) and reported like any rule, but steps 2–5 see only the enforced rules, so a
 //! dry-run rule never changes the decision. The same steps run once more with every rule
@@ -55,11 +58,15 @@ use crate::config::{Gate, Slo};
 use crate::signals::{Resolver, Signals};
 use crate::vocab::{Decision, HoldDecision, Truth};
 
+mod hold;
 mod outcome;
 mod state;
+mod train;
 
+pub use hold::{hold, hold_reason, AWAITING_APPROVAL};
 pub use outcome::{Evaluation, RuleOutcome};
 pub use state::{PauseCause, PinWatch, TrainState};
+pub use train::{severity, train_verdict, GateDecision, TrainVerdict};
 
 /// Whether `for` and `resume_after` apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -850,6 +857,9 @@ mod tests {
             min_effect: 0.05,
             evaluation_delay: std::time::Duration::ZERO,
             max_train_age: PromDuration::from_secs(7 * 24 * 3600),
+            departures: Vec::new(),
+            freezes: Vec::new(),
+            approval: crate::config::Approval::None,
             rules: vec![
                 rule(
                     "fast-burn",
@@ -1977,5 +1987,121 @@ mod tests {
         assert_eq!(fmt_secs(3_605.0), "1h");
         assert_eq!(fmt_secs(0.0), "0s");
         assert_eq!(fmt_secs(-3.0), "0s");
+    }
+
+    // Holds: approval, freezes, departure windows (hold.rs).
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().unwrap()
+    }
+
+    fn frozen_gate() -> Gate {
+        let mut g = gate();
+        g.freezes = vec![crate::config::Freeze {
+            from: at("2026-12-20T00:00:00Z"),
+            to: at("2027-01-04T00:00:00Z"),
+            reason: "year-end freeze".into(),
+        }];
+        g
+    }
+
+    fn held(g: &Gate, prev: &TrainState, age: f64, input: &Input, when: &str) -> Evaluation {
+        let departed = prev.decision == Some(Decision::Promote);
+        hold(
+            g,
+            prev,
+            departed,
+            at(when),
+            eval(g, prev, age, input, Mode::Daemon),
+        )
+    }
+
+    #[test]
+    fn an_approval_gate_holds_a_verified_train_until_it_is_approved() {
+        let mut g = gate();
+        g.approval = crate::config::Approval::Required;
+        let when = "2026-12-01T10:00:00Z";
+        let first = held(&g, &TrainState::default(), LATE, &ok(healthy()), when);
+        assert_eq!(first.decision, Decision::Pending);
+        assert_eq!(first.reason, AWAITING_APPROVAL);
+        assert_eq!(first.rule, None);
+        assert_eq!(first.state.decision, Some(Decision::Pending));
+        // The evidence still shows a verified train.
+        assert!(!first.inconclusive);
+        let again = held(&g, &first.state, LATE, &ok(healthy()), when);
+        assert_eq!(again.reason, AWAITING_APPROVAL);
+
+        let mut approved = again.state.clone();
+        approved.approved_by = Some("alice: notes reviewed".into());
+        let next = held(&g, &approved, LATE, &ok(healthy()), when);
+        assert_eq!(next.decision, Decision::Promote, "{}", next.reason);
+        assert_eq!(next.state.decision, Some(Decision::Promote));
+    }
+
+    #[test]
+    fn an_early_approval_waits_for_verification() {
+        let mut g = gate();
+        g.approval = crate::config::Approval::Required;
+        let state = TrainState {
+            approved_by: Some("alice: go".into()),
+            ..TrainState::default()
+        };
+        let early = held(&g, &state, EARLY, &ok(healthy()), "2026-12-01T10:00:00Z");
+        assert_eq!(early.decision, Decision::Pending);
+        assert_ne!(early.reason, AWAITING_APPROVAL);
+        assert!(early.reason.contains("of 30m elapsed"), "{}", early.reason);
+        let late = held(
+            &g,
+            &early.state,
+            LATE,
+            &ok(healthy()),
+            "2026-12-01T10:00:00Z",
+        );
+        assert_eq!(late.decision, Decision::Promote);
+    }
+
+    #[test]
+    fn a_freeze_holds_a_promotion_but_never_a_rollback_or_a_pause() {
+        let g = frozen_gate();
+        let inside = "2026-12-24T12:00:00Z";
+        let promote = held(&g, &TrainState::default(), LATE, &ok(healthy()), inside);
+        assert_eq!(promote.decision, Decision::Pending);
+        assert_eq!(
+            promote.reason,
+            "frozen: year-end freeze until 2027-01-04T00:00:00Z"
+        );
+        let rollback = held(&g, &promote.state, LATE, &ok(fast_burn()), inside);
+        assert_eq!(rollback.decision, Decision::Rollback);
+        let pause = held(&g, &TrainState::default(), LATE, &ok(slow_burn()), inside);
+        assert_eq!(pause.decision, Decision::Pause);
+        // After the freeze the same evidence promotes.
+        let after = held(
+            &g,
+            &promote.state,
+            LATE,
+            &ok(healthy()),
+            "2027-01-04T00:00:00Z",
+        );
+        assert_eq!(after.decision, Decision::Promote);
+    }
+
+    #[test]
+    fn a_promote_override_and_a_promoted_train_are_not_held() {
+        let g = frozen_gate();
+        let inside = "2026-12-24T12:00:00Z";
+        let pinned = TrainState {
+            pinned: Some(Decision::Promote),
+            decision: Some(Decision::Promote),
+            decided_reason: Some("override promote by alice: hotfix".into()),
+            ..TrainState::default()
+        };
+        let e = held(&g, &pinned, LATE, &ok(healthy()), inside);
+        assert_eq!(e.decision, Decision::Promote);
+        let promoted = TrainState {
+            decision: Some(Decision::Promote),
+            ..TrainState::default()
+        };
+        let e = held(&g, &promoted, LATE, &ok(healthy()), inside);
+        assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
     }
 }

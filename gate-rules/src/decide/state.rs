@@ -37,6 +37,9 @@ pub struct TrainState {
     pub sequential: BTreeMap<String, SequentialState>,
     /// While a promote override pins the train: which rollback conditions were false since.
     pub pin_watch: Option<PinWatch>,
+    /// Who approved the train, for a gate with `approval: required` (kept for the train's
+    /// whole life: an approval given before verification waits for it).
+    pub approved_by: Option<String>,
 }
 
 /// The rollback conditions seen false since a promote override: one of them that holds again

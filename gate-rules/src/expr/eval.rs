@@ -413,6 +413,9 @@ mod tests {
             min_effect: 0.05,
             evaluation_delay: std::time::Duration::ZERO,
             max_train_age: "7d".parse().unwrap(),
+            departures: Vec::new(),
+            freezes: Vec::new(),
+            approval: crate::config::Approval::None,
             rules: Vec::new(),
             dry_run: false,
         };

@@ -7,7 +7,9 @@
 //! | GET | `/v1/trains/{id}` | 200 train with `evaluation` | 404 |
 //! | GET | `/v1/trains/{id}/decision?wait=30s&after_seq=N` | 200 `{train, decision, reason, seq, evaluated_at, …}` | 404 |
 //! | POST | `/v1/trains/{id}/override` | 200 the new decision | 404, 409 stopped / nothing to resume, 422 |
+//! | POST | `/v1/trains/{id}/approve` | 200 the decision | 404, 409 stopped / rolled back / done, 422 no approval gate |
 //! | GET | `/v1/trains/{id}/events` | 200 `{train, events: [...]}` | 404 |
+//! | GET | `/v1/calendar?gate=` | 200 `{at, until, gates: [...]}` | 404 unknown gate |
 //! | DELETE | `/v1/trains/{id}` | 200 the stopped train | 404 |
 //! | POST | `/v1/reload` | 200 `{gates, unevaluated_trains}` | 422 invalid config (old one kept) |
 //! | POST | `/v1/outbox/redrive` | 200 `{redriven}` | 400 bad train ID |
@@ -38,9 +40,11 @@
 //!
 //! One job per file: [`error`] (the error body and its statuses), [`extract`] (extractors
 //! whose rejections are API errors), [`auth`] (the bearer token), [`trains`] (the train
-//! routes), [`ops`] (reload, metrics, probes), [`openapi`] (the document).
+//! routes), [`calendar`] (departure windows and freezes), [`ops`] (reload, metrics, probes),
+//! [`openapi`] (the document).
 
 pub mod auth;
+pub mod calendar;
 pub mod error;
 pub mod extract;
 pub mod openapi;
@@ -76,7 +80,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/trains/{id}", get(trains::show).delete(trains::stop))
         .route("/v1/trains/{id}/decision", get(trains::decision))
         .route("/v1/trains/{id}/override", post(trains::override_train))
+        .route("/v1/trains/{id}/approve", post(trains::approve))
         .route("/v1/trains/{id}/events", get(trains::events))
+        .route("/v1/calendar", get(calendar::calendar))
         .route("/v1/reload", post(ops::reload))
         .route("/v1/outbox/redrive", post(ops::redrive))
         .route("/v1/openapi.json", get(ops::openapi))

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 
-use super::{ops, trains};
+use super::{calendar, ops, trains};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,7 +29,9 @@ use super::{ops, trains};
         trains::show,
         trains::decision,
         trains::override_train,
+        trains::approve,
         trains::events,
+        calendar::calendar,
         trains::stop,
         ops::reload,
         ops::redrive,
@@ -109,7 +111,9 @@ mod tests {
             ("/v1/trains/{id}", "delete"),
             ("/v1/trains/{id}/decision", "get"),
             ("/v1/trains/{id}/override", "post"),
+            ("/v1/trains/{id}/approve", "post"),
             ("/v1/trains/{id}/events", "get"),
+            ("/v1/calendar", "get"),
             ("/v1/reload", "post"),
             ("/v1/outbox/redrive", "post"),
             ("/v1/openapi.json", "get"),

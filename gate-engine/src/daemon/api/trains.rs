@@ -1,5 +1,5 @@
-//! The train routes: register, list, show, the (long-polled) decision, override, the audit
-//! trail and stop.
+//! The train routes: register, list, show, the (long-polled) decision, override, approve,
+//! the audit trail and stop.
 //!
 //! Reads are served from memory ([`crate::daemon::state`]); the store is read only for trains
 //! the daemon does not hold (finished before the last restart) and for the audit trail.
@@ -16,7 +16,8 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gate_api::{
-    DecisionBody, ErrorBody, Event, EventList, OverrideRequest, RegisterRequest, Train, TrainList,
+    ApproveRequest, DecisionBody, ErrorBody, Event, EventList, OverrideRequest, RegisterRequest,
+    Train, TrainList,
 };
 use gate_rules::decide;
 use gate_rules::Decision;
@@ -30,8 +31,8 @@ use crate::daemon::scheduler::webhook_events;
 use crate::daemon::state::{self, TrainView};
 use crate::daemon::{BlockingError, Shared};
 use crate::store::{
-    AuditEvent, ConflictReason, Evidence, Lifecycle, NewTrain, OverrideAction, OverrideWrite,
-    Registration, StoreError, TrainFilter,
+    ApprovalWrite, AuditEvent, ConflictReason, Evidence, Lifecycle, NewTrain, OverrideAction,
+    OverrideWrite, Registration, StoreError, TrainFilter,
 };
 use crate::webhook::DecisionChange;
 
@@ -60,9 +61,35 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
     Ok(view)
 }
 
+/// The gates a registration names: `gate`, or `gates` (one or more, no repeats).
+fn gate_names(gate: Option<String>, gates: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", m);
+    let names = match (gate, gates) {
+        (Some(gate), None) => vec![gate],
+        (None, Some(gates)) if !gates.is_empty() => gates,
+        (None, Some(_)) => return Err(invalid("`gates` is empty: name at least one gate".into())),
+        (None, None) => {
+            return Err(invalid(
+                "name the gate that judges the train: `gate` (one) or `gates` (several)".into(),
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "give `gate` (one gate) or `gates` (several), not both".into(),
+            ))
+        }
+    };
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(invalid(format!("gate `{name}` is listed twice in `gates`")));
+        }
+    }
+    Ok(names)
+}
+
 #[utoipa::path(
     post, path = "/v1/trains", tag = "trains",
-    description = "Registers a train. The same body again is idempotent (200); a different body for the same ID, or the ID of a stopped train, is a conflict.",
+    description = "Registers a train, judged by one gate (`gate`) or by several (`gates`: the train's verdict is the most severe of theirs). The same body again is idempotent (200); a different body for the same ID, or the ID of a stopped train, is a conflict.",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = Train),
@@ -72,7 +99,7 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
         (status = 415, description = "No `Content-Type: application/json` (`unsupported_media_type`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
         (status = 409, description = "Registered with a different body, or stopped (`conflict`)", body = ErrorBody),
-        (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) an unknown gate (`unknown_gate`), or a `started_at` more than a minute ahead (`started_at_in_future`) or older than the gate's `max_train_age` (`started_at_too_old`)", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape, neither or both of `gate` and `gates`, or a gate listed twice (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`), an unknown gate, also one among several (`unknown_gate`; nothing is registered), or a `started_at` more than a minute ahead (`started_at_in_future`) or older than the gate's `max_train_age` (`started_at_too_old`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -105,26 +132,43 @@ pub(crate) async fn register(
         }
     }
     let config = shared.runtime().config.clone();
-    let Some(gate) = config.gate(&body.gate) else {
-        let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
+    let names = gate_names(body.gate, body.gates)?;
+    let unknown: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| config.gate(n).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
+        let which = unknown
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let noun = if unknown.len() == 1 { "gate" } else { "gates" };
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_gate",
             format!(
-                "unknown gate `{}`; the config has: {}",
-                body.gate,
-                names.join(", ")
+                "unknown {noun} {which}; the config has: {}; nothing was registered",
+                known.join(", ")
             ),
         ));
-    };
-    if let Some(started_at) = body.started_at {
-        gate_rules::registration::check_started_at(gate, started_at, shared.clock.now()).map_err(
-            |e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
-        )?;
     }
+    if let Some(started_at) = body.started_at {
+        for gate in names.iter().filter_map(|n| config.gate(n)) {
+            gate_rules::registration::check_started_at(gate, started_at, shared.clock.now())
+                .map_err(|e| {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
+                })?;
+        }
+    }
+    let gate = names[0].clone();
+    let gates = if names.len() > 1 { names } else { Vec::new() };
     let train = NewTrain {
         id,
-        gate: body.gate,
+        gate,
+        gates,
         started_at: body.started_at,
         baseline,
         labels: body.labels,
@@ -217,7 +261,8 @@ pub(crate) async fn list(
             .await?;
         list::page(
             records.iter().map(|r| {
-                let evaluating = state::is_evaluated(r.lifecycle) && config.gate(&r.gate).is_some();
+                let evaluating = state::is_evaluated(r.lifecycle)
+                    && r.gate_names().iter().all(|g| config.gate(g).is_some());
                 (r, evaluating)
             }),
             &filter,
@@ -340,6 +385,22 @@ pub(crate) async fn decision(
     Ok(decision_response(&current))
 }
 
+/// The `reason` and `actor` of an override or approval, trimmed: both required, since the
+/// audit trail records them.
+fn audited(reason: &str, actor: &str, what: &str) -> Result<(String, String), ApiError> {
+    let (reason, actor) = (reason.trim().to_string(), actor.trim().to_string());
+    if reason.is_empty() || actor.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!(
+                "{what} needs a non-empty `reason` and `actor`: they are recorded in the audit trail"
+            ),
+        ));
+    }
+    Ok((reason, actor))
+}
+
 #[utoipa::path(
     post, path = "/v1/trains/{id}/override", tag = "trains",
     description = "Forces a decision (`promote`, `pause`, `rollback` pin it) or lifts one (`resume`). Recorded with who and why; the seq is bumped even when the decision stays.",
@@ -363,15 +424,7 @@ pub(crate) async fn override_train(
     TrainPath(id): TrainPath,
     ApiJson(body): ApiJson<OverrideRequest>,
 ) -> Result<Response, ApiError> {
-    let reason = body.reason.trim().to_string();
-    let actor = body.actor.trim().to_string();
-    if reason.is_empty() || actor.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            "an override needs a non-empty `reason` and `actor`: they are recorded in the audit trail",
-        ));
-    }
+    let (reason, actor) = audited(&body.reason, &body.actor, "an override")?;
     let held = view_of(&shared, &id).await?;
     let _lock = shared.write_lock.lock().await;
     // Under the lock the held view is what the store has.
@@ -400,30 +453,47 @@ pub(crate) async fn override_train(
                     ),
                 ));
             }
-            decide::resume(&mut state);
             Decision::Pending
         }
-        action => {
-            let pinned = match action {
-                OverrideAction::Promote => Decision::Promote,
-                OverrideAction::Pause => Decision::Pause,
-                _ => Decision::Rollback,
-            };
-            state.pinned = Some(pinned);
-            state.decision = Some(pinned);
+        OverrideAction::Promote => Decision::Promote,
+        OverrideAction::Pause => Decision::Pause,
+        OverrideAction::Rollback => Decision::Rollback,
+    };
+    // A train of several gates is overridden as a whole: every gate's part takes the same
+    // pin (or resume), so each gate's next evaluation keeps it.
+    let apply = |state: &mut gate_rules::decide::TrainState| {
+        if body.decision == OverrideAction::Resume {
+            decide::resume(state);
+        } else {
+            state.pinned = Some(decision);
+            state.decision = Some(decision);
             state.pause_cause = None;
             state.clean_streak = 0;
             state.decided_reason = Some(text.clone());
             state.decided_rule = None;
-            pinned
         }
     };
+    apply(&mut state);
     let lifecycle = match decision {
         Decision::Pending => Lifecycle::Verifying,
         Decision::Promote => Lifecycle::Promoted,
         Decision::Pause => Lifecycle::Paused,
         Decision::Rollback => Lifecycle::RolledBack,
     };
+    let gates = (!prev.gates.is_empty()).then(|| {
+        prev.gates
+            .iter()
+            .map(|leg| {
+                let mut leg = leg.clone();
+                apply(&mut leg.state);
+                leg.decision = decision;
+                leg.reason = text.clone();
+                leg.rule = None;
+                leg.lifecycle = lifecycle;
+                leg
+            })
+            .collect()
+    });
     let at = shared.clock.now();
     let events = if decision != prev.decision {
         let config = shared.runtime().config.clone();
@@ -443,6 +513,10 @@ pub(crate) async fn override_train(
                     .as_ref()
                     .map_or(serde_json::Value::Null, Evidence::to_value),
                 artifact: prev.labels.get("artifact").cloned(),
+                gates: gates
+                    .as_deref()
+                    .map(state::gate_decisions)
+                    .unwrap_or_default(),
             },
         )
     } else {
@@ -459,6 +533,7 @@ pub(crate) async fn override_train(
         state,
         lifecycle,
         events,
+        gates,
     };
     let record = shared
         .blocking(move |store| {
@@ -482,6 +557,104 @@ pub(crate) async fn override_train(
     if queued {
         shared.nudge_webhooks();
     }
+    let view = TrainView::new(record);
+    shared.publish(Arc::clone(&view));
+    Ok(decision_response(&view))
+}
+
+#[utoipa::path(
+    post, path = "/v1/trains/{id}/approve", tag = "trains",
+    description = "Approves a train whose gate has `approval: required`: once verified it promotes at the next evaluation (inside a departure window, outside a freeze). An approval given before verification waits for it; it never lifts a rollback or a pause. Recorded with who and why; the seq is bumped, the decision stays until the next evaluation.",
+    params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
+    request_body = ApproveRequest,
+    responses(
+        (status = 200, description = "The train's decision after the approval", body = DecisionBody),
+        (status = 400, description = "The body is not JSON (`malformed_json`) or an ID is invalid (`invalid_train_id`)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "No `Content-Type: application/json` (`unsupported_media_type`)", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
+        (status = 409, description = "The train is stopped (`train_stopped`), rolled back (`train_rolled_back`) or finished (`train_done`)", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape, or an empty `reason` or `actor` (`invalid_body`); none of the train's gates has `approval: required` (`approval_not_required`)", body = ErrorBody),
+        (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn approve(
+    State(shared): AppState,
+    TrainPath(id): TrainPath,
+    ApiJson(body): ApiJson<ApproveRequest>,
+) -> Result<Response, ApiError> {
+    let (reason, actor) = audited(&body.reason, &body.actor, "an approval")?;
+    let held = view_of(&shared, &id).await?;
+    let _lock = shared.write_lock.lock().await;
+    let view = shared.trains.get(&id).unwrap_or(held);
+    let prev = &view.record;
+    let refused = match prev.lifecycle {
+        Lifecycle::Stopped => Some((
+            "train_stopped",
+            format!("train {id} is stopped; a stopped train takes no approval"),
+        )),
+        Lifecycle::RolledBack => Some((
+            "train_rolled_back",
+            format!(
+                "train {id} is rolled back; an approval never lifts a rollback \
+                 (an operator can `gate override {id} --decision resume`)"
+            ),
+        )),
+        Lifecycle::Done => Some(("train_done", format!("train {id} is done"))),
+        _ => None,
+    };
+    if let Some((code, message)) = refused {
+        return Err(ApiError::new(StatusCode::CONFLICT, code, message));
+    }
+    let config = shared.runtime().config.clone();
+    let gates = prev.gate_names();
+    let needs = gates.iter().any(|g| {
+        config
+            .gate(g)
+            .is_some_and(|g| g.approval == gate_rules::config::Approval::Required)
+    });
+    if !needs {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "approval_not_required",
+            format!(
+                "train {id} needs no approval: none of its gates ({}) has `approval: required`",
+                gates.join(", ")
+            ),
+        ));
+    }
+    let by = format!("{actor}: {reason}");
+    let mut state = prev.state.clone();
+    state.approved_by = Some(by.clone());
+    let gates = (!prev.gates.is_empty()).then(|| {
+        prev.gates
+            .iter()
+            .map(|leg| {
+                let mut leg = leg.clone();
+                leg.state.approved_by = Some(by.clone());
+                leg
+            })
+            .collect()
+    });
+    let write = ApprovalWrite {
+        train: id.clone(),
+        reason,
+        actor,
+        at: shared.clock.now(),
+        state,
+        gates,
+    };
+    let record = shared
+        .blocking(move |store| {
+            store.record_approval(&write)?;
+            store
+                .train(&write.train)?
+                .ok_or_else(|| StoreError::NotFound(write.train.clone()))
+        })
+        .await?;
+    tracing::info!(train = %id, "train {id} approved by {by}");
     let view = TrainView::new(record);
     shared.publish(Arc::clone(&view));
     Ok(decision_response(&view))
@@ -517,7 +690,8 @@ fn event_body(e: AuditEvent) -> Event {
             at,
             registration: RegisterRequest {
                 id: registration.id.to_string(),
-                gate: registration.gate,
+                gate: registration.gates.is_empty().then_some(registration.gate),
+                gates: (!registration.gates.is_empty()).then_some(registration.gates),
                 started_at: registration.started_at,
                 baseline: registration.baseline.map(|b| b.to_string()),
                 labels: registration.labels,
@@ -553,6 +727,17 @@ fn event_body(e: AuditEvent) -> Event {
             action,
             decision,
             previous,
+            reason,
+            actor,
+            at,
+        },
+        AuditEvent::Approval {
+            seq,
+            reason,
+            actor,
+            at,
+        } => Event::Approval {
+            seq,
             reason,
             actor,
             at,

@@ -14,10 +14,13 @@
 
 use std::collections::BTreeMap;
 
+mod calendar;
 mod fields;
 
+pub(super) use calendar::{RawDeparture, RawFreeze};
+
 use super::diagnostic::{closest, Sink, Span};
-use super::model::{BaselineKind, WebhookFormat};
+use super::model::{Approval, BaselineKind, WebhookFormat};
 use super::yaml::{Key, Kind, Node};
 use crate::duration::PromDuration;
 use crate::vocab::{Decision, HoldDecision};
@@ -123,6 +126,11 @@ pub(super) struct RawGate {
     pub min_effect: Field<f64>,
     pub evaluation_delay: Field<std::time::Duration>,
     pub max_train_age: Field<PromDuration>,
+    pub departures: Vec<RawDeparture>,
+    pub freezes: Vec<RawFreeze>,
+    pub approval: Field<Approval>,
+    /// `false` when `departures` or `freezes` itself was malformed (reported).
+    pub calendar_ok: bool,
     pub rules: Vec<RawRule>,
     /// `false` when `rules` itself was malformed (reported), so the gate cannot be built.
     pub rules_ok: bool,
@@ -194,6 +202,9 @@ const GATE_FIELDS: &[&str] = &[
     "max_train_age",
     "rules",
     "dry_run",
+    "departures",
+    "freezes",
+    "approval",
 ];
 const RULE_FIELDS: &[&str] = &["name", "when", "then", "for", "dry_run"];
 const WEBHOOK_FIELDS: &[&str] = &[
@@ -500,6 +511,10 @@ impl Reader<'_, '_> {
         let get = |name: &str| fields.as_ref().and_then(|f| f.get(name));
         let rules = self.list(get("rules"), "rules", |r, item| r.rule(item));
         let rules_ok = rules.is_some() || get("rules").is_none();
+        let departures = self.departures(get("departures"));
+        let freezes = self.freezes(get("freezes"));
+        let calendar_ok = (departures.is_some() || get("departures").is_none())
+            && (freezes.is_some() || get("freezes").is_none());
         let mut gate = RawGate {
             span: node.span,
             name: self.string(get("name")),
@@ -525,6 +540,10 @@ impl Reader<'_, '_> {
             min_effect: self.number(get("min_effect")),
             evaluation_delay: self.duration_or_zero(get("evaluation_delay")),
             max_train_age: self.duration(get("max_train_age")),
+            departures: departures.unwrap_or_default(),
+            freezes: freezes.unwrap_or_default(),
+            approval: self.approval(get("approval")),
+            calendar_ok,
             rules: rules.unwrap_or_default(),
             rules_ok,
         };

@@ -398,13 +398,26 @@ function renderTrain(t, events) {
     el("p", { class: "reason", id: "reason", text: t.reason }),
     el("div", { class: "facts" },
       el("span", {}, "state ", el("strong", { text: t.state })),
-      el("span", {}, "gate ", el("strong", { text: t.gate })),
+      t.gates ? el("span", {}, "gates ", el("strong", { text: t.gates.map((g) => g.gate).join(", ") }))
+        : el("span", {}, "gate ", el("strong", { text: t.gate })),
       el("span", {}, "age ", el("strong", { text: age(t.started_at, now) })),
       t.rule ? el("span", {}, "rule ", el("strong", { text: t.rule })) : null,
       t.pinned ? el("span", {}, "pinned ", el("strong", { text: t.pinned })) : null,
       t.baseline ? el("span", {}, "baseline ", el("a", { href: trainHref(t.baseline), text: t.baseline })) : null,
       el("span", {}, "seq ", el("strong", { id: "seq", text: t.seq }))),
   ];
+  if (t.gates) {
+    // A train of several gates: its verdict above, then each gate's decision and evidence.
+    parts.push(el("h2", { text: "Gates" }), el("table", { class: "gates" },
+      el("thead", {}, el("tr", {}, ...["Gate", "Decision", "Reason"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...t.gates.map((g) => el("tr", {},
+        el("td", { "data-label": "Gate", text: g.gate }),
+        el("td", { "data-label": "Decision" }, verdict(g.decision)),
+        el("td", { "data-label": "Reason", text: g.reason }))))));
+    for (const g of t.gates) {
+      if (g.evaluation) parts.push(el("h3", { text: `Rules of gate ${g.gate}` }), rulesTable(g.evaluation));
+    }
+  }
   parts.push(el("h2", { text: "Burn rate per window" }),
     el("figure", { class: "chart", id: "chart", "data-source": "loading", "data-train": t.train },
       el("p", { class: "muted", text: "Reading the burn rates over the train's life from Prometheus…" })));
@@ -568,6 +581,7 @@ function timeline(events) {
     switch (e.kind) {
       case "decision": what = [verdict(e.decision), ` from ${e.previous}: ${e.reason}`]; break;
       case "override": what = [verdict(e.decision), ` override ${e.action} by ${e.actor}: ${e.reason}`]; break;
+      case "approval": what = [`approved by ${e.actor}: ${e.reason}`]; break;
       case "registered": what = ["registered"]; break;
       case "stopped": what = ["stopped"]; break;
       case "delivery": what = [`webhook ${e.webhook || ""} ${e.event_type || e.type || ""}: ${e.state || e.status || ""}`]; break;
