@@ -54,6 +54,8 @@ enum Command {
     Outbox(cmd::outbox::Args),
     /// Print a gate config converted from OpenSLO v1 or Sloth SLOs (or why it cannot be).
     Import(cmd::import::Args),
+    /// API tokens: `gate token hash` prints the tokens file line for a token read from stdin.
+    Token(cmd::token::Args),
     /// Print a shell completion script (bash, zsh, fish).
     Completions(cmd::completions::Args),
     /// Write the demo telemetry (OpenMetrics) ending at --end; used by scripts/demo.
@@ -79,6 +81,7 @@ fn main() {
             Command::Override(args) => cmd::override_::run(args).await,
             Command::Outbox(args) => cmd::outbox::run(args),
             Command::Import(args) => cmd::import::run(args),
+            Command::Token(args) => cmd::token::run(args),
             Command::Completions(args) => {
                 cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
             }

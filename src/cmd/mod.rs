@@ -11,6 +11,7 @@ pub mod override_;
 pub mod replay;
 pub mod serve;
 pub mod status;
+pub mod token;
 pub mod train;
 pub mod wait;
 

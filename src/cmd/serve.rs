@@ -19,10 +19,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use gate_engine::daemon::api::auth::{all_scopes, SHARED_TOKEN_NAME};
 use gate_engine::daemon::{
     ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
 };
 use gate_engine::webhook::{self, WebhookMetrics};
+use gate_rules::config::ApiToken;
 
 use super::eval::prometheus_client;
 use super::load_config;
@@ -30,6 +32,8 @@ use crate::exit;
 
 /// The variable holding the API token; when set, POST and DELETE require it.
 pub const TOKEN_ENV: &str = "GATE_API_TOKEN";
+/// The variable naming the tokens file (as `--tokens`).
+pub const TOKENS_ENV: &str = "GATE_TOKENS_FILE";
 
 /// Arguments of `gate serve`.
 #[derive(clap::Args, Debug)]
@@ -43,9 +47,18 @@ pub struct Args {
     /// The SQLite store: trains, decisions, overrides, webhook outbox.
     #[arg(long, default_value = "gate.db")]
     pub db: PathBuf,
-    /// Require the API token (GATE_API_TOKEN) for reads too; /healthz and /readyz stay open.
+    /// Require a token for reads too (with the `read` scope); /healthz, /readyz and
+    /// /v1/openapi.json stay open.
     #[arg(long)]
     pub auth_reads: bool,
+    /// Named API tokens with scopes (read, register, override, admin): a YAML list of
+    /// `{name, sha256, scopes}`; `gate token hash` prints the sha256 line for a token.
+    #[arg(long, env = TOKENS_ENV, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Serve an API without any token on a non-loopback --listen address (anyone who can
+    /// reach it may register, override and reload).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
     /// Log lines on stderr: `text` for people, `json` (one object per line) for log
     /// collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -69,10 +82,18 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     prometheus_client(&config)?;
     webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
         .map_err(|e| exit::usage(e.to_string()))?;
-    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
-    if args.auth_reads && token.is_none() {
+    let tokens = api_tokens(&args)?;
+    if args.auth_reads && tokens.is_empty() {
         return Err(exit::usage(format!(
-            "--auth-reads needs an API token: set {TOKEN_ENV}"
+            "--auth-reads needs an API token: set {TOKEN_ENV} or give --tokens"
+        )));
+    }
+    if tokens.is_empty() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+        return Err(exit::usage(format!(
+            "refusing to serve an API without a token on {}: anyone who can reach it could \
+             override decisions\n  hint: set {TOKEN_ENV}, give --tokens FILE ({TOKENS_ENV}), \
+             listen on 127.0.0.1, or pass --allow-unauthenticated if the network is trusted",
+            args.listen
         )));
     }
 
@@ -94,7 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             metrics,
             registry: Arc::new(registry),
             api: ApiOptions {
-                token,
+                tokens,
                 auth_reads: args.auth_reads,
             },
             webhooks: None,
@@ -132,6 +153,33 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     served.context("the HTTP server failed")?;
     tracing::info!("gate serve stopped");
     Ok(exit::OK)
+}
+
+/// The tokens of `--tokens` and `GATE_API_TOKEN` (named `GATE_API_TOKEN`, every scope).
+/// A bad tokens file is a usage error with every problem at its position (exit 2).
+fn api_tokens(args: &Args) -> anyhow::Result<Vec<ApiToken>> {
+    let mut tokens = match &args.tokens {
+        None => Vec::new(),
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| exit::usage(format!("cannot read the tokens file {file}: {e}")))?;
+            gate_rules::config::tokens_from_str(&file, &text).map_err(|err| {
+                let text = super::check::render_errors(&err, std::io::stderr().is_terminal());
+                exit::usage(text.trim_end().to_string())
+            })?
+        }
+    };
+    if let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()) {
+        if tokens.iter().any(|t| t.name == SHARED_TOKEN_NAME) {
+            return Err(exit::usage(format!(
+                "the tokens file names a token `{SHARED_TOKEN_NAME}`, the name {TOKEN_ENV} is \
+                 known by: rename it"
+            )));
+        }
+        tokens.push(all_scopes(SHARED_TOKEN_NAME, &token));
+    }
+    Ok(tokens)
 }
 
 fn init_tracing(format: LogFormat) {

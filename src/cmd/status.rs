@@ -409,12 +409,14 @@ fn history_line(e: &Event, color: bool) -> Option<String> {
             previous,
             reason,
             actor,
+            on_behalf_of,
             at,
         } => Some(format!(
-            "{}  #{seq}  {} → {}  override {action} by {actor}: {reason}",
+            "{}  #{seq}  {} → {}  override {action} by {}: {reason}",
             format_time(*at),
             previous.as_str(),
             decision_word(*decision, color),
+            gate_api::override_by(actor, on_behalf_of.as_deref()),
         )),
         Event::Stopped { at } => Some(format!("{}  stopped: no longer watched", format_time(*at))),
         _ => None,
@@ -841,6 +843,7 @@ mod tests {
             previous: Decision::Rollback,
             reason: "false alarm".into(),
             actor: "alice".into(),
+            on_behalf_of: None,
             at: t("2026-11-01T11:59:58Z"),
         });
         let out = render_train(&r102, &events, t(NOW), false);

@@ -77,8 +77,8 @@ pub struct Runtime {
 /// Who may call the API.
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
-    /// When set, mutating endpoints require `Authorization: Bearer <token>`.
-    pub token: Option<String>,
+    /// The known tokens (none: the API is open); see [`api::auth`].
+    pub tokens: Vec<gate_rules::config::ApiToken>,
     /// Require the token for reads too (`/healthz` and `/readyz` stay open).
     pub auth_reads: bool,
 }

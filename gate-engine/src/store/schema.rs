@@ -110,6 +110,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_by_train ON outbox (train, id);
     CREATE INDEX outbox_dead ON outbox (train) WHERE state = 'dead';
     "#,
+    // 3: whom a named token's override was made for.
+    r#"
+    ALTER TABLE overrides ADD COLUMN on_behalf_of TEXT;
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use gate_api::{
     DecisionBody, ErrorBody, Event, EventList, OverrideRequest, RegisterRequest, Train, TrainList,
 };
@@ -23,6 +24,7 @@ use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::extract::train_id;
 use super::{json_body, ApiError, ApiJson, ApiQuery, AppState, TrainPath, MAX_WAIT};
 use crate::daemon::list::{self, ListFilter};
@@ -71,6 +73,7 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
         (status = 413, description = "The body is over 64 KiB (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "No `Content-Type: application/json` (`unsupported_media_type`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `register` scope (`forbidden`)", body = ErrorBody),
         (status = 409, description = "Registered with a different body, or stopped (`conflict`)", body = ErrorBody),
         (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) or an unknown gate (`unknown_gate`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
@@ -190,6 +193,7 @@ pub(crate) struct ListQuery {
         (status = 200, description = "The trains", body = TrainList),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -243,6 +247,7 @@ pub(crate) async fn list(
         (status = 200, description = "The train", body = Train),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
@@ -301,6 +306,7 @@ fn decision_response(view: &TrainView) -> Response {
         (status = 200, description = "The current decision", body = DecisionBody),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
@@ -346,6 +352,7 @@ pub(crate) async fn decision(
         (status = 413, description = "The body is over 64 KiB (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "No `Content-Type: application/json` (`unsupported_media_type`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `override` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 409, description = "The train is stopped (`train_stopped`) or there is nothing to resume (`nothing_to_resume`)", body = ErrorBody),
         (status = 422, description = "JSON of the wrong shape, or an empty `reason` or `actor` (`invalid_body`)", body = ErrorBody),
@@ -355,18 +362,25 @@ pub(crate) async fn decision(
 )]
 pub(crate) async fn override_train(
     State(shared): AppState,
+    caller: Option<Extension<Caller>>,
     TrainPath(id): TrainPath,
     ApiJson(body): ApiJson<OverrideRequest>,
 ) -> Result<Response, ApiError> {
     let reason = body.reason.trim().to_string();
-    let actor = body.actor.trim().to_string();
-    if reason.is_empty() || actor.is_empty() {
+    let named = body.actor.trim().to_string();
+    if reason.is_empty() || named.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             "an override needs a non-empty `reason` and `actor`: they are recorded in the audit trail",
         ));
     }
+    // The token proves who called; the body's actor is only who they say they act for.
+    let (actor, on_behalf_of) = match caller {
+        Some(Extension(Caller { name })) if name == named => (name, None),
+        Some(Extension(Caller { name })) => (name, Some(named)),
+        None => (named, None),
+    };
     let held = view_of(&shared, &id).await?;
     let _lock = shared.write_lock.lock().await;
     // Under the lock the held view is what the store has.
@@ -380,7 +394,11 @@ pub(crate) async fn override_train(
         ));
     }
     let mut state = prev.state.clone();
-    let text = format!("override {} by {actor}: {reason}", body.decision);
+    let text = format!(
+        "override {} by {}: {reason}",
+        body.decision,
+        gate_api::override_by(&actor, on_behalf_of.as_deref())
+    );
     let decision = match body.decision {
         OverrideAction::Resume => {
             let resumable = matches!(prev.decision, Decision::Pause | Decision::Rollback)
@@ -450,6 +468,7 @@ pub(crate) async fn override_train(
         decision,
         reason,
         actor,
+        on_behalf_of,
         at,
         state,
         lifecycle,
@@ -490,6 +509,7 @@ pub(crate) async fn override_train(
         (status = 200, description = "The audit trail", body = EventList),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
@@ -542,6 +562,7 @@ fn event_body(e: AuditEvent) -> Event {
             previous,
             reason,
             actor,
+            on_behalf_of,
             at,
         } => Event::Override {
             seq,
@@ -550,6 +571,7 @@ fn event_body(e: AuditEvent) -> Event {
             previous,
             reason,
             actor,
+            on_behalf_of,
             at,
         },
         AuditEvent::Delivery(d) => Event::Delivery(d),
@@ -565,6 +587,7 @@ fn event_body(e: AuditEvent) -> Event {
         (status = 200, description = "The stopped train", body = Train),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `register` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
