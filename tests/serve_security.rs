@@ -21,6 +21,21 @@ fn serve(args: &[&str], db: &Path) -> Command {
     command
 }
 
+/// Spawns `gate serve` and returns it with the address it printed once ready.
+fn start(command: &mut Command) -> (std::process::Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("gate serve: listening on http://")
+        .unwrap_or_else(|| panic!("gate serve did not start: {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -49,21 +64,10 @@ fn a_non_loopback_listen_without_a_token_is_refused_unless_allowed() {
         if let Some(token) = env {
             command.env("GATE_API_TOKEN", token);
         }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut child, addr) = start(command.stderr(Stdio::null()));
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(
-            line.starts_with("gate serve: listening on http://0.0.0.0:"),
-            "{args:?}: {line:?}"
-        );
+        assert!(addr.starts_with("0.0.0.0:"), "{args:?}: {addr}");
     }
 }
 
@@ -120,4 +124,104 @@ fn token_hash_prints_the_tokens_file_line() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "an empty stdin is no token");
+}
+
+/// A `gate serve` on loopback with a request held in flight (a body announced and never
+/// sent), so a graceful shutdown cannot finish on its own. Returns the child, its log file
+/// and the held connection.
+fn serve_with_a_held_request(
+    dir: &Path,
+    shutdown_timeout: &str,
+) -> (std::process::Child, std::path::PathBuf, std::net::TcpStream) {
+    let log = dir.join("serve.log");
+    let (child, addr) = start(
+        serve(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--shutdown-timeout",
+                shutdown_timeout,
+            ],
+            &dir.join("gate.db"),
+        )
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let mut held = std::net::TcpStream::connect(&addr).unwrap();
+    held.write_all(
+        b"POST /v1/trains HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{",
+    )
+    .unwrap();
+    // The request is in flight once the daemon answers another one on a second connection
+    // (the held one was accepted first).
+    let mut probe = std::net::TcpStream::connect(&addr).unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut probe, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    (child, log, held)
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Polls `done` until it holds, for at most a minute.
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn exit_code(child: &mut std::process::Child, log: &Path) -> i32 {
+    let mut code = None;
+    until("gate serve did not exit", || {
+        code = child.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    code.flatten().unwrap_or_else(|| {
+        panic!(
+            "killed by a signal; log:\n{}",
+            std::fs::read_to_string(log).unwrap()
+        )
+    })
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, log, _held) = serve_with_a_held_request(dir.path(), "10m");
+    signal(&child, "TERM");
+    until("the first SIGTERM was not logged", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("shutting down")
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the held request keeps the graceful shutdown waiting"
+    );
+    signal(&child, "INT");
+    assert_eq!(exit_code(&mut child, &log), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("a second signal: exiting"), "{text}");
+}
+
+#[test]
+fn shutdown_ends_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, log, _held) = serve_with_a_held_request(dir.path(), "1s");
+    signal(&child, "TERM");
+    assert_eq!(exit_code(&mut child, &log), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("the shutdown deadline passed"), "{text}");
 }

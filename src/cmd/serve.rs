@@ -10,7 +10,9 @@
 //!
 //! Signals: SIGTERM and SIGINT stop accepting connections, end long-polls with the current
 //! decision, let every gate's evaluation in flight finish and commit, let webhook attempts in
-//! flight finish, then exit 0. SIGHUP reloads the config (as `POST /v1/reload` does): an
+//! flight finish, then exit 0. That has a deadline (`--shutdown-timeout`, 30 s), and a second
+//! SIGTERM/SIGINT ends the process at once (exit 1): an operator who asks twice means it.
+//! Neither loses a committed decision: the store is only ever written in transactions. SIGHUP reloads the config (as `POST /v1/reload` does): an
 //! invalid file is refused with its errors in the log and the old config keeps running.
 
 use std::io::{IsTerminal as _, Write as _};
@@ -59,6 +61,10 @@ pub struct Args {
     /// reach it may register, override and reload).
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// How long shutdown may take (evaluations, requests and webhook attempts in flight)
+    /// before the process exits anyway.
+    #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
+    pub shutdown_timeout: std::time::Duration,
     /// Log lines on stderr: `text` for people, `json` (one object per line) for log
     /// collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -133,7 +139,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
     daemon.spawn_scheduler();
     let delivery = tokio::spawn(Arc::clone(&daemon).deliver_webhooks(webhook_metrics));
-    tokio::spawn(handle_signals(Arc::clone(&daemon)));
+    tokio::spawn(handle_signals(Arc::clone(&daemon), args.shutdown_timeout));
 
     tracing::info!(
         %addr,
@@ -197,9 +203,10 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-/// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config.
+/// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config. Once shutdown has begun, a
+/// second SIGTERM/SIGINT, or the shutdown deadline, ends the process at once (exit 1).
 #[cfg(unix)]
-async fn handle_signals(daemon: Arc<Daemon>) {
+async fn handle_signals(daemon: Arc<Daemon>, deadline: std::time::Duration) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -225,12 +232,27 @@ async fn handle_signals(daemon: Arc<Daemon>) {
             },
         }
     }
-    tracing::info!("shutting down: finishing the evaluations in flight");
+    tracing::info!(
+        "shutting down: finishing the evaluations in flight (at most {}; a second signal exits at once)",
+        format!("{deadline:?}")
+    );
     daemon.begin_shutdown();
+    let why = tokio::select! {
+        _ = term.recv() => "a second signal",
+        _ = int.recv() => "a second signal",
+        _ = tokio::time::sleep(deadline) => "the shutdown deadline passed",
+    };
+    tracing::error!("{why}: exiting without finishing the work in flight");
+    std::process::exit(exit::INTERNAL);
 }
 
 #[cfg(not(unix))]
-async fn handle_signals(daemon: Arc<Daemon>) {
+async fn handle_signals(daemon: Arc<Daemon>, deadline: std::time::Duration) {
     let _ = tokio::signal::ctrl_c().await;
     daemon.begin_shutdown();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = tokio::time::sleep(deadline) => {}
+    }
+    std::process::exit(exit::INTERNAL);
 }

@@ -70,7 +70,7 @@ pub struct Args {
 }
 
 /// `--timeout`: one of gate's durations ([`gate_rules::duration::parse_duration`]).
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     gate_rules::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 

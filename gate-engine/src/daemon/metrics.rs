@@ -130,6 +130,7 @@ pub type BurnRate = (String, String, f64);
 pub struct Metrics {
     evaluations: Family<GateLabels, Counter>,
     evaluation_errors: Family<GateLabels, Counter>,
+    task_panics: Family<GateLabels, Counter>,
     decisions: Family<GateDecisionLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_duration: Histogram,
@@ -147,6 +148,7 @@ impl Metrics {
         let metrics = Metrics {
             evaluations: Family::default(),
             evaluation_errors: Family::default(),
+            task_panics: Family::default(),
             decisions: Family::default(),
             queries: Family::default(),
             // 5 ms … ~10 s
@@ -167,6 +169,11 @@ impl Metrics {
             "gate_evaluation_errors",
             "Train evaluations that failed (telemetry, query planning or store write)",
             metrics.evaluation_errors.clone(),
+        );
+        registry.register(
+            "gate_task_panics",
+            "Evaluation cycles of a gate that panicked (the gate evaluates again after a backoff)",
+            metrics.task_panics.clone(),
         );
         registry.register(
             "gate_decisions",
@@ -226,6 +233,15 @@ impl Metrics {
                 decision: decision.as_str().to_string(),
             });
         }
+    }
+
+    /// An evaluation cycle of `gate` panicked.
+    pub fn task_panicked(&self, gate: &str) {
+        self.task_panics
+            .get_or_create(&GateLabels {
+                gate: gate.to_string(),
+            })
+            .inc();
     }
 
     /// A decision of a train of `gate` changed to `decision`.
