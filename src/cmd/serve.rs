@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use gate_engine::daemon::api::auth::{all_scopes, SHARED_TOKEN_NAME};
 use gate_engine::daemon::{
-    ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
+    limits, ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
 };
 use gate_engine::webhook::{self, WebhookMetrics};
 use gate_rules::config::ApiToken;
@@ -61,6 +61,12 @@ pub struct Args {
     /// reach it may register, override and reload).
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// Open long-polls held at once; one more is answered 503 (Retry-After: 1).
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_LONG_POLLS, value_name = "N")]
+    pub max_long_polls: usize,
+    /// Active trains evaluated at once; registering one more is answered 503.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_ACTIVE_TRAINS, value_name = "N")]
+    pub max_active_trains: usize,
     /// How long shutdown may take (evaluations, requests and webhook attempts in flight)
     /// before the process exits anyway.
     #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
@@ -123,6 +129,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             api: ApiOptions {
                 tokens,
                 auth_reads: args.auth_reads,
+                limits: limits::Limits {
+                    max_long_polls: args.max_long_polls,
+                    max_active_trains: args.max_active_trains,
+                },
             },
             webhooks: None,
         })

@@ -51,6 +51,11 @@ struct GateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GateDecisionLabels {
     gate: String,
     decision: String,
@@ -131,6 +136,8 @@ pub struct Metrics {
     evaluations: Family<GateLabels, Counter>,
     evaluation_errors: Family<GateLabels, Counter>,
     task_panics: Family<GateLabels, Counter>,
+    long_polls: Gauge,
+    limit_refusals: Family<LimitLabels, Counter>,
     decisions: Family<GateDecisionLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_duration: Histogram,
@@ -149,6 +156,8 @@ impl Metrics {
             evaluations: Family::default(),
             evaluation_errors: Family::default(),
             task_panics: Family::default(),
+            long_polls: Gauge::default(),
+            limit_refusals: Family::default(),
             decisions: Family::default(),
             queries: Family::default(),
             // 5 ms … ~10 s
@@ -174,6 +183,16 @@ impl Metrics {
             "gate_task_panics",
             "Evaluation cycles of a gate that panicked (the gate evaluates again after a backoff)",
             metrics.task_panics.clone(),
+        );
+        registry.register(
+            "gate_long_polls",
+            "Long-polls of a decision open now",
+            metrics.long_polls.clone(),
+        );
+        registry.register(
+            "gate_limit_refusals",
+            "Requests refused because a bound was reached (long_polls, active_trains)",
+            metrics.limit_refusals.clone(),
         );
         registry.register(
             "gate_decisions",
@@ -240,6 +259,20 @@ impl Metrics {
         self.task_panics
             .get_or_create(&GateLabels {
                 gate: gate.to_string(),
+            })
+            .inc();
+    }
+
+    /// A long-poll opened (`+1`) or ended (`-1`).
+    pub fn long_polls_add(&self, delta: i64) {
+        self.long_polls.inc_by(delta);
+    }
+
+    /// A request was refused because the bound `limit` was reached.
+    pub fn limit_refused(&self, limit: &str) {
+        self.limit_refusals
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
             })
             .inc();
     }

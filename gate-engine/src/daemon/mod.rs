@@ -9,6 +9,7 @@
 //! * [`api`] — the HTTP API of SPEC §6 (axum), reading the in-memory state;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
+//! * [`limits`] — the bounds on open long-polls and active trains;
 //! * `delivery` — the webhook deliverer, restarted with the targets of each reload;
 //!
 //! This file holds what they share ([`Shared`]): the store, the clock, the trains, the
@@ -32,6 +33,7 @@
 
 pub mod api;
 mod delivery;
+pub mod limits;
 pub mod list;
 pub mod metrics;
 pub mod scheduler;
@@ -81,6 +83,8 @@ pub struct ApiOptions {
     pub tokens: Vec<gate_rules::config::ApiToken>,
     /// Require the token for reads too (`/healthz` and `/readyz` stay open).
     pub auth_reads: bool,
+    /// The bounds on open long-polls and active trains.
+    pub limits: limits::Limits,
 }
 
 /// Everything the daemon needs to start.
@@ -181,6 +185,7 @@ pub struct Shared {
     pub(crate) health: Arc<PromHealth>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) api: ApiOptions,
+    pub(crate) long_polls: Arc<limits::LongPolls>,
     webhooks: Mutex<Option<Nudger>>,
     config_path: Option<PathBuf>,
     client_factory: ClientFactory,
@@ -362,6 +367,7 @@ impl Daemon {
             health,
             shutdown,
             api: opts.api,
+            long_polls: Arc::default(),
             webhooks: Mutex::new(opts.webhooks),
             config_path: opts.config_path,
             client_factory: opts.client_factory,

@@ -163,6 +163,7 @@ mod tests {
         let api = ApiOptions {
             tokens: vec![all_scopes(SHARED_TOKEN_NAME, "s3cret")],
             auth_reads: false,
+            ..ApiOptions::default()
         };
         let h = harness(&config_yaml(UNREACHABLE), api).await;
         let (status, err) = h.call("POST", "/v1/trains", Some(train("t-1")), None).await;
@@ -186,6 +187,7 @@ mod tests {
         let api = ApiOptions {
             tokens: vec![all_scopes(SHARED_TOKEN_NAME, "s3cret")],
             auth_reads: true,
+            ..ApiOptions::default()
         };
         let h = harness(&config_yaml(UNREACHABLE), api).await;
         let (status, _) = h.call("GET", "/v1/trains", None, None).await;
@@ -214,6 +216,7 @@ mod tests {
                 named("ops", "t-admin", &[Scope::Admin]),
             ],
             auth_reads: true,
+            ..ApiOptions::default()
         };
         let h = harness(&config_yaml(UNREACHABLE), api).await;
         let ov = json!({"decision": "pause", "reason": "incident", "actor": "alice"});
@@ -266,6 +269,7 @@ mod tests {
                 all_scopes(SHARED_TOKEN_NAME, "s3cret"),
             ],
             auth_reads: false,
+            ..ApiOptions::default()
         };
         let h = harness(&config_yaml(UNREACHABLE), api).await;
         let (status, _) = h

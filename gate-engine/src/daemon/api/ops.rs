@@ -266,6 +266,7 @@ mod tests {
                 "s3cret",
             )],
             auth_reads: true,
+            ..ApiOptions::default()
         };
         let h = harness(&config_yaml(UNREACHABLE), api).await;
         let (status, doc) = h.call("GET", "/v1/openapi.json", None, None).await;

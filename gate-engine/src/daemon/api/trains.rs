@@ -77,6 +77,7 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
         (status = 409, description = "Registered with a different body, or stopped (`conflict`)", body = ErrorBody),
         (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) or an unknown gate (`unknown_gate`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
+        (status = 503, description = "As many trains are active as the daemon evaluates (`too_many_trains`, with `Retry-After`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -129,6 +130,27 @@ pub(crate) async fn register(
     };
     let now = shared.clock.now();
     let _lock = shared.write_lock.lock().await;
+    let max = shared.api.limits.max_active_trains;
+    if shared.trains.get(&train.id).is_none() {
+        let active: i64 = shared
+            .trains
+            .count_by_lifecycle()
+            .into_iter()
+            .filter(|(lifecycle, _)| lifecycle.is_active())
+            .map(|(_, n)| n)
+            .sum();
+        if active >= max as i64 {
+            shared.metrics.limit_refused("active_trains");
+            return Err(ApiError::overloaded(
+                "too_many_trains",
+                format!(
+                    "{active} trains are active, the most this daemon evaluates \
+                     (--max-active-trains): stop finished trains, or try again later"
+                ),
+                60,
+            ));
+        }
+    }
     let registration = shared
         .blocking(move |store| store.register(&train, now))
         .await
@@ -309,6 +331,7 @@ fn decision_response(view: &TrainView) -> Response {
         (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
+        (status = 503, description = "As many long-polls are open as the daemon holds (`too_many_long_polls`, with `Retry-After`)", body = ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
@@ -326,6 +349,14 @@ pub(crate) async fn decision(
     if view.record.seq > after {
         return Ok(decision_response(&view));
     }
+    let max = shared.api.limits.max_long_polls;
+    let Some(_slot) = shared.long_polls.acquire(max, &shared.metrics) else {
+        return Err(ApiError::overloaded(
+            "too_many_long_polls",
+            format!("{max} long-polls are open, the most this daemon holds: poll again shortly"),
+            1,
+        ));
+    };
     let Some(mut rx) = shared.trains.subscribe(&id) else {
         return Ok(decision_response(&view));
     };
