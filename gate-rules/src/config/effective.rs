@@ -41,6 +41,7 @@ struct Prometheus<'a> {
     /// Written only when it differs from `url` (its default).
     #[serde(skip_serializing_if = "Option::is_none")]
     external_url: Option<&'a str>,
+    max_response_mib: u64,
 }
 
 #[derive(Serialize)]
@@ -112,6 +113,7 @@ impl<'a> From<&'a Config> for File<'a> {
                 bearer_token_env: c.prometheus.bearer_token_env.as_deref(),
                 external_url: (c.prometheus.external_url != c.prometheus.url)
                     .then_some(c.prometheus.external_url.as_str()),
+                max_response_mib: c.prometheus.max_response_mib,
             },
             train_label: &c.train_label,
             slos: c.slos.iter().map(SloFile::from).collect(),

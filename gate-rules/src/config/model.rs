@@ -44,7 +44,13 @@ pub struct PrometheusConfig {
     pub bearer_token_env: Option<String>,
     /// Where people open Prometheus in a browser (links from the web page). Default: `url`.
     pub external_url: String,
+    /// The largest answer read, in MiB (default 256): a larger one is a telemetry error, so a
+    /// runaway query cannot exhaust the memory.
+    pub max_response_mib: u64,
 }
+
+/// The default of [`PrometheusConfig::max_response_mib`].
+pub const DEFAULT_MAX_RESPONSE_MIB: u64 = 256;
 
 /// What the first counter of an SLI counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

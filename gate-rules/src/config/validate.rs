@@ -20,6 +20,7 @@
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
     BadOrGood, BaselineKind, Config, Gate, PrometheusConfig, Rule, Slo, Webhook, WebhookFormat,
+    DEFAULT_MAX_RESPONSE_MIB,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
@@ -326,6 +327,10 @@ fn build(
         timeout: raw.prometheus.timeout.or(PromDuration::from_secs(10))?,
         headers: raw.prometheus.headers.or(Default::default())?,
         bearer_token_env: optional(&raw.prometheus.bearer_token_env)?,
+        max_response_mib: raw
+            .prometheus
+            .max_response_mib
+            .or(DEFAULT_MAX_RESPONSE_MIB)?,
     };
     let slos = raw.slos.iter().map(build_slo).collect::<Option<Vec<_>>>()?;
     let gates = raw

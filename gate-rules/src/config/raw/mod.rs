@@ -88,6 +88,7 @@ pub(super) struct RawPrometheus {
     pub headers: Field<BTreeMap<String, String>>,
     pub bearer_token_env: Field<String>,
     pub external_url: Field<String>,
+    pub max_response_mib: Field<u64>,
 }
 
 #[derive(Debug)]
@@ -159,6 +160,7 @@ const PROMETHEUS_FIELDS: &[&str] = &[
     "headers",
     "bearer_token_env",
     "external_url",
+    "max_response_mib",
 ];
 const SLO_FIELDS: &[&str] = &[
     "name",
@@ -258,6 +260,7 @@ fn read_prometheus(sink: &mut Sink<'_>, (_, node): (&Key, &Node)) -> RawPromethe
         headers: r.headers(fields.get("headers")),
         bearer_token_env: r.env_name(fields.get("bearer_token_env")),
         external_url: r.url(fields.get("external_url")),
+        max_response_mib: r.whole(fields.get("max_response_mib"), 1),
     }
 }
 
