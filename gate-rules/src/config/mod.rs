@@ -28,7 +28,7 @@ mod tokens;
 mod validate;
 pub(crate) mod yaml;
 
-pub use effective::effective_yaml;
+pub use effective::{effective_yaml, REDACTED};
 pub use load::{load_file, load_str, ConfigError, Diagnostic};
 pub use model::*;
 pub use tokens::{tokens_from_str, ApiToken, Scope};
