@@ -52,6 +52,8 @@ enum Command {
     Override(cmd::override_::Args),
     /// Re-drive dead-lettered webhook events (works on the store file, daemon up or down).
     Outbox(cmd::outbox::Args),
+    /// Prune old history from the store file (finished trains, delivered webhook events).
+    Store(cmd::store::Args),
     /// Print a gate config converted from OpenSLO v1 or Sloth SLOs (or why it cannot be).
     Import(cmd::import::Args),
     /// API tokens: `gate token hash` prints the tokens file line for a token read from stdin.
@@ -82,6 +84,7 @@ fn main() {
             Command::Outbox(args) => cmd::outbox::run(args),
             Command::Import(args) => cmd::import::run(args),
             Command::Token(args) => cmd::token::run(args),
+            Command::Store(args) => cmd::store::run(args),
             Command::Completions(args) => {
                 cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
             }

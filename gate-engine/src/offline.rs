@@ -1,6 +1,6 @@
 //! What the CLI does with a store file directly, while no daemon has to serve it: requeue
-//! dead-lettered webhook events (`gate outbox redrive --db`) and read the stored trains
-//! (`gate replay --db`).
+//! dead-lettered webhook events (`gate outbox redrive --db`), read the stored trains
+//! (`gate replay --db`) and prune old history (`gate store prune --db`).
 //!
 //! Both refuse a path that does not exist rather than create an empty store there, so a typo
 //! in `--db` is an error and not a silent "nothing to do". The trains come back as the API
@@ -45,6 +45,11 @@ pub fn trains(db: &Path) -> Result<Vec<gate_api::Train>, OfflineError> {
         .iter()
         .map(|r| train_with(r, is_evaluated(r.lifecycle), None))
         .collect())
+}
+
+/// Prunes the store at `db` of what is older than `cutoff` ([`Store::prune`]).
+pub fn prune(db: &Path, cutoff: DateTime<Utc>) -> Result<crate::store::Pruned, OfflineError> {
+    Ok(open_existing(db)?.prune(cutoff)?)
 }
 
 fn open_existing(db: &Path) -> Result<Store, OfflineError> {

@@ -148,6 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .context("cannot read the listen address")?;
 
     daemon.spawn_scheduler();
+    daemon.spawn_retention();
     let delivery = tokio::spawn(Arc::clone(&daemon).deliver_webhooks(webhook_metrics));
     tokio::spawn(handle_signals(Arc::clone(&daemon), args.shutdown_timeout));
 

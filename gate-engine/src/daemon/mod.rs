@@ -10,6 +10,7 @@
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
 //! * [`limits`] — the bounds on open long-polls and active trains;
+//! * `retention` — the hourly prune of old history (`store.retention`);
 //! * `delivery` — the webhook deliverer, restarted with the targets of each reload;
 //!
 //! This file holds what they share ([`Shared`]): the store, the clock, the trains, the
@@ -36,6 +37,7 @@ mod delivery;
 pub mod limits;
 pub mod list;
 pub mod metrics;
+mod retention;
 pub mod scheduler;
 pub mod state;
 pub mod web;
@@ -405,6 +407,11 @@ impl Daemon {
     pub fn spawn_scheduler(&self) {
         let handle = tokio::spawn(scheduler::run(Arc::clone(&self.shared)));
         *self.scheduler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    /// Starts the hourly prune of history older than `store.retention` (until shutdown).
+    pub fn spawn_retention(&self) {
+        tokio::spawn(retention::run(Arc::clone(&self.shared)));
     }
 
     /// Wakes this deliverer after commits that queue webhook events (the deliverer is

@@ -164,6 +164,14 @@ impl Trains {
         }
     }
 
+    /// Forgets a train (pruned from the store); its watchers see the channel close.
+    pub fn remove(&self, id: &TrainId) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     /// The views matching `keep`, by start time then ID.
     pub fn filter(&self, keep: impl Fn(&TrainView) -> bool) -> Vec<Arc<TrainView>> {
         let mut views: Vec<Arc<TrainView>> = self

@@ -34,6 +34,7 @@
 mod error;
 mod model;
 mod outbox;
+mod retention;
 mod schema;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -55,6 +56,7 @@ pub use model::{
     NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite, Registration, TrainFilter,
     TrainRecord, WriteOutcome,
 };
+pub use retention::Pruned;
 
 use error::SqlContext;
 

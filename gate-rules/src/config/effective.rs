@@ -31,8 +31,14 @@ struct File<'a> {
     slos: Vec<SloFile<'a>>,
     gates: Vec<GateFile<'a>>,
     webhooks: Vec<WebhookFile<'a>>,
+    store: StoreFile,
     #[serde(skip_serializing_if = "Option::is_none")]
     public_url: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StoreFile {
+    retention: String,
 }
 
 #[derive(Serialize)]
@@ -128,6 +134,9 @@ impl<'a> From<&'a Config> for File<'a> {
             slos: c.slos.iter().map(SloFile::from).collect(),
             gates: c.gates.iter().map(GateFile::from).collect(),
             webhooks: c.webhooks.iter().map(WebhookFile::from).collect(),
+            store: StoreFile {
+                retention: c.store.retention.to_string(),
+            },
             public_url: c.public_url.as_deref(),
         }
     }

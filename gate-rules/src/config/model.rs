@@ -29,7 +29,20 @@ pub struct Config {
     /// Where users reach this gate's HTTP API (e.g. `https://gate.example`), without a
     /// trailing `/`; chat notifications link a train's page under it. `None`: no links.
     pub public_url: Option<String>,
+    /// The store of `gate serve`.
+    pub store: StoreConfig,
 }
+
+/// The store of `gate serve`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    /// How long finished trains (done or stopped), their decisions and overrides, and
+    /// delivered webhook events are kept (default `90d`).
+    pub retention: PromDuration,
+}
+
+/// The default of [`StoreConfig::retention`]: 90 days.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
 /// The Prometheus-compatible query API.
 #[derive(Debug, Clone, Serialize)]

@@ -19,8 +19,8 @@
 
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
-    BadOrGood, BaselineKind, Config, Gate, PrometheusConfig, Rule, Slo, Webhook, WebhookFormat,
-    DEFAULT_MAX_RESPONSE_MIB,
+    BadOrGood, BaselineKind, Config, Gate, PrometheusConfig, Rule, Slo, StoreConfig, Webhook,
+    WebhookFormat, DEFAULT_MAX_RESPONSE_MIB, DEFAULT_RETENTION_DAYS,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
@@ -352,6 +352,11 @@ fn build(
         gates,
         webhooks,
         public_url: optional(&raw.public_url)?.map(|u| u.trim_end_matches('/').to_string()),
+        store: StoreConfig {
+            retention: raw
+                .retention
+                .or(PromDuration::from_secs(DEFAULT_RETENTION_DAYS * 86_400))?,
+        },
     })
 }
 

@@ -79,6 +79,7 @@ pub(super) struct RawConfig {
     pub gates: Vec<RawGate>,
     pub webhooks: Vec<RawWebhook>,
     pub public_url: Field<String>,
+    pub retention: Field<PromDuration>,
 }
 
 #[derive(Debug, Default)]
@@ -153,7 +154,9 @@ const TOP_FIELDS: &[&str] = &[
     "gates",
     "webhooks",
     "public_url",
+    "store",
 ];
+const STORE_FIELDS: &[&str] = &["retention"];
 const PROMETHEUS_FIELDS: &[&str] = &[
     "url",
     "timeout",
@@ -228,7 +231,17 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
         Some(entry) => read_prometheus(sink, entry),
         None => RawPrometheus::default(),
     };
+    let store = match fields.get("store") {
+        Some((_, node)) if !matches!(node.kind, Kind::Null) => {
+            Fields::read(sink, node, "in `store`", STORE_FIELDS)
+        }
+        _ => None,
+    };
     let mut r = Reader { sink };
+    let retention = match &store {
+        Some(store) => r.duration(store.get("retention")),
+        None => Field::Absent,
+    };
     let train_label = r.label_name(fields.get("train_label"));
     let public_url = r.url(fields.get("public_url"));
     let slos = r.list(fields.get("slos"), "slos", |r, node| r.slo(node));
@@ -243,6 +256,7 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
         gates: gates.unwrap_or_default(),
         webhooks: webhooks.unwrap_or_default(),
         public_url,
+        retention,
     })
 }
 
