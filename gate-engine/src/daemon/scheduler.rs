@@ -884,7 +884,7 @@ mod shutdown_tests {
 
     use serde_json::json;
 
-    use crate::daemon::tests::{config_yaml, harness, tid, FakeData};
+    use crate::daemon::tests::{config_yaml, harness, tid, FakeData, Harness};
     use crate::daemon::ApiOptions;
 
     /// [`FakeData`] answering after a delay: a cycle is surely in flight when shutdown begins.
@@ -898,8 +898,9 @@ mod shutdown_tests {
         }
     }
 
-    #[tokio::test]
-    async fn shutdown_lets_the_cycle_in_flight_commit() {
+    /// A daemon whose first cycle (of train `t-1`, gate `checkout`, rolling back) is in
+    /// flight, with the Prometheus it queries.
+    async fn cycle_in_flight() -> (Harness, wiremock::MockServer) {
         let data = FakeData::default();
         let server = wiremock::MockServer::start().await;
         wiremock::Mock::given(wiremock::matchers::method("POST"))
@@ -925,6 +926,12 @@ mod shutdown_tests {
             assert!(std::time::Instant::now() < deadline, "no cycle started");
             tokio::task::yield_now().await;
         }
+        (h, server)
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_cycle_in_flight_commit() {
+        let (h, _server) = cycle_in_flight().await;
         h.daemon.shutdown().await;
         let stored = h
             .shared()
@@ -939,6 +946,22 @@ mod shutdown_tests {
         );
         assert_eq!(stored.seq, 1);
         assert_eq!(h.shared().trains.get(&tid("t-1")).unwrap().record, stored);
+    }
+
+    #[tokio::test]
+    async fn the_cycle_of_a_gate_removed_by_a_reload_commits_before_shutdown_returns() {
+        let (h, server) = cycle_in_flight().await;
+        let renamed = config_yaml(&server.uri()).replace("name: checkout", "name: search");
+        std::fs::write(h.config_path(), renamed).unwrap();
+        h.daemon.reload().await.unwrap();
+        h.daemon.shutdown().await;
+        let stored = h
+            .shared()
+            .blocking(|s| s.train(&tid("t-1")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.seq, 1, "the cycle in flight committed: {stored:?}");
     }
 }
 
