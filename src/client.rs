@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use gate_api::{DecisionBody, Delivery, Event, OverrideRequest, RegisterRequest};
-use gate_api::{EventList, TrainList};
+use gate_api::{EventList, RedriveReport, RedriveRequest, TrainList};
 use gate_engine::report::EvaluationReport;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -332,6 +332,22 @@ impl Client {
     pub async fn stop(&self, id: &str) -> Result<Answer<Train>, ClientError> {
         self.call(Method::DELETE, &["v1", "trains", id], &[], None, None)
             .await
+    }
+
+    /// `POST /v1/outbox/redrive`: queues dead-lettered webhook events again.
+    pub async fn redrive(
+        &self,
+        request: &RedriveRequest,
+    ) -> Result<Answer<RedriveReport>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| self.protocol("redrive", e))?;
+        self.call(
+            Method::POST,
+            &["v1", "outbox", "redrive"],
+            &[],
+            Some(body),
+            None,
+        )
+        .await
     }
 
     async fn call<T: DeserializeOwned>(

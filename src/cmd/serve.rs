@@ -217,16 +217,35 @@ fn init_tracing(format: LogFormat) {
 /// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config. Once shutdown has begun, a
 /// second SIGTERM/SIGINT, or the shutdown deadline, ends the process at once (exit 1).
 #[cfg(unix)]
-async fn handle_signals(daemon: Arc<Daemon>, deadline: std::time::Duration) {
+fn handle_signals(
+    daemon: Arc<Daemon>,
+    deadline: std::time::Duration,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    // Installed now, before the daemon says it is listening: a SIGTERM sent as soon as the
+    // address is printed must begin a clean shutdown, not kill the process.
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return;
-    };
+    );
+    async move {
+        let (Ok(term), Ok(int), Ok(hup)) = signals else {
+            tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+            return;
+        };
+        on_signals(daemon, deadline, term, int, hup).await;
+    }
+}
+
+#[cfg(unix)]
+async fn on_signals(
+    daemon: Arc<Daemon>,
+    deadline: std::time::Duration,
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    mut hup: tokio::signal::unix::Signal,
+) {
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -125,6 +125,9 @@ pub struct TrainGauges<'a> {
     pub burn_rates: &'a [BurnRate],
     /// What the train's dry-run rules would have decided, when that differs.
     pub would_have: Option<Decision>,
+    /// Whether per-train series are exported at all (`metrics.per_train`); when not, the
+    /// train's series are removed.
+    pub exported: bool,
 }
 
 /// One burn rate with data: `(slo, window, value)`.
@@ -322,7 +325,8 @@ impl Metrics {
         let mut per_train = self.per_train.lock().unwrap_or_else(|p| p.into_inner());
         let series = per_train.entry(train.train.clone()).or_default();
 
-        let decision = train.lifecycle.is_active().then(|| TrainDecisionLabels {
+        let shown = train.exported && train.lifecycle.is_active();
+        let decision = shown.then(|| TrainDecisionLabels {
             train: train.train.to_string(),
             gate: train.gate.to_string(),
             decision: train.decision.as_str().to_string(),
@@ -337,15 +341,12 @@ impl Metrics {
             series.decision = decision;
         }
 
-        let would_have = train
-            .would_have
-            .filter(|_| train.lifecycle.is_active())
-            .map(|d| WouldHaveLabels {
-                train: train.train.to_string(),
-                gate: train.gate.to_string(),
-                decision: d.as_str().to_string(),
-                dry_run: "true".to_string(),
-            });
+        let would_have = train.would_have.filter(|_| shown).map(|d| WouldHaveLabels {
+            train: train.train.to_string(),
+            gate: train.gate.to_string(),
+            decision: d.as_str().to_string(),
+            dry_run: "true".to_string(),
+        });
         if series.would_have != would_have {
             if let Some(old) = series.would_have.take() {
                 self.train_would_have.remove(&old);
@@ -356,7 +357,7 @@ impl Metrics {
             series.would_have = would_have;
         }
 
-        let rates = if train.evaluated {
+        let rates = if train.evaluated && train.exported {
             train.burn_rates
         } else {
             &[]
@@ -531,6 +532,7 @@ mod tests {
             evaluated: true,
             burn_rates: &rates,
             would_have: None,
+            exported: true,
         };
         m.set_train(&gauges);
         let text = scrape(&registry);
@@ -570,5 +572,41 @@ mod tests {
         let text = scrape(&registry);
         assert!(!text.contains("gate_train_decision{"), "{text}");
         assert!(m.per_train.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn per_train_false_removes_a_train_s_series_and_exports_none() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let id = tid("t-1");
+        let rates = vec![("avail".to_string(), "1h".to_string(), 2.0)];
+        let mut gauges = TrainGauges {
+            train: &id,
+            gate: "checkout",
+            decision: Decision::Pending,
+            lifecycle: Lifecycle::Verifying,
+            evaluated: true,
+            burn_rates: &rates,
+            would_have: Some(Decision::Rollback),
+            exported: true,
+        };
+        m.set_train(&gauges);
+        assert!(scrape(&registry).contains("gate_train_burn_rate{"));
+        gauges.exported = false;
+        m.set_train(&gauges);
+        let text = scrape(&registry);
+        for family in [
+            "gate_train_decision{",
+            "gate_train_burn_rate{",
+            "gate_train_would_have{",
+        ] {
+            assert!(!text.contains(family), "{family} left:\n{text}");
+        }
+        assert!(m.per_train.lock().unwrap().is_empty());
+        m.decision_changed("checkout", Decision::Rollback);
+        assert!(
+            scrape(&registry).contains("gate_decisions_total{"),
+            "the per-gate aggregates stay"
+        );
     }
 }

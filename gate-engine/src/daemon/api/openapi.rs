@@ -32,6 +32,7 @@ use super::{ops, trains};
         trains::events,
         trains::stop,
         ops::reload,
+        ops::redrive,
         ops::openapi,
         ops::metrics,
         ops::healthz,
@@ -40,7 +41,7 @@ use super::{ops, trains};
     modifiers(&BearerToken),
     tags(
         (name = "trains", description = "Release trains and their decisions"),
-        (name = "operations", description = "Reload, metrics and probes"),
+        (name = "operations", description = "Reload, outbox redrive, metrics and probes"),
     )
 )]
 struct ApiDoc;
@@ -110,6 +111,7 @@ mod tests {
             ("/v1/trains/{id}/override", "post"),
             ("/v1/trains/{id}/events", "get"),
             ("/v1/reload", "post"),
+            ("/v1/outbox/redrive", "post"),
             ("/v1/openapi.json", "get"),
             ("/metrics", "get"),
             ("/healthz", "get"),

@@ -75,7 +75,7 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "The token lacks the `register` scope (`forbidden`)", body = ErrorBody),
         (status = 409, description = "Registered with a different body, or stopped (`conflict`)", body = ErrorBody),
-        (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) or an unknown gate (`unknown_gate`)", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) an unknown gate (`unknown_gate`), or a `started_at` more than a minute ahead (`started_at_in_future`) or older than the gate's `max_train_age` (`started_at_too_old`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
         (status = 503, description = "As many trains are active as the daemon evaluates (`too_many_trains`, with `Retry-After`)", body = ErrorBody),
     ),
@@ -109,7 +109,7 @@ pub(crate) async fn register(
         }
     }
     let config = shared.runtime().config.clone();
-    if config.gate(&body.gate).is_none() {
+    let Some(gate) = config.gate(&body.gate) else {
         let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -120,6 +120,11 @@ pub(crate) async fn register(
                 names.join(", ")
             ),
         ));
+    };
+    if let Some(started_at) = body.started_at {
+        gate_rules::registration::check_started_at(gate, started_at, shared.clock.now()).map_err(
+            |e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
+        )?;
     }
     let train = NewTrain {
         id,
