@@ -19,8 +19,8 @@
 
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
-    BadOrGood, BaselineKind, Config, Gate, MetricsConfig, PrometheusConfig, Rule, Slo,
-    StoreConfig, Webhook, WebhookFormat, DEFAULT_MAX_RESPONSE_MIB, DEFAULT_RETENTION_DAYS,
+    BadOrGood, BaselineKind, Config, Gate, MetricsConfig, PrometheusConfig, Rule, Slo, StoreConfig,
+    Webhook, WebhookFormat, DEFAULT_MAX_RESPONSE_MIB, DEFAULT_RETENTION_DAYS,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
