@@ -210,11 +210,16 @@ pub(crate) struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// `true`: each train carries its latest `evaluation` (rules and signals), as
+    /// `GET /v1/trains/{id}` shows it; `false` (default): without.
+    #[serde(default)]
+    #[param(value_type = Option<bool>)]
+    evaluation: Option<String>,
 }
 
 #[utoipa::path(
     get, path = "/v1/trains", tag = "trains",
-    description = "The trains by start time (then ID), each without `evaluation` and with `worst_burn`; with `limit`, one page and the `next_cursor` of the next.",
+    description = "The trains by start time (then ID), each with `worst_burn`, and with `evaluation` when `evaluation=true`; with `limit`, one page and the `next_cursor` of the next.",
     params(ListQuery),
     responses(
         (status = 200, description = "The trains", body = TrainList),
@@ -235,6 +240,7 @@ pub(crate) async fn list(
         query.limit.as_deref(),
         query.cursor.as_deref(),
     )
+    .and_then(|f| f.with_evaluation(query.evaluation.as_deref()))
     .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
     let config = shared.runtime().config.clone();
     let (trains, next_cursor) = if filter.needs_store() {
@@ -268,7 +274,7 @@ pub(crate) async fn list(
 
 #[utoipa::path(
     get, path = "/v1/trains/{id}", tag = "trains",
-    description = "The train with its latest evaluation (`null` until the first).",
+    description = "The train with its latest evaluation (`null` until the first) and `worst_burn`.",
     params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     responses(
         (status = 200, description = "The train", body = Train),
@@ -285,7 +291,12 @@ pub(crate) async fn show(
     TrainPath(id): TrainPath,
 ) -> Result<Response, ApiError> {
     let view = view_of(&shared, &id).await?;
-    Ok(summary_response(&shared, StatusCode::OK, &view))
+    let config = shared.runtime().config.clone();
+    let train = Train {
+        worst_burn: Some(view.record.evaluation.as_ref().and_then(list::worst_burn)),
+        ..view.summary(shared.evaluating(&view, &config), true)
+    };
+    Ok(json_body(StatusCode::OK, &train))
 }
 
 /// `GET /v1/trains/{id}/decision` query.
