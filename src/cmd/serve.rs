@@ -67,6 +67,10 @@ pub struct Args {
     /// Active trains evaluated at once; registering one more is answered 503.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_ACTIVE_TRAINS, value_name = "N")]
     pub max_active_trains: usize,
+    /// How long a request may take before it is answered 503 `request_timeout` (a
+    /// long-poll: its wait on top).
+    #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
+    pub request_timeout: std::time::Duration,
     /// How long shutdown may take (evaluations, requests and webhook attempts in flight)
     /// before the process exits anyway.
     #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
@@ -132,6 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 limits: limits::Limits {
                     max_long_polls: args.max_long_polls,
                     max_active_trains: args.max_active_trains,
+                    request_timeout: args.request_timeout,
                 },
             },
             webhooks: None,

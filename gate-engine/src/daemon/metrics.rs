@@ -13,6 +13,8 @@
 //! | `gate_prometheus_queries_total` | counter | `outcome` — HTTP attempts to Prometheus |
 //! | `gate_prometheus_query_duration_seconds` | histogram | — one HTTP attempt |
 //! | `gate_evaluation_cycle_seconds` | histogram | `gate` — one cycle: queries, decisions, write |
+//! | `gate_pruned_total` | counter | `kind` — rows pruned by the retention: `trains`, `decisions`, `overrides`, `events` |
+//! | `gate_train_views_evicted_total` | counter | — in-memory views of finished trains dropped |
 //! | `gate_trains` | gauge | `state` — trains by lifecycle state, counted at scrape |
 //! | `gate_train_decision` | gauge | `train`, `gate`, `decision` — 1 for the current decision |
 //! | `gate_train_burn_rate` | gauge | `train`, `slo`, `window` — the burn rates the rules read |
@@ -53,6 +55,11 @@ struct GateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
     limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -141,6 +148,8 @@ pub struct Metrics {
     task_panics: Family<GateLabels, Counter>,
     long_polls: Gauge,
     limit_refusals: Family<LimitLabels, Counter>,
+    pruned: Family<KindLabels, Counter>,
+    views_evicted: Counter,
     decisions: Family<GateDecisionLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_duration: Histogram,
@@ -161,6 +170,8 @@ impl Metrics {
             task_panics: Family::default(),
             long_polls: Gauge::default(),
             limit_refusals: Family::default(),
+            pruned: Family::default(),
+            views_evicted: Counter::default(),
             decisions: Family::default(),
             queries: Family::default(),
             // 5 ms … ~10 s
@@ -194,8 +205,18 @@ impl Metrics {
         );
         registry.register(
             "gate_limit_refusals",
-            "Requests refused because a bound was reached (long_polls, active_trains)",
+            "Requests refused because a bound was reached (long_polls, active_trains, request_time)",
             metrics.limit_refusals.clone(),
+        );
+        registry.register(
+            "gate_pruned",
+            "Rows the retention pruned from the store: finished trains, their decisions and overrides, delivered webhook events",
+            metrics.pruned.clone(),
+        );
+        registry.register(
+            "gate_train_views_evicted",
+            "In-memory views of finished trains dropped (read from the store again when asked for)",
+            metrics.views_evicted.clone(),
         );
         registry.register(
             "gate_decisions",
@@ -269,6 +290,23 @@ impl Metrics {
     /// A long-poll opened (`+1`) or ended (`-1`).
     pub fn long_polls_add(&self, delta: i64) {
         self.long_polls.inc_by(delta);
+    }
+
+    /// The retention pruned these rows.
+    pub fn pruned(&self, pruned: &crate::store::Pruned) {
+        for (kind, n) in [
+            ("trains", pruned.trains),
+            ("decisions", pruned.decisions),
+            ("overrides", pruned.overrides),
+            ("events", pruned.events),
+        ] {
+            self.pruned.get_or_create(&KindLabels { kind }).inc_by(n);
+        }
+    }
+
+    /// `n` views of finished trains were dropped from memory.
+    pub fn views_evicted(&self, n: u64) {
+        self.views_evicted.inc_by(n);
     }
 
     /// A request was refused because the bound `limit` was reached.
