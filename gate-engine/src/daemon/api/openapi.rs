@@ -19,8 +19,8 @@ use super::{ops, trains};
         description = "SLO-driven release gate: register release trains, read (or long-poll) \
             their decisions (promote, pause, rollback), override them. Every error is \
             `{\"error\": {\"code\", \"message\"}}`. When the server has `GATE_API_TOKEN`, POST \
-            and DELETE need `Authorization: Bearer <token>` (reads too with `--auth-reads`, \
-            except `/healthz`, `/readyz` and `/v1/openapi.json`).",
+            and DELETE need `Authorization: Bearer <token>` with the route's scope (reads too \
+            with `--auth-reads`, except `/healthz`, `/readyz` and `/v1/openapi.json`).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -31,6 +31,8 @@ use super::{ops, trains};
         trains::override_train,
         trains::events,
         trains::stop,
+        crate::daemon::series::series,
+        crate::daemon::live::events,
         ops::reload,
         ops::redrive,
         ops::openapi,
@@ -110,6 +112,8 @@ mod tests {
             ("/v1/trains/{id}/decision", "get"),
             ("/v1/trains/{id}/override", "post"),
             ("/v1/trains/{id}/events", "get"),
+            ("/v1/trains/{id}/series", "get"),
+            ("/v1/events", "get"),
             ("/v1/reload", "post"),
             ("/v1/outbox/redrive", "post"),
             ("/v1/openapi.json", "get"),
