@@ -106,11 +106,6 @@ impl ClientError {
         }
     }
 
-    /// Whether the server could not be reached at all.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. })
-    }
-
     /// The error with its exit code (SPEC §5): unreachable or unavailable server 6, a
     /// request the server refused (unknown train, bad input, conflict, missing token) 2,
     /// anything else 1.
@@ -530,7 +525,7 @@ mod tests {
         // The listener is dropped: nothing accepts on the port any more.
         let c = Client::new(&format!("127.0.0.1:{port}"), None).unwrap();
         let err = c.train("t-1").await.unwrap_err();
-        assert!(err.is_unreachable(), "{err}");
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
         assert!(err.is_transient());
         assert!(err.to_string().contains("unreachable"), "{err}");
     }

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use comfy_table::{presets, Cell, Color, Table};
 use gate_api::{DeliveryState, WorstBurn};
-use gate_engine::report::{format_time, EvaluationReport, Num};
+use gate_engine::report::{format_time, Num};
 use gate_rules::Decision;
 
 use super::{train_id, Format};
@@ -437,7 +437,7 @@ fn delivery_state(d: &Delivery, now: DateTime<Utc>, color: bool) -> String {
 mod tests {
     use super::*;
     use gate_api::{Lifecycle, OverrideAction};
-    use gate_engine::report::{RuleReport, SignalsReport, ThresholdReport};
+    use gate_engine::report::{EvaluationReport, RuleReport, SignalsReport, ThresholdReport};
     use std::collections::BTreeMap;
 
     fn t(s: &str) -> DateTime<Utc> {
