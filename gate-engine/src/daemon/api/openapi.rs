@@ -101,6 +101,36 @@ mod tests {
     }
 
     #[test]
+    fn the_document_follows_the_official_openapi_3_1_schema() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/schemas/openapi-3.1");
+        let text = std::fs::read_to_string(dir.join("schema.json")).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("the OpenAPI 3.1 schema compiles");
+        let doc = serde_json::to_value(document()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        // The structure schema leaves Schema Objects alone: each is a JSON Schema 2020-12.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert!(!schemas.is_empty());
+        for (name, schema) in schemas {
+            assert!(
+                jsonschema::draft202012::meta::is_valid(schema),
+                "components.schemas.{name} is not a JSON Schema 2020-12: {schema:#}"
+            );
+        }
+        // And the check can fail: a path item that is not an object breaks it.
+        let mut broken = doc.clone();
+        broken["paths"]["/v1/trains"] = serde_json::json!("not a path item");
+        assert!(!validator.is_valid(&broken));
+    }
+
+    #[test]
     fn every_route_is_documented_with_its_errors() {
         let doc = serde_json::to_value(document()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
