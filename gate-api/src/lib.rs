@@ -29,7 +29,7 @@ pub use calendar::{Calendar, GateCalendar};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Delivery, DeliveryState, Event, EventList};
 pub use ops::{Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
-pub use overrides::{ApproveRequest, OverrideAction, OverrideRequest};
+pub use overrides::{override_by, ApproveRequest, OverrideAction, OverrideRequest};
 pub use train::{
     DecisionBody, GateDecision, Lifecycle, RegisterRequest, Train, TrainGate, TrainList, WorstBurn,
 };

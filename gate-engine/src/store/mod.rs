@@ -35,6 +35,7 @@ mod error;
 mod lock;
 mod model;
 mod outbox;
+mod retention;
 mod schema;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -57,6 +58,7 @@ pub use model::{
     Lifecycle, NewOutboxEvent, NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite,
     Registration, TrainFilter, TrainRecord, WriteOutcome,
 };
+pub use retention::Pruned;
 
 use error::SqlContext;
 

@@ -110,7 +110,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_by_train ON outbox (train, id);
     CREATE INDEX outbox_dead ON outbox (train) WHERE state = 'dead';
     "#,
-    // 3: approvals of trains whose gate has `approval: required`.
+    // 3: whom a named token's override was made for.
+    r#"
+    ALTER TABLE overrides ADD COLUMN on_behalf_of TEXT;
+    "#,
+    // 4: approvals of trains whose gate has `approval: required`.
     r#"
     CREATE TABLE approvals (
         train  TEXT    NOT NULL REFERENCES trains (id),
@@ -121,7 +125,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (train, seq)
     ) STRICT;
     "#,
-    // 4: trains judged by several gates keep each gate's part (decision, state, evaluation)
+    // 5: trains judged by several gates keep each gate's part (decision, state, evaluation)
     // as JSON beside the train's verdict; NULL for a train of one gate.
     r#"
     ALTER TABLE trains ADD COLUMN gates_json TEXT;

@@ -189,7 +189,9 @@ impl Store {
             let at = ms(write.at);
             let reason = format!(
                 "override {} by {}: {}",
-                write.action, write.actor, write.reason
+                write.action,
+                gate_api::override_by(&write.actor, write.on_behalf_of.as_deref()),
+                write.reason
             );
             tx.prepare_cached(
                 "UPDATE trains SET lifecycle = ?2, decision = ?3, seq = ?4, reason = ?5, \
@@ -214,8 +216,9 @@ impl Store {
             })
             .ctx("update the overridden train")?;
             tx.prepare_cached(
-                "INSERT INTO overrides (train, seq, action, decision, previous, reason, actor, at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO overrides \
+                 (train, seq, action, decision, previous, reason, actor, at, on_behalf_of) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -227,6 +230,7 @@ impl Store {
                     write.reason,
                     write.actor,
                     at,
+                    write.on_behalf_of,
                 ])
             })
             .ctx("insert an override")?;
@@ -356,7 +360,7 @@ impl Store {
 
             let mut st = tx
                 .prepare_cached(
-                    "SELECT seq, action, decision, previous, reason, actor, at \
+                    "SELECT seq, action, decision, previous, reason, actor, at, on_behalf_of \
                      FROM overrides WHERE train = ?1",
                 )
                 .ctx("read overrides")?;
@@ -370,11 +374,12 @@ impl Store {
                         r.get::<_, String>(4)?,
                         r.get::<_, String>(5)?,
                         r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 })
                 .ctx("read overrides")?;
             for row in rows {
-                let (seq, action, decision, previous, reason, actor, at) =
+                let (seq, action, decision, previous, reason, actor, at, on_behalf_of) =
                     row.ctx("read overrides")?;
                 let seq: u64 = field("overrides.seq").count(seq)?;
                 events.push((
@@ -386,6 +391,7 @@ impl Store {
                         previous: field("overrides.previous").parse(&previous)?,
                         reason,
                         actor,
+                        on_behalf_of,
                         at: field("overrides.at").time(at)?,
                     },
                 ));

@@ -34,6 +34,7 @@ pub(crate) struct CalendarQuery {
         (status = 200, description = "The calendars", body = Calendar),
         (status = 400, description = "A bad query parameter (`invalid_query`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "No gate of that name in the config (`gate_not_found`)", body = ErrorBody),
     ),
     security((), ("bearer" = []))
