@@ -135,6 +135,7 @@ async fn the_wire_types_read_and_write_every_answer_exactly() {
             Event::Registered { .. } => "registered",
             Event::Decision { .. } => "decision",
             Event::Override { .. } => "override",
+            Event::Approval { .. } => "approval",
             Event::Delivery(_) => "delivery",
             Event::Stopped { .. } => "stopped",
         })

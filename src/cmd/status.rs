@@ -259,7 +259,7 @@ pub fn render_train(train: &Train, events: &[Event], now: DateTime<Utc>, color: 
 fn render_gates(
     out: &mut String,
     train: &Train,
-    gates: &[gate_api::TrainGate<EvaluationReport>],
+    gates: &[gate_api::TrainGate<gate_engine::report::EvaluationReport>],
     color: bool,
 ) {
     let names: Vec<&str> = gates.iter().map(|g| g.gate.as_str()).collect();
