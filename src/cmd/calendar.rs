@@ -84,3 +84,62 @@ pub fn human(calendar: &Calendar) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gate_api::calendar::{Freeze, Window};
+    use gate_api::GateCalendar;
+
+    fn t(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_hold_comes_first_then_windows_and_freezes() {
+        let calendar = Calendar {
+            at: t("2026-12-01T07:30:00Z"),
+            until: t("2026-12-08T07:30:00Z"),
+            gates: vec![
+                GateCalendar {
+                    gate: "checkout".into(),
+                    open: false,
+                    hold: Some("holding for the departure window: opens Tue 09:00 CET".into()),
+                    next_departure: Some(t("2026-12-01T08:00:00Z")),
+                    approval_required: true,
+                    windows: vec![Window {
+                        opens: t("2026-12-01T08:00:00Z"),
+                        closes: t("2026-12-01T15:00:00Z"),
+                        timezone: "Europe/Berlin".into(),
+                        local: "Tue 09:00 CET".into(),
+                    }],
+                    freezes: vec![Freeze {
+                        from: t("2026-12-20T00:00:00Z"),
+                        to: t("2027-01-04T00:00:00Z"),
+                        reason: "year-end freeze".into(),
+                    }],
+                },
+                GateCalendar {
+                    gate: "pricing".into(),
+                    open: true,
+                    hold: None,
+                    next_departure: Some(t("2026-12-01T07:30:00Z")),
+                    approval_required: false,
+                    windows: vec![],
+                    freezes: vec![],
+                },
+            ],
+        };
+        assert_eq!(
+            human(&calendar),
+            "gate checkout: holding for the departure window: opens Tue 09:00 CET\n\
+             \x20 approval required (gate approve ID --reason TEXT)\n\
+             \x20 departures until 2026-12-08T07:30:00Z:\n\
+             \x20   Tue 09:00 CET  2026-12-01T08:00:00Z – 2026-12-01T15:00:00Z  (Europe/Berlin)\n\
+             \x20 freeze 2026-12-20T00:00:00Z – 2027-01-04T00:00:00Z: year-end freeze\n\
+             \n\
+             gate pricing: open now\n\
+             \x20 departures: any time\n"
+        );
+    }
+}
