@@ -95,6 +95,8 @@ gates:
         "30m",
         "    approval: required\n",
     ));
+    // Events are queued in the outbox with each change; no deliverer runs in these tests.
+    text.push_str("webhooks:\n  - name: deployer\n    url: http://127.0.0.1:9/hook\n");
     text
 }
 
@@ -294,6 +296,14 @@ async fn a_two_gate_train_rolls_back_as_a_whole_when_one_service_burns() {
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(changes[0]["previous"], "pending");
     assert_eq!(changes[0]["decision"], "rollback");
+    // One webhook event, for the change of the train's verdict (seq 1); none for checkout's
+    // own change to promote.
+    let deliveries: Vec<u64> = events
+        .iter()
+        .filter(|e| e["kind"] == "delivery")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(deliveries, [1], "{events:?}");
 
     // A rolled-back train is evaluated no more, by either gate.
     assert!(run_cycle(h.daemon.shared(), "checkout").await.is_none());
