@@ -2104,4 +2104,39 @@ mod tests {
         let e = held(&g, &promoted, LATE, &ok(healthy()), inside);
         assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
     }
+
+    #[test]
+    fn a_gates_early_promotion_is_held_again_while_its_train_has_not_departed() {
+        // One gate of several promoted its part before the freeze; the train has not
+        // departed (another gate was still verifying), so inside the freeze the part is held.
+        let g = frozen_gate();
+        let promoted = TrainState {
+            decision: Some(Decision::Promote),
+            ..TrainState::default()
+        };
+        let inside = at("2026-12-24T12:00:00Z");
+        let e = hold(
+            &g,
+            &promoted,
+            false,
+            inside,
+            eval(&g, &promoted, LATE, &ok(healthy()), Mode::Daemon),
+        );
+        assert_eq!(e.decision, Decision::Pending);
+        assert_eq!(
+            e.reason,
+            "frozen: year-end freeze until 2027-01-04T00:00:00Z"
+        );
+        assert_eq!(e.state.decision, Some(Decision::Pending));
+        assert_eq!(e.state.decided_reason.as_deref(), Some(e.reason.as_str()));
+        // Once the train departed, the same part is watched, not held.
+        let e = hold(
+            &g,
+            &promoted,
+            true,
+            inside,
+            eval(&g, &promoted, LATE, &ok(healthy()), Mode::Daemon),
+        );
+        assert_eq!(e.decision, Decision::Promote);
+    }
 }
