@@ -50,6 +50,9 @@ enum Command {
     Wait(cmd::wait::Args),
     /// Force a train's decision, or resume it, recording who and why.
     Override(cmd::override_::Args),
+    /// The trains in figures for a review: per gate and overall, outcomes, rates, time to
+    /// verdict and the rules behind the rollbacks (from the server, or a store with --db).
+    Report(cmd::report::Args),
     /// Re-drive dead-lettered webhook events (works on the store file, daemon up or down).
     Outbox(cmd::outbox::Args),
     /// Print a gate config converted from OpenSLO v1 or Sloth SLOs (or why it cannot be).
@@ -77,6 +80,7 @@ fn main() {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Wait(args) => cmd::wait::run(args).await,
             Command::Override(args) => cmd::override_::run(args).await,
+            Command::Report(args) => cmd::report::run(args).await,
             Command::Outbox(args) => cmd::outbox::run(args).await,
             Command::Import(args) => cmd::import::run(args),
             Command::Completions(args) => {

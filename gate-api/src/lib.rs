@@ -21,6 +21,7 @@ pub mod error;
 pub mod events;
 pub mod ops;
 pub mod overrides;
+pub mod report;
 pub mod schema;
 pub mod train;
 
@@ -28,4 +29,5 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Delivery, DeliveryState, Event, EventList};
 pub use ops::{Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
 pub use overrides::{OverrideAction, OverrideRequest};
+pub use report::{Figures, Report, TimeToVerdict};
 pub use train::{DecisionBody, Lifecycle, RegisterRequest, Train, TrainList, WorstBurn};

@@ -32,6 +32,7 @@
 //! dropped, so the connection is consistent.
 
 mod error;
+mod history;
 mod lock;
 mod model;
 mod outbox;
@@ -53,9 +54,9 @@ use serde::Serialize;
 pub use error::{ConflictReason, StoreError};
 pub use lock::{lock_path, WriterLock};
 pub use model::{
-    AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent,
-    NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite, Registration, TrainFilter,
-    TrainRecord, WriteOutcome,
+    AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, HistoryChange, Lifecycle,
+    NewOutboxEvent, NewTrain, OutboxBacklog, OutboxEvent, Outcome, OverrideAction, OverrideWrite,
+    Registration, TrainFilter, TrainHistory, TrainRecord, WriteOutcome,
 };
 
 use error::SqlContext;

@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document of the API, generated from the wire types of `gate-api` and the
-//! `#[utoipa::path]` annotations on the handlers in [`super::trains`] and [`super::ops`].
+//! `#[utoipa::path]` annotations on the handlers in [`super::trains`], [`super::report`] and
+//! [`super::ops`].
 //!
 //! It is served at `GET /v1/openapi.json` and committed as `docs/openapi.json`, which a test
 //! keeps equal to [`document`] (`UPDATE_OPENAPI=1 cargo test --workspace --lib openapi`
@@ -10,7 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 
-use super::{ops, trains};
+use super::{ops, report, trains};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +32,7 @@ use super::{ops, trains};
         trains::override_train,
         trains::events,
         trains::stop,
+        report::report,
         ops::reload,
         ops::redrive,
         ops::openapi,
@@ -110,6 +112,7 @@ mod tests {
             ("/v1/trains/{id}/decision", "get"),
             ("/v1/trains/{id}/override", "post"),
             ("/v1/trains/{id}/events", "get"),
+            ("/v1/report", "get"),
             ("/v1/reload", "post"),
             ("/v1/outbox/redrive", "post"),
             ("/v1/openapi.json", "get"),
