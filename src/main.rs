@@ -55,8 +55,12 @@ enum Command {
     Report(cmd::report::Args),
     /// Re-drive dead-lettered webhook events (works on the store file, daemon up or down).
     Outbox(cmd::outbox::Args),
+    /// Prune old history from the store file (finished trains, delivered webhook events).
+    Store(cmd::store::Args),
     /// Print a gate config converted from OpenSLO v1 or Sloth SLOs (or why it cannot be).
     Import(cmd::import::Args),
+    /// API tokens: `gate token hash` prints the tokens file line for a token read from stdin.
+    Token(cmd::token::Args),
     /// Print a shell completion script (bash, zsh, fish).
     Completions(cmd::completions::Args),
     /// Write the demo telemetry (OpenMetrics) ending at --end; used by scripts/demo.
@@ -83,6 +87,8 @@ fn main() {
             Command::Report(args) => cmd::report::run(args).await,
             Command::Outbox(args) => cmd::outbox::run(args).await,
             Command::Import(args) => cmd::import::run(args),
+            Command::Token(args) => cmd::token::run(args),
+            Command::Store(args) => cmd::store::run(args),
             Command::Completions(args) => {
                 cmd::completions::run(args, <Cli as clap::CommandFactory>::command())
             }

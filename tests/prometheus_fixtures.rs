@@ -30,6 +30,7 @@ fn client(url: &str) -> PrometheusClient {
         headers: BTreeMap::new(),
         bearer_token_env: None,
         external_url: url.to_string(),
+        max_response_mib: 256,
     };
     PrometheusClient::new(&config, None).expect("client for the test Prometheus")
 }

@@ -115,6 +115,7 @@ fn write_store(path: &Path) {
             state: TrainState::default(),
             lifecycle: RolledBack,
             events: vec![],
+            on_behalf_of: None,
         })
         .expect("override");
     // s1: a train of a gate the daemon's config does not have, still verifying.

@@ -66,8 +66,12 @@ pub enum Event {
         previous: Decision,
         /// The operator's reason.
         reason: String,
-        /// Who asked.
+        /// Who asked: the name of the token that made the request, or, on a daemon without
+        /// tokens, the request's `actor`.
         actor: String,
+        /// The request's `actor` when a named token made the override and it names someone
+        /// else ("on behalf of"); null otherwise.
+        on_behalf_of: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },

@@ -60,7 +60,8 @@ impl FromStr for OverrideAction {
 }
 
 /// `POST /v1/trains/{id}/override`: `reason` and `actor` are required (not blank) and
-/// recorded in the audit trail.
+/// recorded in the audit trail. With a named token (`gate serve --tokens`) the trail's actor
+/// is the token's name and this `actor` is kept as `on_behalf_of`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideRequest {
@@ -74,6 +75,15 @@ pub struct OverrideRequest {
     pub actor: String,
 }
 
+/// Who an override names in a reason and in human output: `actor`, or
+/// `actor (on behalf of someone)` when a named token acted for someone.
+pub fn override_by(actor: &str, on_behalf_of: Option<&str>) -> String {
+    match on_behalf_of {
+        Some(person) => format!("{actor} (on behalf of {person})"),
+        None => actor.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +95,14 @@ mod tests {
             assert_eq!(a.as_str().parse::<OverrideAction>().unwrap(), a);
         }
         assert!("ship-it".parse::<OverrideAction>().is_err());
+    }
+
+    #[test]
+    fn on_behalf_of_follows_the_actor() {
+        assert_eq!(override_by("alice", None), "alice");
+        assert_eq!(
+            override_by("deploy-bot", Some("alice")),
+            "deploy-bot (on behalf of alice)"
+        );
     }
 }

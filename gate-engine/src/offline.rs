@@ -1,11 +1,12 @@
 //! What the CLI does with a store file directly, while no daemon has to serve it: requeue
 //! dead-lettered webhook events (`gate outbox redrive --db`), read the stored trains
-//! (`gate replay --db`) and make the monthly review (`gate report --db`).
+//! (`gate replay --db`), make the monthly review (`gate report --db`) and prune old history
+//! (`gate store prune --db`).
 //!
 //! A redrive writes, so it takes the store's writer lock and is refused while a daemon runs
 //! on the file; reading the trains does not.
 //!
-//! Both refuse a path that does not exist rather than create an empty store there, so a typo
+//! All refuse a path that does not exist rather than create an empty store there, so a typo
 //! in `--db` is an error and not a silent "nothing to do". The trains come back as the API
 //! lists them ([`gate_api::Train`]), so the CLI reads one vocabulary whether it asked a daemon
 //! or a file.
@@ -68,6 +69,12 @@ pub fn report(
         now,
         gate,
     ))
+}
+
+/// Prunes the store at `db` of what is older than `cutoff` ([`Store::prune`]). Works while a
+/// daemon runs on the file: SQLite serializes the two writers.
+pub fn prune(db: &Path, cutoff: DateTime<Utc>) -> Result<crate::store::Pruned, OfflineError> {
+    Ok(Store::open(existing(db)?)?.prune(cutoff)?)
 }
 
 /// `db`, if there is a file there: opening a store creates a missing one.

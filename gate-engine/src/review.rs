@@ -326,6 +326,7 @@ mod tests {
                 state: Default::default(),
                 lifecycle: Lifecycle::RolledBack,
                 events: vec![],
+                on_behalf_of: None,
             })
             .unwrap();
         // s1 (gate search): still verifying. s2: stopped at +500 while paused since +200.

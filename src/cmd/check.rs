@@ -143,6 +143,24 @@ mod tests {
     }
 
     #[test]
+    fn effective_never_shows_header_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "prometheus:\n  headers: {{Authorization: Basic czNjcmV0, X-Scope-OrgID: tenant-7}}\n{}",
+            std::fs::read_to_string(example("minimal.yaml")).unwrap()
+        );
+        let outcome = check(&write(&dir, "secret.yaml", &text), true, false);
+        assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+        assert!(!outcome.stdout.contains("czNjcmV0"), "{}", outcome.stdout);
+        assert!(!outcome.stdout.contains("tenant-7"), "{}", outcome.stdout);
+        assert!(
+            outcome.stdout.contains("Authorization: <redacted>"),
+            "{}",
+            outcome.stdout
+        );
+    }
+
+    #[test]
     fn effective_prints_defaults_as_yaml_that_loads_again() {
         let outcome = check(&example("minimal.yaml"), true, false);
         assert_eq!(outcome.code, 0, "{}", outcome.stderr);

@@ -12,6 +12,8 @@ pub mod replay;
 pub mod report;
 pub mod serve;
 pub mod status;
+pub mod store;
+pub mod token;
 pub mod train;
 pub mod wait;
 
@@ -29,6 +31,14 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
         let text = check::render_errors(&err, std::io::stderr().is_terminal());
         exit::usage(text.trim_end().to_string())
     })
+}
+
+/// A failure on a store file: a missing file is a usage error (exit 2).
+pub fn offline_error(e: gate_engine::offline::OfflineError) -> anyhow::Error {
+    match e {
+        gate_engine::offline::OfflineError::Missing(_) => exit::usage(e.to_string()),
+        e => e.into(),
+    }
 }
 
 /// Parses a time given on the command line: RFC 3339 or unix seconds, to the millisecond

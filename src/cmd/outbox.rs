@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use gate_engine::offline::OfflineError;
 
 use gate_api::RedriveRequest;
 
@@ -73,10 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 /// Requeues the dead letters of `train` (or all) in the store at `db`, due at `now`.
 fn redrive(db: &Path, train: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<u64> {
     let train = train.map(train_id).transpose()?;
-    gate_engine::offline::redrive(db, train.as_ref(), now).map_err(|e| match e {
-        OfflineError::Missing(_) => exit::usage(e.to_string()),
-        e => e.into(),
-    })
+    gate_engine::offline::redrive(db, train.as_ref(), now).map_err(super::offline_error)
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //!
 //! Signals: SIGTERM and SIGINT stop accepting connections, end long-polls with the current
 //! decision, let every gate's evaluation in flight finish and commit, let webhook attempts in
-//! flight finish, then exit 0. SIGHUP reloads the config (as `POST /v1/reload` does): an
+//! flight finish, then exit 0. That has a deadline (`--shutdown-timeout`, 30 s), and a second
+//! SIGTERM/SIGINT ends the process at once (exit 1): an operator who asks twice means it.
+//! Neither loses a committed decision: the store is only ever written in transactions. SIGHUP reloads the config (as `POST /v1/reload` does): an
 //! invalid file is refused with its errors in the log and the old config keeps running.
 
 use std::io::{IsTerminal as _, Write as _};
@@ -19,10 +21,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use gate_engine::daemon::api::auth::{all_scopes, SHARED_TOKEN_NAME};
 use gate_engine::daemon::{
-    ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
+    limits, ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
 };
 use gate_engine::webhook::{self, WebhookMetrics};
+use gate_rules::config::ApiToken;
 
 use super::eval::prometheus_client;
 use super::load_config;
@@ -30,6 +34,8 @@ use crate::exit;
 
 /// The variable holding the API token; when set, POST and DELETE require it.
 pub const TOKEN_ENV: &str = "GATE_API_TOKEN";
+/// The variable naming the tokens file (as `--tokens`).
+pub const TOKENS_ENV: &str = "GATE_TOKENS_FILE";
 
 /// Arguments of `gate serve`.
 #[derive(clap::Args, Debug)]
@@ -43,9 +49,32 @@ pub struct Args {
     /// The SQLite store: trains, decisions, overrides, webhook outbox.
     #[arg(long, default_value = "gate.db")]
     pub db: PathBuf,
-    /// Require the API token (GATE_API_TOKEN) for reads too; /healthz and /readyz stay open.
+    /// Require a token for reads too (with the `read` scope); /healthz, /readyz and
+    /// /v1/openapi.json stay open.
     #[arg(long)]
     pub auth_reads: bool,
+    /// Named API tokens with scopes (read, register, override, admin): a YAML list of
+    /// `{name, sha256, scopes}`; `gate token hash` prints the sha256 line for a token.
+    #[arg(long, env = TOKENS_ENV, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Serve an API without any token on a non-loopback --listen address (anyone who can
+    /// reach it may register, override and reload).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// Open long-polls held at once; one more is answered 503 (Retry-After: 1).
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_LONG_POLLS, value_name = "N")]
+    pub max_long_polls: usize,
+    /// Active trains evaluated at once; registering one more is answered 503.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_ACTIVE_TRAINS, value_name = "N")]
+    pub max_active_trains: usize,
+    /// How long a request may take before it is answered 503 `request_timeout` (a
+    /// long-poll: its wait on top).
+    #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
+    pub request_timeout: std::time::Duration,
+    /// How long shutdown may take (evaluations, requests and webhook attempts in flight)
+    /// before the process exits anyway.
+    #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
+    pub shutdown_timeout: std::time::Duration,
     /// Log lines on stderr: `text` for people, `json` (one object per line) for log
     /// collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -69,10 +98,18 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     prometheus_client(&config)?;
     webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
         .map_err(|e| exit::usage(e.to_string()))?;
-    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
-    if args.auth_reads && token.is_none() {
+    let tokens = api_tokens(&args)?;
+    if args.auth_reads && tokens.is_empty() {
         return Err(exit::usage(format!(
-            "--auth-reads needs an API token: set {TOKEN_ENV}"
+            "--auth-reads needs an API token: set {TOKEN_ENV} or give --tokens"
+        )));
+    }
+    if tokens.is_empty() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+        return Err(exit::usage(format!(
+            "refusing to serve an API without a token on {}: anyone who can reach it could \
+             override decisions\n  hint: set {TOKEN_ENV}, give --tokens FILE ({TOKENS_ENV}), \
+             listen on 127.0.0.1, or pass --allow-unauthenticated if the network is trusted",
+            args.listen
         )));
     }
 
@@ -94,8 +131,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             metrics,
             registry: Arc::new(registry),
             api: ApiOptions {
-                token,
+                tokens,
                 auth_reads: args.auth_reads,
+                limits: limits::Limits {
+                    max_long_polls: args.max_long_polls,
+                    max_active_trains: args.max_active_trains,
+                    request_timeout: args.request_timeout,
+                },
             },
             webhooks: None,
         })
@@ -111,8 +153,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .context("cannot read the listen address")?;
 
     daemon.spawn_scheduler();
+    daemon.spawn_retention();
     let delivery = tokio::spawn(Arc::clone(&daemon).deliver_webhooks(webhook_metrics));
-    tokio::spawn(handle_signals(Arc::clone(&daemon)));
+    tokio::spawn(handle_signals(Arc::clone(&daemon), args.shutdown_timeout));
 
     tracing::info!(
         %addr,
@@ -134,6 +177,33 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// The tokens of `--tokens` and `GATE_API_TOKEN` (named `GATE_API_TOKEN`, every scope).
+/// A bad tokens file is a usage error with every problem at its position (exit 2).
+fn api_tokens(args: &Args) -> anyhow::Result<Vec<ApiToken>> {
+    let mut tokens = match &args.tokens {
+        None => Vec::new(),
+        Some(path) => {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| exit::usage(format!("cannot read the tokens file {file}: {e}")))?;
+            gate_rules::config::tokens_from_str(&file, &text).map_err(|err| {
+                let text = super::check::render_errors(&err, std::io::stderr().is_terminal());
+                exit::usage(text.trim_end().to_string())
+            })?
+        }
+    };
+    if let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()) {
+        if tokens.iter().any(|t| t.name == SHARED_TOKEN_NAME) {
+            return Err(exit::usage(format!(
+                "the tokens file names a token `{SHARED_TOKEN_NAME}`, the name {TOKEN_ENV} is \
+                 known by: rename it"
+            )));
+        }
+        tokens.push(all_scopes(SHARED_TOKEN_NAME, &token));
+    }
+    Ok(tokens)
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -149,9 +219,13 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-/// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config.
+/// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config. Once shutdown has begun, a
+/// second SIGTERM/SIGINT, or the shutdown deadline, ends the process at once (exit 1).
 #[cfg(unix)]
-fn handle_signals(daemon: Arc<Daemon>) -> impl std::future::Future<Output = ()> {
+fn handle_signals(
+    daemon: Arc<Daemon>,
+    deadline: std::time::Duration,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     // Installed now, before the daemon says it is listening: a SIGTERM sent as soon as the
     // address is printed must begin a clean shutdown, not kill the process.
@@ -165,13 +239,14 @@ fn handle_signals(daemon: Arc<Daemon>) -> impl std::future::Future<Output = ()> 
             tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
             return;
         };
-        on_signals(daemon, term, int, hup).await;
+        on_signals(daemon, deadline, term, int, hup).await;
     }
 }
 
 #[cfg(unix)]
 async fn on_signals(
     daemon: Arc<Daemon>,
+    deadline: std::time::Duration,
     mut term: tokio::signal::unix::Signal,
     mut int: tokio::signal::unix::Signal,
     mut hup: tokio::signal::unix::Signal,
@@ -192,12 +267,27 @@ async fn on_signals(
             },
         }
     }
-    tracing::info!("shutting down: finishing the evaluations in flight");
+    tracing::info!(
+        "shutting down: finishing the evaluations in flight (at most {}; a second signal exits at once)",
+        format!("{deadline:?}")
+    );
     daemon.begin_shutdown();
+    let why = tokio::select! {
+        _ = term.recv() => "a second signal",
+        _ = int.recv() => "a second signal",
+        _ = tokio::time::sleep(deadline) => "the shutdown deadline passed",
+    };
+    tracing::error!("{why}: exiting without finishing the work in flight");
+    std::process::exit(exit::INTERNAL);
 }
 
 #[cfg(not(unix))]
-async fn handle_signals(daemon: Arc<Daemon>) {
+async fn handle_signals(daemon: Arc<Daemon>, deadline: std::time::Duration) {
     let _ = tokio::signal::ctrl_c().await;
     daemon.begin_shutdown();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = tokio::time::sleep(deadline) => {}
+    }
+    std::process::exit(exit::INTERNAL);
 }

@@ -57,6 +57,7 @@ impl Daemon {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("GATE_API_TOKEN")
+            .env_remove("GATE_TOKENS_FILE")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -39,7 +39,19 @@ pub fn router() -> Router<Arc<Shared>> {
     Router::new().route("/v1/events", get(events))
 }
 
-async fn events(State(shared): State<Arc<Shared>>) -> Response {
+#[utoipa::path(
+    get, path = "/v1/events", tag = "trains",
+    description = "The changes of every train as server-sent events until shutdown: `ready` \
+        first, then one `train` event per change with the train as `GET /v1/trains` lists it, \
+        `resync` when the client fell behind (see docs/api.md).",
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Token missing or wrong (`unauthorized`)", body = gate_api::ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = gate_api::ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(crate) async fn events(State(shared): State<Arc<Shared>>) -> Response {
     Sse::new(changes(shared))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()

@@ -13,6 +13,8 @@
 //! | `gate_prometheus_queries_total` | counter | `outcome` — HTTP attempts to Prometheus |
 //! | `gate_prometheus_query_duration_seconds` | histogram | — one HTTP attempt |
 //! | `gate_evaluation_cycle_seconds` | histogram | `gate` — one cycle: queries, decisions, write |
+//! | `gate_pruned_total` | counter | `kind` — rows pruned by the retention: `trains`, `decisions`, `overrides`, `events` |
+//! | `gate_train_views_evicted_total` | counter | — in-memory views of finished trains dropped |
 //! | `gate_trains` | gauge | `state` — trains by lifecycle state, counted at scrape |
 //! | `gate_trains_finished_total` | counter | `gate`, `outcome` — trains that finished: `promoted` (watched to the end), `rolled_back`, `stopped` ([`crate::store::Outcome`]) |
 //! | `gate_time_to_verdict_seconds` | histogram | `gate` — from a train's start to its first `promote` or `rollback` |
@@ -50,6 +52,16 @@ use crate::store::{Evidence, Lifecycle};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GateLabels {
     gate: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -146,6 +158,11 @@ pub type BurnRate = (String, String, f64);
 pub struct Metrics {
     evaluations: Family<GateLabels, Counter>,
     evaluation_errors: Family<GateLabels, Counter>,
+    task_panics: Family<GateLabels, Counter>,
+    long_polls: Gauge,
+    limit_refusals: Family<LimitLabels, Counter>,
+    pruned: Family<KindLabels, Counter>,
+    views_evicted: Counter,
     decisions: Family<GateDecisionLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_duration: Histogram,
@@ -165,6 +182,11 @@ impl Metrics {
         let metrics = Metrics {
             evaluations: Family::default(),
             evaluation_errors: Family::default(),
+            task_panics: Family::default(),
+            long_polls: Gauge::default(),
+            limit_refusals: Family::default(),
+            pruned: Family::default(),
+            views_evicted: Counter::default(),
             decisions: Family::default(),
             queries: Family::default(),
             // 5 ms … ~10 s
@@ -187,6 +209,31 @@ impl Metrics {
             "gate_evaluation_errors",
             "Train evaluations that failed (telemetry, query planning or store write)",
             metrics.evaluation_errors.clone(),
+        );
+        registry.register(
+            "gate_task_panics",
+            "Evaluation cycles of a gate that panicked (the gate evaluates again after a backoff)",
+            metrics.task_panics.clone(),
+        );
+        registry.register(
+            "gate_long_polls",
+            "Long-polls of a decision open now",
+            metrics.long_polls.clone(),
+        );
+        registry.register(
+            "gate_limit_refusals",
+            "Requests refused because a bound was reached (long_polls, active_trains, request_time)",
+            metrics.limit_refusals.clone(),
+        );
+        registry.register(
+            "gate_pruned",
+            "Rows the retention pruned from the store: finished trains, their decisions and overrides, delivered webhook events",
+            metrics.pruned.clone(),
+        );
+        registry.register(
+            "gate_train_views_evicted",
+            "In-memory views of finished trains dropped (read from the store again when asked for)",
+            metrics.views_evicted.clone(),
         );
         registry.register(
             "gate_decisions",
@@ -257,6 +304,46 @@ impl Metrics {
                 decision: decision.as_str().to_string(),
             });
         }
+    }
+
+    /// An evaluation cycle of `gate` panicked.
+    pub fn task_panicked(&self, gate: &str) {
+        self.task_panics
+            .get_or_create(&GateLabels {
+                gate: gate.to_string(),
+            })
+            .inc();
+    }
+
+    /// A long-poll opened (`+1`) or ended (`-1`).
+    pub fn long_polls_add(&self, delta: i64) {
+        self.long_polls.inc_by(delta);
+    }
+
+    /// The retention pruned these rows.
+    pub fn pruned(&self, pruned: &crate::store::Pruned) {
+        for (kind, n) in [
+            ("trains", pruned.trains),
+            ("decisions", pruned.decisions),
+            ("overrides", pruned.overrides),
+            ("events", pruned.events),
+        ] {
+            self.pruned.get_or_create(&KindLabels { kind }).inc_by(n);
+        }
+    }
+
+    /// `n` views of finished trains were dropped from memory.
+    pub fn views_evicted(&self, n: u64) {
+        self.views_evicted.inc_by(n);
+    }
+
+    /// A request was refused because the bound `limit` was reached.
+    pub fn limit_refused(&self, limit: &str) {
+        self.limit_refusals
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
+            })
+            .inc();
     }
 
     /// A decision of a train of `gate` changed to `decision`.

@@ -11,6 +11,8 @@
 //! * [`series`] — a train's signals over a time range, read from Prometheus on request;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
+//! * [`limits`] — the bounds on open long-polls and active trains;
+//! * `retention` — the hourly prune of old history (`store.retention`);
 //! * `delivery` — the webhook deliverer, restarted with the targets of each reload;
 //!
 //! This file holds what they share ([`Shared`]): the store, the clock, the trains, the
@@ -34,9 +36,11 @@
 
 pub mod api;
 mod delivery;
+pub mod limits;
 pub mod list;
 pub mod live;
 pub mod metrics;
+mod retention;
 pub mod scheduler;
 pub mod series;
 pub mod state;
@@ -82,10 +86,12 @@ pub struct Runtime {
 /// Who may call the API.
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
-    /// When set, mutating endpoints require `Authorization: Bearer <token>`.
-    pub token: Option<String>,
+    /// The known tokens (none: the API is open); see [`api::auth`].
+    pub tokens: Vec<gate_rules::config::ApiToken>,
     /// Require the token for reads too (`/healthz` and `/readyz` stay open).
     pub auth_reads: bool,
+    /// The bounds on open long-polls and active trains.
+    pub limits: limits::Limits,
 }
 
 /// Everything the daemon needs to start.
@@ -186,6 +192,7 @@ pub struct Shared {
     pub(crate) health: Arc<PromHealth>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) api: ApiOptions,
+    pub(crate) long_polls: Arc<limits::LongPolls>,
     webhooks: Mutex<Option<Nudger>>,
     config_path: Option<PathBuf>,
     client_factory: ClientFactory,
@@ -387,6 +394,7 @@ impl Daemon {
             health,
             shutdown,
             api: opts.api,
+            long_polls: Arc::default(),
             webhooks: Mutex::new(opts.webhooks),
             config_path: opts.config_path,
             client_factory: opts.client_factory,
@@ -424,6 +432,11 @@ impl Daemon {
     pub fn spawn_scheduler(&self) {
         let handle = tokio::spawn(scheduler::run(Arc::clone(&self.shared)));
         *self.scheduler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    /// Starts the hourly prune of history older than `store.retention` (until shutdown).
+    pub fn spawn_retention(&self) {
+        tokio::spawn(retention::run(Arc::clone(&self.shared)));
     }
 
     /// Wakes this deliverer after commits that queue webhook events (the deliverer is

@@ -19,7 +19,12 @@
 //! itself; the API reads memory and is never blocked by a cycle. Ticking uses tokio time
 //! (tests pause it), evaluation times come from the daemon's [`super::Clock`]. A tick that
 //! comes due while a cycle is still running is delayed, not bunched up. On shutdown a task
-//! finishes the cycle in flight (its write commits) and stops.
+//! finishes the cycle in flight (its write commits) and stops; so does the task of a gate a
+//! reload removed, and it is awaited at shutdown like the others.
+//!
+//! Supervision: each cycle runs in a task of its own, so a panic in it ends that cycle only;
+//! it is logged, counted (`gate_task_panics_total`), and the gate evaluates again after a
+//! backoff that doubles with each panic in a row.
 //!
 //! An evaluation computed while an override landed is refused by the store as stale (it
 //! carries the seq it started from); the train's view is then refreshed from the store.
@@ -41,6 +46,7 @@ use tokio::time::{interval, interval_at, Instant, Interval, MissedTickBehavior};
 use super::metrics::{self, BurnRate};
 use super::state::{is_evaluated, TrainView};
 use super::{BlockingError, Shared};
+use crate::backoff::Backoff;
 use crate::evaluate;
 use crate::looks;
 use crate::planner::TrainSpec;
@@ -78,13 +84,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut retired: Vec<JoinHandle<()>> = Vec::new();
     loop {
         let config = runtime.borrow_and_update().config.clone();
-        tasks.retain(|name, task| {
-            if config.gate(name).is_some() {
-                return true;
+        // A removed gate's task finishes its cycle in flight; it is awaited at shutdown.
+        for name in tasks
+            .keys()
+            .filter(|name| config.gate(name).is_none())
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            if let Some(task) = tasks.remove(&name) {
+                task.stop.send_replace(true);
+                retired.push(task.handle);
             }
-            task.stop.send_replace(true);
-            false
-        });
+        }
         for gate in &config.gates {
             if !tasks.contains_key(&gate.name) {
                 let (stop, stop_rx) = watch::channel(false);
@@ -123,6 +134,7 @@ async fn gate_task(shared: Arc<Shared>, gate: String, mut stop: watch::Receiver<
     let interval_of = |rt: &super::Runtime| rt.config.gate(&gate).map(|g| g.interval.as_duration());
     let mut period = interval_of(&runtime.borrow_and_update()).unwrap_or(Duration::from_secs(30));
     let mut ticks = ticker(period, Instant::now());
+    let mut panics = 0u32;
     loop {
         tokio::select! {
             biased;
@@ -142,8 +154,53 @@ async fn gate_task(shared: Arc<Shared>, gate: String, mut stop: watch::Receiver<
             }
             _ = ticks.tick() => {}
         }
-        run_cycle(&shared, &gate).await;
+        // The cycle runs in its own task so that a panic in it is caught here: logged,
+        // counted, and the gate evaluates again after a backoff instead of going silent.
+        let cycle = tokio::spawn({
+            let (shared, gate) = (Arc::clone(&shared), gate.clone());
+            async move {
+                run_cycle(&shared, &gate).await;
+            }
+        });
+        match cycle.await {
+            Ok(()) => panics = 0,
+            Err(e) => {
+                panics += 1;
+                let wait = PANIC_BACKOFF.ceiling(panics);
+                let why = panic_message(e);
+                tracing::error!(
+                    gate,
+                    panics,
+                    "the evaluation cycle of gate {gate} panicked: {why}; evaluating again in \
+                     {wait:?} at the earliest"
+                );
+                shared.metrics.task_panicked(&gate);
+                tokio::select! {
+                    _ = shutdown.wait_for(|down| *down) => break,
+                    _ = stop.wait_for(|stop| *stop) => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
     }
+}
+
+/// How long a gate waits after a panicking cycle: doubling with each panic in a row.
+const PANIC_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+};
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// The most looks the scheduler takes to catch up a train registered long after its start.
@@ -152,6 +209,8 @@ const CATCH_UP_LOOKS: usize = 12;
 /// One evaluation cycle of `gate_name` (see the module docs). `None` when the gate is not
 /// configured or has no train to evaluate.
 pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> {
+    #[cfg(test)]
+    supervision_tests::inject_panic(gate_name);
     let runtime = shared.runtime();
     let config = &runtime.config;
     let gate = config.gate(gate_name)?;
@@ -1022,7 +1081,7 @@ mod shutdown_tests {
 
     use serde_json::json;
 
-    use crate::daemon::tests::{config_yaml, harness, tid, FakeData};
+    use crate::daemon::tests::{config_yaml, harness, tid, FakeData, Harness};
     use crate::daemon::ApiOptions;
 
     /// [`FakeData`] answering after a delay: a cycle is surely in flight when shutdown begins.
@@ -1036,8 +1095,9 @@ mod shutdown_tests {
         }
     }
 
-    #[tokio::test]
-    async fn shutdown_lets_the_cycle_in_flight_commit() {
+    /// A daemon whose first cycle (of train `t-1`, gate `checkout`, rolling back) is in
+    /// flight, with the Prometheus it queries.
+    async fn cycle_in_flight() -> (Harness, wiremock::MockServer) {
         let data = FakeData::default();
         let server = wiremock::MockServer::start().await;
         wiremock::Mock::given(wiremock::matchers::method("POST"))
@@ -1063,6 +1123,12 @@ mod shutdown_tests {
             assert!(std::time::Instant::now() < deadline, "no cycle started");
             tokio::task::yield_now().await;
         }
+        (h, server)
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_cycle_in_flight_commit() {
+        let (h, _server) = cycle_in_flight().await;
         h.daemon.shutdown().await;
         let stored = h
             .shared()
@@ -1077,6 +1143,22 @@ mod shutdown_tests {
         );
         assert_eq!(stored.seq, 1);
         assert_eq!(h.shared().trains.get(&tid("t-1")).unwrap().record, stored);
+    }
+
+    #[tokio::test]
+    async fn the_cycle_of_a_gate_removed_by_a_reload_commits_before_shutdown_returns() {
+        let (h, server) = cycle_in_flight().await;
+        let renamed = config_yaml(&server.uri()).replace("name: checkout", "name: search");
+        std::fs::write(h.config_path(), renamed).unwrap();
+        h.daemon.reload().await.unwrap();
+        h.daemon.shutdown().await;
+        let stored = h
+            .shared()
+            .blocking(|s| s.train(&tid("t-1")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.seq, 1, "the cycle in flight committed: {stored:?}");
     }
 }
 
@@ -1144,5 +1226,81 @@ mod scale_tests {
             );
             h.clock.advance(Duration::from_secs(30));
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod supervision_tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::daemon::tests::{config_yaml, harness, tid};
+    use crate::daemon::ApiOptions;
+
+    /// Gates whose next cycles panic, with how many of them do.
+    static PANICS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+    /// Panics when a panic is queued for `gate`.
+    pub(crate) fn inject_panic(gate: &str) {
+        let mut panics = PANICS.lock().unwrap_or_else(|p| p.into_inner());
+        let left = panics
+            .get_or_insert_with(HashMap::new)
+            .entry(gate.to_string())
+            .or_default();
+        if *left > 0 {
+            *left -= 1;
+            drop(panics);
+            panic!("injected panic in gate {gate}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_cycle_is_counted_and_the_gate_evaluates_again() {
+        // Its own gate name: the injected panics touch no other test's gate.
+        let yaml = config_yaml("http://127.0.0.1:9").replace("name: checkout", "name: panicky");
+        let h = harness(&yaml, ApiOptions::default()).await;
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/trains",
+                Some(json!({"id": "t-1", "gate": "panicky", "started_at": "2026-11-01T11:00:00Z"})),
+                None,
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+        PANICS
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert("panicky".into(), 2);
+        h.daemon.spawn_scheduler();
+        // Two cycles panic; the third runs (and fails: nothing listens on port 9).
+        let errors = || {
+            h.shared()
+                .trains
+                .get(&tid("t-1"))
+                .unwrap()
+                .record
+                .state
+                .consecutive_errors
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        while errors() < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gate never evaluated again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &h.shared().registry).unwrap();
+        assert!(
+            text.contains("gate_task_panics_total{gate=\"panicky\"} 2\n"),
+            "{text}"
+        );
+        h.daemon.shutdown().await;
     }
 }

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
+use gate_api::ErrorBody;
 use gate_rules::{Decision, PromDuration};
 use serde::{Deserialize, Serialize};
 
@@ -48,14 +49,23 @@ pub fn router() -> Router<Arc<Shared>> {
     Router::new().route("/v1/trains/{id}/series", get(series))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `GET /v1/trains/{id}/series` query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct SeriesQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct SeriesQuery {
+    /// RFC 3339; default: the train's start.
     #[serde(default)]
+    #[param(example = "2026-11-01T11:00:00Z")]
     from: Option<String>,
+    /// RFC 3339; default: now while the daemon evaluates the train, else its last
+    /// evaluation or its stop.
     #[serde(default)]
     to: Option<String>,
+    /// A duration, at least `1s`, at most 1,000 points over the range; default: the
+    /// smallest whole number of seconds that gives at most 300 points.
     #[serde(default)]
+    #[param(example = "15s")]
     step: Option<String>,
 }
 
@@ -206,7 +216,28 @@ fn prometheus_error(e: ReplayError) -> ApiError {
     }
 }
 
-async fn series(
+#[utoipa::path(
+    get, path = "/v1/trains/{id}/series", tag = "trains",
+    description = "The train's signals at every step of a time range, read from Prometheus: \
+        `{train, gate, from, to, step, thresholds: [{rule, then, signal, op, value}], steps: \
+        [{at, burn_rate, error_ratio, requests, errors, budget_remaining, telemetry_error}]}` \
+        (see docs/api.md).",
+    params(
+        ("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)"),
+        SeriesQuery,
+    ),
+    responses(
+        (status = 200, description = "The steps", body = Object),
+        (status = 400, description = "A bad train ID, time, step or too many points (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
+        (status = 409, description = "The train's gate is no longer in the config (`unknown_gate`)", body = ErrorBody),
+        (status = 502, description = "Prometheus failed or answered with warnings (`prometheus_error`)", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub(crate) async fn series(
     State(shared): State<Arc<Shared>>,
     TrainPath(id): TrainPath,
     ApiQuery(query): ApiQuery<SeriesQuery>,

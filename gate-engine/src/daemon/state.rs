@@ -201,6 +201,23 @@ impl Trains {
         }
     }
 
+    /// Forgets a train (pruned from the store); its watchers see the channel close.
+    pub fn remove(&self, id: &TrainId) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Drops the views of finished trains (done or stopped) that nobody watches; returns how
+    /// many. The API reads such a train from the store again when asked for it.
+    pub fn evict_finished(&self) -> usize {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let before = map.len();
+        map.retain(|_, tx| tx.borrow().record.lifecycle.is_active() || tx.receiver_count() > 0);
+        before - map.len()
+    }
+
     /// The views matching `keep`, by start time then ID.
     pub fn filter(&self, keep: impl Fn(&TrainView) -> bool) -> Vec<Arc<TrainView>> {
         let mut views: Vec<Arc<TrainView>> = self

@@ -42,6 +42,7 @@ pub struct PrometheusClient {
     range_url: Url,
     shown_url: String,
     timeout: Duration,
+    max_response_bytes: usize,
     headers: HeaderMap,
     retry: RetryPolicy,
     observer: Option<Observer>,
@@ -120,6 +121,8 @@ impl PrometheusClient {
             query_url,
             range_url,
             timeout,
+            max_response_bytes: usize::try_from(config.max_response_mib.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
             headers,
             retry: RetryPolicy::default(),
             observer: None,
@@ -261,18 +264,38 @@ impl PrometheusClient {
             .headers(self.headers.clone())
             .form(&form);
         self.queries_sent.fetch_add(1, Ordering::Relaxed);
+        let limit = self.max_response_bytes;
+        // The body is read chunk by chunk up to the limit: an answer too large to hold fails
+        // the query (a telemetry error) instead of the process.
         let exchange = async {
-            let response = request.send().await?;
+            let mut response = request.send().await?;
             let status = response.status();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
+            if response.content_length().is_some_and(|n| n > limit as u64) {
+                return Ok((status, None));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > limit {
+                    return Ok((status, None));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>((status, Some(body)))
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(Failure::Timeout(timeout)),
             Ok(Err(e)) if e.is_timeout() => Err(Failure::Timeout(timeout)),
             Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(e.without_url())),
             Ok(Err(e)) => Err(Failure::Transport(e.without_url())),
-            Ok(Ok((status, body))) => interpret(status, &body),
+            Ok(Ok((status, None))) => Err(Failure::BadResponse {
+                status: status.as_u16(),
+                reason: format!(
+                    "the answer is larger than {} MiB (prometheus.max_response_mib): narrow the \
+                     selectors or raise the limit",
+                    limit >> 20
+                ),
+            }),
+            Ok(Ok((status, Some(body)))) => interpret(status, &body),
         }
     }
 }
@@ -320,6 +343,7 @@ mod tests {
             headers: BTreeMap::new(),
             bearer_token_env: None,
             external_url: url.to_string(),
+            max_response_mib: 1,
         }
     }
 
@@ -782,5 +806,30 @@ mod tests {
             join_api_path(&Url::parse("http://h:9090").expect("url"), "api/v1/query").as_str(),
             "http://h:9090/api/v1/query"
         );
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_size_limit_is_a_telemetry_error() {
+        let server = MockServer::start().await;
+        // 1 MiB and a bit of valid JSON: a vector of many samples.
+        let sample = serde_json::json!({"metric": {"train_id": "t"}, "value": [1, "1"]});
+        let samples = vec![sample; 40_000];
+        let body = vector_body(serde_json::Value::Array(samples));
+        assert!(body.to_string().len() > 1 << 20);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        // The test config allows 1 MiB.
+        let client =
+            PrometheusClient::new(&config(&server.uri(), Duration::from_secs(5)), None).unwrap();
+        let err = client.query("up", eval_time()).await.unwrap_err();
+        assert!(matches!(err, PromError::BadResponse { .. }), "{err}");
+        assert!(err.to_string().contains("larger than 1 MiB"), "{err}");
+
+        let mut roomy = config(&server.uri(), Duration::from_secs(5));
+        roomy.max_response_mib = 2;
+        let client = PrometheusClient::new(&roomy, None).unwrap();
+        assert!(client.query("up", eval_time()).await.is_ok());
     }
 }

@@ -149,6 +149,7 @@ mod tests {
                 state: Default::default(),
                 lifecycle: Lifecycle::Promoted,
                 events: vec![],
+                on_behalf_of: None,
             })
             .unwrap();
         change(&store, "a", 2, Decision::Rollback, t(170), vec![]);
@@ -241,7 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gate.db");
         {
-            let writer = crate::store::schema::open_writer_at_version(&path, 2).unwrap();
+            let writer = crate::store::schema::open_writer_at_version(&path, 3).unwrap();
             let old = Store::with_writer(&path, writer, None).unwrap();
             for id in ["rolled", "stopped", "done"] {
                 old.register(&new_train(id), t(0)).unwrap();

@@ -36,6 +36,7 @@ mod history;
 mod lock;
 mod model;
 mod outbox;
+mod retention;
 mod schema;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -58,6 +59,7 @@ pub use model::{
     NewOutboxEvent, NewTrain, OutboxBacklog, OutboxEvent, Outcome, OverrideAction, OverrideWrite,
     Registration, TrainFilter, TrainHistory, TrainRecord, WriteOutcome,
 };
+pub use retention::Pruned;
 
 use error::SqlContext;
 

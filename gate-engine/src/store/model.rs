@@ -238,8 +238,10 @@ pub struct OverrideWrite {
     pub decision: Decision,
     /// The operator's reason.
     pub reason: String,
-    /// Who asked.
+    /// Who asked (the token's name when a named token made the request).
     pub actor: String,
+    /// Whom the request named as its actor, when that was someone other than `actor`.
+    pub on_behalf_of: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
     /// The state after the override (e.g. with `pinned` set or cleared).
@@ -320,6 +322,8 @@ pub enum AuditEvent {
         reason: String,
         /// Who asked.
         actor: String,
+        /// Whom the request named, when not `actor`.
+        on_behalf_of: Option<String>,
         /// When.
         at: DateTime<Utc>,
     },

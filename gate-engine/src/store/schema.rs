@@ -110,7 +110,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_by_train ON outbox (train, id);
     CREATE INDEX outbox_dead ON outbox (train) WHERE state = 'dead';
     "#,
-    // 3: how each finished train ended (the review's `finished`), kept by a trigger on every
+    // 3: whom a named token's override was made for.
+    r#"
+    ALTER TABLE overrides ADD COLUMN on_behalf_of TEXT;
+    "#,
+    // 4: how each finished train ended (the review's `finished`), kept by a trigger on every
     // change of lifecycle, whoever writes it: `done` is `promoted`, `rolled_back` is
     // `rolled_back`, an open state clears it (an operator took the train out of a rollback),
     // and a stop keeps the outcome the train had (`stopped` only for an open train). Existing

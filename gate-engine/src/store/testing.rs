@@ -111,6 +111,7 @@ pub(crate) fn override_write(
         decision,
         reason: "hotfix verified by hand".to_string(),
         actor: "alice".to_string(),
+        on_behalf_of: None,
         at: t(300),
         state: TrainState {
             decision: Some(decision),

@@ -177,7 +177,9 @@ impl Store {
             let at = ms(write.at);
             let reason = format!(
                 "override {} by {}: {}",
-                write.action, write.actor, write.reason
+                write.action,
+                gate_api::override_by(&write.actor, write.on_behalf_of.as_deref()),
+                write.reason
             );
             tx.prepare_cached(
                 "UPDATE trains SET lifecycle = ?2, decision = ?3, seq = ?4, reason = ?5, \
@@ -201,8 +203,9 @@ impl Store {
             })
             .ctx("update the overridden train")?;
             tx.prepare_cached(
-                "INSERT INTO overrides (train, seq, action, decision, previous, reason, actor, at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO overrides \
+                 (train, seq, action, decision, previous, reason, actor, at, on_behalf_of) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -214,6 +217,7 @@ impl Store {
                     write.reason,
                     write.actor,
                     at,
+                    write.on_behalf_of,
                 ])
             })
             .ctx("insert an override")?;
@@ -306,7 +310,7 @@ impl Store {
 
             let mut st = tx
                 .prepare_cached(
-                    "SELECT seq, action, decision, previous, reason, actor, at \
+                    "SELECT seq, action, decision, previous, reason, actor, at, on_behalf_of \
                      FROM overrides WHERE train = ?1",
                 )
                 .ctx("read overrides")?;
@@ -320,11 +324,12 @@ impl Store {
                         r.get::<_, String>(4)?,
                         r.get::<_, String>(5)?,
                         r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 })
                 .ctx("read overrides")?;
             for row in rows {
-                let (seq, action, decision, previous, reason, actor, at) =
+                let (seq, action, decision, previous, reason, actor, at, on_behalf_of) =
                     row.ctx("read overrides")?;
                 let seq: u64 = field("overrides.seq").count(seq)?;
                 events.push((
@@ -336,6 +341,7 @@ impl Store {
                         previous: field("overrides.previous").parse(&previous)?,
                         reason,
                         actor,
+                        on_behalf_of,
                         at: field("overrides.at").time(at)?,
                     },
                 ));

@@ -4,7 +4,8 @@
 //! The model's own `Serialize` describes the model (`events` with a `kind`, `counts`), which is
 //! what an API consumer wants; an engineer checking defaults wants their file back. So this
 //! module mirrors the file format of SPEC §3 field by field, in the file's order, and the output
-//! loads again into the same config.
+//! loads again into the same config — except the values of `prometheus.headers`, written as
+//! [`REDACTED`]: they often carry credentials, and this output is pasted into tickets and chats.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,9 @@ use serde::Serialize;
 use super::model::{BadOrGood, BaselineKind, Config, Gate, Slo, Webhook, WebhookFormat};
 use crate::duration::PromDuration;
 use crate::vocab::{Counter, Decision, HoldDecision};
+
+/// What `gate check --effective` writes for a header's value.
+pub const REDACTED: &str = "<redacted>";
 
 /// The config as YAML in the file format, defaults included.
 pub fn effective_yaml(config: &Config) -> String {
@@ -28,6 +32,7 @@ struct File<'a> {
     slos: Vec<SloFile<'a>>,
     gates: Vec<GateFile<'a>>,
     webhooks: Vec<WebhookFile<'a>>,
+    store: StoreFile,
     #[serde(skip_serializing_if = "Option::is_none")]
     public_url: Option<&'a str>,
     metrics: MetricsFile,
@@ -39,15 +44,21 @@ struct MetricsFile {
 }
 
 #[derive(Serialize)]
+struct StoreFile {
+    retention: String,
+}
+
+#[derive(Serialize)]
 struct Prometheus<'a> {
     url: &'a str,
     timeout: String,
-    headers: &'a BTreeMap<String, String>,
+    headers: BTreeMap<&'a str, &'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bearer_token_env: Option<&'a str>,
     /// Written only when it differs from `url` (its default).
     #[serde(skip_serializing_if = "Option::is_none")]
     external_url: Option<&'a str>,
+    max_response_mib: u64,
 }
 
 #[derive(Serialize)]
@@ -117,15 +128,24 @@ impl<'a> From<&'a Config> for File<'a> {
             prometheus: Prometheus {
                 url: &c.prometheus.url,
                 timeout: c.prometheus.timeout.to_string(),
-                headers: &c.prometheus.headers,
+                headers: c
+                    .prometheus
+                    .headers
+                    .keys()
+                    .map(|name| (name.as_str(), REDACTED))
+                    .collect(),
                 bearer_token_env: c.prometheus.bearer_token_env.as_deref(),
                 external_url: (c.prometheus.external_url != c.prometheus.url)
                     .then_some(c.prometheus.external_url.as_str()),
+                max_response_mib: c.prometheus.max_response_mib,
             },
             train_label: &c.train_label,
             slos: c.slos.iter().map(SloFile::from).collect(),
             gates: c.gates.iter().map(GateFile::from).collect(),
             webhooks: c.webhooks.iter().map(WebhookFile::from).collect(),
+            store: StoreFile {
+                retention: c.store.retention.to_string(),
+            },
             public_url: c.public_url.as_deref(),
             metrics: MetricsFile {
                 per_train: c.metrics.per_train,

@@ -16,16 +16,19 @@
 //! a scalar back to the file); `raw` is pass 1, reading that tree into a spanned raw schema;
 //! `validate` runs passes 2–4 and assembles the model (`model`, defaults applied); `load` holds
 //! the entry points and [`ConfigError`]; `diagnostic` positions and renders problems (plain
-//! lines or `miette`); `effective` writes a [`Config`] back as a config file.
+//! lines or `miette`); `effective` writes a [`Config`] back as a config file; `tokens` reads the API tokens file of
+//! `gate serve --tokens` with the same YAML layer and diagnostics.
 
 pub(crate) mod diagnostic;
 mod effective;
 mod load;
 mod model;
 mod raw;
+mod tokens;
 mod validate;
 pub(crate) mod yaml;
 
-pub use effective::effective_yaml;
+pub use effective::{effective_yaml, REDACTED};
 pub use load::{check_file, check_str, load_file, load_str, Checked, ConfigError, Diagnostic};
 pub use model::*;
+pub use tokens::{tokens_from_str, ApiToken, Scope};

@@ -30,9 +30,22 @@ pub struct Config {
     /// Where users reach this gate's HTTP API (e.g. `https://gate.example`), without a
     /// trailing `/`; chat notifications link a train's page under it. `None`: no links.
     pub public_url: Option<String>,
+    /// The store of `gate serve`.
+    pub store: StoreConfig,
     /// What the daemon exports on `/metrics`.
     pub metrics: MetricsConfig,
 }
+
+/// The store of `gate serve`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    /// How long finished trains (done or stopped), their decisions and overrides, and
+    /// delivered webhook events are kept (default `90d`).
+    pub retention: PromDuration,
+}
+
+/// The default of [`StoreConfig::retention`]: 90 days.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
 /// The Prometheus-compatible query API.
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +60,13 @@ pub struct PrometheusConfig {
     pub bearer_token_env: Option<String>,
     /// Where people open Prometheus in a browser (links from the web page). Default: `url`.
     pub external_url: String,
+    /// The largest answer read, in MiB (default 256): a larger one is a telemetry error, so a
+    /// runaway query cannot exhaust the memory.
+    pub max_response_mib: u64,
 }
+
+/// The default of [`PrometheusConfig::max_response_mib`].
+pub const DEFAULT_MAX_RESPONSE_MIB: u64 = 256;
 
 /// What the first counter of an SLI counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

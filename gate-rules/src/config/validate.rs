@@ -19,8 +19,8 @@
 
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
-    BadOrGood, BaselineKind, Config, Gate, MetricsConfig, PrometheusConfig, Rule, Slo, Webhook,
-    WebhookFormat,
+    BadOrGood, BaselineKind, Config, Gate, MetricsConfig, PrometheusConfig, Rule, Slo, StoreConfig,
+    Webhook, WebhookFormat, DEFAULT_MAX_RESPONSE_MIB, DEFAULT_RETENTION_DAYS,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
@@ -396,6 +396,10 @@ fn build(
         timeout: raw.prometheus.timeout.or(PromDuration::from_secs(10))?,
         headers: raw.prometheus.headers.or(Default::default())?,
         bearer_token_env: optional(&raw.prometheus.bearer_token_env)?,
+        max_response_mib: raw
+            .prometheus
+            .max_response_mib
+            .or(DEFAULT_MAX_RESPONSE_MIB)?,
     };
     let slos = raw.slos.iter().map(build_slo).collect::<Option<Vec<_>>>()?;
     let gates = raw
@@ -417,6 +421,11 @@ fn build(
         gates,
         webhooks,
         public_url: optional(&raw.public_url)?.map(|u| u.trim_end_matches('/').to_string()),
+        store: StoreConfig {
+            retention: raw
+                .retention
+                .or(PromDuration::from_secs(DEFAULT_RETENTION_DAYS * 86_400))?,
+        },
         metrics: MetricsConfig {
             per_train: raw.metrics_per_train.or(true)?,
         },

@@ -3,7 +3,7 @@
 //! become, and the fallbacks for unknown routes and methods.
 
 use axum::extract::rejection::JsonRejection;
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -21,6 +21,7 @@ pub struct ApiError {
     code: &'static str,
     pub(crate) message: String,
     pub(crate) details: Vec<String>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -30,6 +31,15 @@ impl ApiError {
             code,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// A `503` for a bound that was reached, with `Retry-After: <secs>`.
+    pub(crate) fn overloaded(code: &'static str, message: impl Into<String>, secs: u64) -> Self {
+        ApiError {
+            retry_after: Some(secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
         }
     }
 
@@ -68,6 +78,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody::new(self.code, self.message, self.details);
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

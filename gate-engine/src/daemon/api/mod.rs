@@ -95,6 +95,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
             Arc::clone(&shared),
             auth::auth,
         ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            super::limits::request_time,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(super::web::router())
         .with_state(shared)

@@ -25,6 +25,7 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
     responses(
         (status = 200, description = "The new gates and the active trains whose gate is gone", body = ReloadReport),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `admin` scope (`forbidden`)", body = ErrorBody),
         (status = 409, description = "The daemon has no config file to reload (`reload_unavailable`)", body = ErrorBody),
         (status = 422, description = "The file was refused (`invalid_config`); `details` has one line per problem", body = ErrorBody),
     ),
@@ -104,6 +105,7 @@ pub(crate) async fn openapi() -> Response {
     responses(
         (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
@@ -360,8 +362,12 @@ mod tests {
     #[tokio::test]
     async fn the_openapi_document_is_served_without_a_token() {
         let api = ApiOptions {
-            token: Some("s3cret".into()),
+            tokens: vec![crate::daemon::api::auth::all_scopes(
+                "GATE_API_TOKEN",
+                "s3cret",
+            )],
             auth_reads: true,
+            ..ApiOptions::default()
         };
         let h = harness(&config_yaml(UNREACHABLE), api).await;
         let (status, doc) = h.call("GET", "/v1/openapi.json", None, None).await;

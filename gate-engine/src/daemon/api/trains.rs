@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use gate_api::{
     DecisionBody, ErrorBody, Event, EventList, OverrideRequest, RegisterRequest, Train, TrainList,
 };
@@ -23,6 +24,7 @@ use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::extract::train_id;
 use super::{json_body, ApiError, ApiJson, ApiQuery, AppState, TrainPath, MAX_WAIT};
 use crate::daemon::list::{self, ListFilter};
@@ -71,9 +73,11 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
         (status = 413, description = "The body is over 64 KiB (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "No `Content-Type: application/json` (`unsupported_media_type`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `register` scope (`forbidden`)", body = ErrorBody),
         (status = 409, description = "Registered with a different body, or stopped (`conflict`)", body = ErrorBody),
         (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) an unknown gate (`unknown_gate`), or a `started_at` more than a minute ahead (`started_at_in_future`) or older than the gate's `max_train_age` (`started_at_too_old`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
+        (status = 503, description = "As many trains are active as the daemon evaluates (`too_many_trains`, with `Retry-After`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -131,6 +135,27 @@ pub(crate) async fn register(
     };
     let now = shared.clock.now();
     let _lock = shared.write_lock.lock().await;
+    let max = shared.api.limits.max_active_trains;
+    if shared.trains.get(&train.id).is_none() {
+        let active: i64 = shared
+            .trains
+            .count_by_lifecycle()
+            .into_iter()
+            .filter(|(lifecycle, _)| lifecycle.is_active())
+            .map(|(_, n)| n)
+            .sum();
+        if active >= max as i64 {
+            shared.metrics.limit_refused("active_trains");
+            return Err(ApiError::overloaded(
+                "too_many_trains",
+                format!(
+                    "{active} trains are active, the most this daemon evaluates \
+                     (--max-active-trains): stop finished trains, or try again later"
+                ),
+                60,
+            ));
+        }
+    }
     let registration = shared
         .blocking(move |store| store.register(&train, now))
         .await
@@ -185,16 +210,22 @@ pub(crate) struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// `true`: each train carries its latest `evaluation` (rules and signals), as
+    /// `GET /v1/trains/{id}` shows it; `false` (default): without.
+    #[serde(default)]
+    #[param(value_type = Option<bool>)]
+    evaluation: Option<String>,
 }
 
 #[utoipa::path(
     get, path = "/v1/trains", tag = "trains",
-    description = "The trains by start time (then ID), each without `evaluation` and with `worst_burn`; with `limit`, one page and the `next_cursor` of the next.",
+    description = "The trains by start time (then ID), each with `worst_burn`, and with `evaluation` when `evaluation=true`; with `limit`, one page and the `next_cursor` of the next.",
     params(ListQuery),
     responses(
         (status = 200, description = "The trains", body = TrainList),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -209,6 +240,7 @@ pub(crate) async fn list(
         query.limit.as_deref(),
         query.cursor.as_deref(),
     )
+    .and_then(|f| f.with_evaluation(query.evaluation.as_deref()))
     .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
     let config = shared.runtime().config.clone();
     let (trains, next_cursor) = if filter.needs_store() {
@@ -242,12 +274,13 @@ pub(crate) async fn list(
 
 #[utoipa::path(
     get, path = "/v1/trains/{id}", tag = "trains",
-    description = "The train with its latest evaluation (`null` until the first).",
+    description = "The train with its latest evaluation (`null` until the first) and `worst_burn`.",
     params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     responses(
         (status = 200, description = "The train", body = Train),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
@@ -258,7 +291,12 @@ pub(crate) async fn show(
     TrainPath(id): TrainPath,
 ) -> Result<Response, ApiError> {
     let view = view_of(&shared, &id).await?;
-    Ok(summary_response(&shared, StatusCode::OK, &view))
+    let config = shared.runtime().config.clone();
+    let train = Train {
+        worst_burn: Some(view.record.evaluation.as_ref().and_then(list::worst_burn)),
+        ..view.summary(shared.evaluating(&view, &config), true)
+    };
+    Ok(json_body(StatusCode::OK, &train))
 }
 
 /// `GET /v1/trains/{id}/decision` query.
@@ -306,8 +344,10 @@ fn decision_response(view: &TrainView) -> Response {
         (status = 200, description = "The current decision", body = DecisionBody),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
+        (status = 503, description = "As many long-polls are open as the daemon holds (`too_many_long_polls`, with `Retry-After`)", body = ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
@@ -325,6 +365,14 @@ pub(crate) async fn decision(
     if view.record.seq > after {
         return Ok(decision_response(&view));
     }
+    let max = shared.api.limits.max_long_polls;
+    let Some(_slot) = shared.long_polls.acquire(max, &shared.metrics) else {
+        return Err(ApiError::overloaded(
+            "too_many_long_polls",
+            format!("{max} long-polls are open, the most this daemon holds: poll again shortly"),
+            1,
+        ));
+    };
     let Some(mut rx) = shared.trains.subscribe(&id) else {
         return Ok(decision_response(&view));
     };
@@ -351,6 +399,7 @@ pub(crate) async fn decision(
         (status = 413, description = "The body is over 64 KiB (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "No `Content-Type: application/json` (`unsupported_media_type`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `override` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 409, description = "The train is stopped (`train_stopped`) or there is nothing to resume (`nothing_to_resume`)", body = ErrorBody),
         (status = 422, description = "JSON of the wrong shape, or an empty `reason` or `actor` (`invalid_body`)", body = ErrorBody),
@@ -360,18 +409,25 @@ pub(crate) async fn decision(
 )]
 pub(crate) async fn override_train(
     State(shared): AppState,
+    caller: Option<Extension<Caller>>,
     TrainPath(id): TrainPath,
     ApiJson(body): ApiJson<OverrideRequest>,
 ) -> Result<Response, ApiError> {
     let reason = body.reason.trim().to_string();
-    let actor = body.actor.trim().to_string();
-    if reason.is_empty() || actor.is_empty() {
+    let named = body.actor.trim().to_string();
+    if reason.is_empty() || named.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             "an override needs a non-empty `reason` and `actor`: they are recorded in the audit trail",
         ));
     }
+    // The token proves who called; the body's actor is only who they say they act for.
+    let (actor, on_behalf_of) = match caller {
+        Some(Extension(Caller { name })) if name == named => (name, None),
+        Some(Extension(Caller { name })) => (name, Some(named)),
+        None => (named, None),
+    };
     let held = view_of(&shared, &id).await?;
     let _lock = shared.write_lock.lock().await;
     // Under the lock the held view is what the store has.
@@ -385,7 +441,11 @@ pub(crate) async fn override_train(
         ));
     }
     let mut state = prev.state.clone();
-    let text = format!("override {} by {actor}: {reason}", body.decision);
+    let text = format!(
+        "override {} by {}: {reason}",
+        body.decision,
+        gate_api::override_by(&actor, on_behalf_of.as_deref())
+    );
     let decision = match body.decision {
         OverrideAction::Resume => {
             let resumable = matches!(prev.decision, Decision::Pause | Decision::Rollback)
@@ -455,6 +515,7 @@ pub(crate) async fn override_train(
         decision,
         reason,
         actor,
+        on_behalf_of,
         at,
         state,
         lifecycle,
@@ -489,6 +550,7 @@ pub(crate) async fn override_train(
         (status = 200, description = "The audit trail", body = EventList),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `read` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),
@@ -541,6 +603,7 @@ fn event_body(e: AuditEvent) -> Event {
             previous,
             reason,
             actor,
+            on_behalf_of,
             at,
         } => Event::Override {
             seq,
@@ -549,6 +612,7 @@ fn event_body(e: AuditEvent) -> Event {
             previous,
             reason,
             actor,
+            on_behalf_of,
             at,
         },
         AuditEvent::Delivery(d) => Event::Delivery(d),
@@ -564,6 +628,7 @@ fn event_body(e: AuditEvent) -> Event {
         (status = 200, description = "The stopped train", body = Train),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "The token lacks the `register` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "Unknown train (`train_not_found`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
     ),

@@ -23,11 +23,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use gate_rules::config::Scope;
 use serde_json::json;
 
 use super::Shared;
@@ -53,18 +54,8 @@ pub fn router() -> Router<Arc<Shared>> {
 }
 
 async fn settings(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let token = shared
-        .api
-        .token
-        .as_deref()
-        .filter(|_| shared.api.auth_reads);
-    if token.is_some_and(|token| !super::api::auth::authorized(&headers, token)) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-            axum::Json(json!({"error": {"code": "unauthorized", "message": "this endpoint requires `Authorization: Bearer <token>` (GATE_API_TOKEN)"}})),
-        )
-            .into_response();
+    if let Err(e) = super::api::auth::check(&shared.api, &headers, Scope::Read) {
+        return e.into_response();
     }
     let runtime = shared.runtime();
     let body =

@@ -79,6 +79,7 @@ pub(super) struct RawConfig {
     pub gates: Vec<RawGate>,
     pub webhooks: Vec<RawWebhook>,
     pub public_url: Field<String>,
+    pub retention: Field<PromDuration>,
     pub metrics_per_train: Field<bool>,
 }
 
@@ -89,6 +90,7 @@ pub(super) struct RawPrometheus {
     pub headers: Field<BTreeMap<String, String>>,
     pub bearer_token_env: Field<String>,
     pub external_url: Field<String>,
+    pub max_response_mib: Field<u64>,
 }
 
 #[derive(Debug)]
@@ -155,8 +157,10 @@ const TOP_FIELDS: &[&str] = &[
     "gates",
     "webhooks",
     "public_url",
+    "store",
     "metrics",
 ];
+const STORE_FIELDS: &[&str] = &["retention"];
 const METRICS_FIELDS: &[&str] = &["per_train"];
 const PROMETHEUS_FIELDS: &[&str] = &[
     "url",
@@ -164,6 +168,7 @@ const PROMETHEUS_FIELDS: &[&str] = &[
     "headers",
     "bearer_token_env",
     "external_url",
+    "max_response_mib",
 ];
 const SLO_FIELDS: &[&str] = &[
     "name",
@@ -233,7 +238,17 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
         Some(entry) => read_prometheus(sink, entry),
         None => RawPrometheus::default(),
     };
+    let store = match fields.get("store") {
+        Some((_, node)) if !matches!(node.kind, Kind::Null) => {
+            Fields::read(sink, node, "in `store`", STORE_FIELDS)
+        }
+        _ => None,
+    };
     let mut r = Reader { sink };
+    let retention = match &store {
+        Some(store) => r.duration(store.get("retention")),
+        None => Field::Absent,
+    };
     let train_label = r.label_name(fields.get("train_label"));
     let public_url = r.url(fields.get("public_url"));
     let metrics_per_train = match fields.get("metrics") {
@@ -257,6 +272,7 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
         gates: gates.unwrap_or_default(),
         webhooks: webhooks.unwrap_or_default(),
         public_url,
+        retention,
         metrics_per_train,
     })
 }
@@ -275,6 +291,7 @@ fn read_prometheus(sink: &mut Sink<'_>, (_, node): (&Key, &Node)) -> RawPromethe
         headers: r.headers(fields.get("headers")),
         bearer_token_env: r.env_name(fields.get("bearer_token_env")),
         external_url: r.url(fields.get("external_url")),
+        max_response_mib: r.whole(fields.get("max_response_mib"), 1),
     }
 }
 
