@@ -1,5 +1,5 @@
-//! A small typed client of the gate HTTP API (SPEC §6), for `train`, `status`, `wait` and
-//! `override`.
+//! A small typed client of the gate HTTP API (SPEC §6), for `train`, `status`, `wait`,
+//! `override`, `outbox` and `report`.
 //!
 //! Every call returns the server's JSON as a [`serde_json::Value`] *and* its typed view, in
 //! the wire types of the `gate-api` crate that the server serializes ([`Train`],
@@ -19,7 +19,7 @@ use std::time::Duration;
 pub use gate_api::{
     ApproveRequest, Calendar, DecisionBody, Delivery, Event, OverrideRequest, RegisterRequest,
 };
-use gate_api::{EventList, RedriveReport, RedriveRequest, TrainList};
+use gate_api::{EventList, RedriveReport, RedriveRequest, Report, TrainList};
 use gate_engine::report::EvaluationReport;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -352,6 +352,21 @@ impl Client {
             None,
         )
         .await
+    }
+
+    /// `GET /v1/report`: the monthly review over the trains started in the last `since`
+    /// (only `gate`'s when given).
+    pub async fn report(
+        &self,
+        since: &str,
+        gate: Option<&str>,
+    ) -> Result<Answer<Report>, ClientError> {
+        let mut query = vec![("since", since.to_string())];
+        if let Some(gate) = gate {
+            query.push(("gate", gate.to_string()));
+        }
+        self.call(Method::GET, &["v1", "report"], &query, None, None)
+            .await
     }
 
     async fn call<T: DeserializeOwned>(

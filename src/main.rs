@@ -54,6 +54,9 @@ enum Command {
     Approve(cmd::approve::Args),
     /// List each gate's next departure windows and freezes, and whether it is open now.
     Calendar(cmd::calendar::Args),
+    /// The trains in figures for a review: per gate and overall, outcomes, rates, time to
+    /// verdict and the rules behind the rollbacks (from the server, or a store with --db).
+    Report(cmd::report::Args),
     /// Re-drive dead-lettered webhook events (works on the store file, daemon up or down).
     Outbox(cmd::outbox::Args),
     /// Prune old history from the store file (finished trains, delivered webhook events).
@@ -87,6 +90,7 @@ fn main() {
             Command::Override(args) => cmd::override_::run(args).await,
             Command::Approve(args) => cmd::approve::run(args).await,
             Command::Calendar(args) => cmd::calendar::run(args).await,
+            Command::Report(args) => cmd::report::run(args).await,
             Command::Outbox(args) => cmd::outbox::run(args).await,
             Command::Import(args) => cmd::import::run(args),
             Command::Token(args) => cmd::token::run(args),

@@ -214,6 +214,22 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
             None => format!("{slo}: budget unknown (no data)"),
         });
     }
+    for (slo, windows) in &r.signals.service_burn_rate {
+        for (window, v) in windows {
+            facts.push(match v {
+                Some(v) => format!("{slo}: service-wide burn rate {v} over {window}"),
+                None => format!("{slo}: service-wide burn rate over {window} unknown (no data)"),
+            });
+        }
+    }
+    for (slo, windows) in &r.signals.service_error_ratio {
+        for (window, v) in windows {
+            facts.push(match v {
+                Some(v) => format!("{slo}: service-wide error ratio {v} over {window}"),
+                None => format!("{slo}: service-wide error ratio over {window} unknown (no data)"),
+            });
+        }
+    }
     for (slo, d) in &r.signals.error_delta {
         let baseline = r.baseline_desc.as_deref().unwrap_or("no baseline");
         facts.push(match d {

@@ -22,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod ops;
 pub mod overrides;
+pub mod report;
 pub mod schema;
 pub mod train;
 
@@ -30,6 +31,7 @@ pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Delivery, DeliveryState, Event, EventList};
 pub use ops::{Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
 pub use overrides::{override_by, ApproveRequest, OverrideAction, OverrideRequest};
+pub use report::{Figures, Report, TimeToVerdict};
 pub use train::{
     DecisionBody, GateDecision, Lifecycle, RegisterRequest, Train, TrainGate, TrainList, WorstBurn,
 };

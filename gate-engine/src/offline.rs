@@ -1,6 +1,7 @@
 //! What the CLI does with a store file directly, while no daemon has to serve it: requeue
 //! dead-lettered webhook events (`gate outbox redrive --db`), read the stored trains
-//! (`gate replay --db`) and prune old history (`gate store prune --db`).
+//! (`gate replay --db`), make the monthly review (`gate report --db`) and prune old history
+//! (`gate store prune --db`).
 //!
 //! A redrive writes, so it takes the store's writer lock and is refused while a daemon runs
 //! on the file; reading the trains does not.
@@ -13,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use gate_rules::TrainId;
+use gate_rules::{PromDuration, TrainId};
 
 use crate::daemon::state::{is_evaluated, train_with};
 use crate::store::{Store, StoreError, TrainFilter};
@@ -49,6 +50,25 @@ pub fn trains(db: &Path) -> Result<Vec<gate_api::Train>, OfflineError> {
         .iter()
         .map(|r| train_with(r, is_evaluated(r.lifecycle), None))
         .collect())
+}
+
+/// The monthly review of the store at `db` over the trains started from `now − since` to
+/// `now` (only `gate`'s when given), as `GET /v1/report` answers it.
+pub fn report(
+    db: &Path,
+    since: PromDuration,
+    gate: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<gate_api::Report, OfflineError> {
+    let from = crate::review::range_start(since, now);
+    let histories = Store::open(existing(db)?)?.histories(from, now)?;
+    Ok(crate::review::build(
+        &histories,
+        &since.to_string(),
+        from,
+        now,
+        gate,
+    ))
 }
 
 /// Prunes the store at `db` of what is older than `cutoff` ([`Store::prune`]). Works while a

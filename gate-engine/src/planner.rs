@@ -14,6 +14,7 @@
 //! | events since start (always, for `min_requests` and `error_delta`) | the same over the oldest train's age: a train's series exist only since it started, so the long window measures each train's whole life |
 //! | `error_delta` baseline | `label_replace(... @ start) or ...` queries anchoring each train's equal-length baseline window at its start, [`ANCHORED_TERMS_PER_QUERY`] trains per query |
 //! | `budget_remaining` | `sum(increase(sel[period]))`, service-wide, shared by all trains |
+//! | `service_burn_rate`, `service_error_ratio` (slo, w) | `sum(increase(sel[w]))`, service-wide (no train matcher), shared by all trains |
 //! | `query("…")` | the custom query, train matcher added, `sum by (train)` |
 //!
 //! With few trains the selector carries a regex matcher listing them; past
@@ -91,6 +92,13 @@ pub enum Target {
         /// SLO name.
         slo: String,
     },
+    /// Service-wide counts over a window.
+    ServiceWindow {
+        /// SLO name.
+        slo: String,
+        /// Window.
+        window: PromDuration,
+    },
     /// A custom `query("…")` from a rule.
     Custom {
         /// The PromQL as written in the rule.
@@ -164,6 +172,8 @@ pub struct Needs {
     pub deltas: BTreeSet<String>,
     /// SLOs whose `budget_remaining` is read.
     pub budgets: BTreeSet<String>,
+    /// (SLO, window) pairs read by the service-wide window functions.
+    pub service_windows: BTreeSet<(String, PromDuration)>,
     /// Custom queries.
     pub custom: BTreeSet<String>,
 }
@@ -179,6 +189,10 @@ impl Needs {
                 | SignalRef::Requests { slo, window }
                 | SignalRef::Errors { slo, window } => {
                     needs.windows.insert((slo.clone(), *window));
+                }
+                SignalRef::ServiceBurnRate { slo, window }
+                | SignalRef::ServiceErrorRatio { slo, window } => {
+                    needs.service_windows.insert((slo.clone(), *window));
                 }
                 SignalRef::BudgetRemaining { slo } => {
                     needs.budgets.insert(slo.clone());
@@ -316,6 +330,15 @@ pub fn plan(
             slo: slo_name.clone(),
         };
         push_counters(slo, target, false, &|c| query::service_query(c, slo.period))?;
+    }
+
+    for (slo_name, window) in &needs.service_windows {
+        let slo = slo_of(slo_name)?;
+        let target = Target::ServiceWindow {
+            slo: slo_name.clone(),
+            window: *window,
+        };
+        push_counters(slo, target, false, &|c| query::service_query(c, *window))?;
     }
 
     for promql in &needs.custom {
@@ -476,6 +499,11 @@ pub fn assemble(
                     Target::Service { slo } => {
                         signals.service.insert(slo.clone(), counts);
                     }
+                    Target::ServiceWindow { slo, window } => {
+                        signals
+                            .service_windows
+                            .insert((slo.clone(), *window), counts);
+                    }
                     Target::Custom { .. } => unreachable!("custom queries have no part"),
                 }
                 i += 2;
@@ -496,7 +524,8 @@ fn counts_of(
         Target::Window { slo, .. }
         | Target::SinceStart { slo }
         | Target::Baseline { slo }
-        | Target::Service { slo } => config.slo(slo)?,
+        | Target::Service { slo }
+        | Target::ServiceWindow { slo, .. } => config.slo(slo)?,
         Target::Custom { .. } => return None,
     };
     let total = total?;
@@ -685,6 +714,60 @@ mod tests {
             budget[1].promql,
             r#"sum(increase(http_requests_total{service="checkout"}[30d]))"#
         );
+    }
+
+    #[test]
+    fn service_windows_are_one_query_pair_per_window_for_any_number_of_trains() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/examples/service-policy.yaml"
+        ))
+        .unwrap();
+        let text = text.replace(
+            r#"service_burn_rate("checkout-availability", "1h") > 2"#,
+            r#"service_burn_rate("checkout-availability", "1h") > 2 || service_error_ratio("checkout-availability", "1h") > 0.01 || service_burn_rate("checkout-availability", "5m") > 2"#,
+        );
+        let config = gate_rules::config::load_str("service-policy.yaml", &text).unwrap();
+        let gate = config.gate("checkout").unwrap();
+        let service = |p: &Plan| -> Vec<PlannedQuery> {
+            p.queries
+                .iter()
+                .filter(|q| matches!(q.target, Target::ServiceWindow { .. }))
+                .cloned()
+                .collect()
+        };
+        let one = service(&plan(&config, gate, &trains(1), at()).unwrap());
+        let many = service(&plan(&config, gate, &trains(10_000), at()).unwrap());
+        // Two windows (5m, 1h) read by two functions: one (errors, total) pair per window.
+        assert_eq!(one.len(), 4, "{one:#?}");
+        assert_eq!(one, many);
+        assert!(one.iter().all(|q| !q.per_train));
+        assert_eq!(
+            one[3].promql,
+            r#"sum(increase(http_requests_total{service="checkout"}[1h]))"#
+        );
+
+        // Both functions read the same service-wide counts, apart from the train's own.
+        let ts = trains(2);
+        let p = plan(&config, gate, &ts, at()).unwrap();
+        let r = results(&p, |q| match q.part {
+            Some(Part::Events) => vec![sample("t-0", 1.0), sample("t-1", 2.0)],
+            _ => vec![sample("t-0", 1000.0), sample("t-1", 1000.0)],
+        });
+        let signals = assemble(&config, gate, &ts, &p, r);
+        for t in &ts {
+            let s = signals[&t.id].as_ref().unwrap();
+            assert_eq!(
+                s.service_windows[&(
+                    "checkout-availability".to_string(),
+                    PromDuration::from_secs(3600)
+                )],
+                Some(Counts {
+                    errors: 10.0,
+                    total: 1e6
+                })
+            );
+        }
     }
 
     fn sample(train: &str, value: f64) -> ResultSample {

@@ -127,6 +127,12 @@ pub struct SignalsReport {
     pub errors: BTreeMap<String, BTreeMap<String, Option<Num>>>,
     /// `budget_remaining[slo]` (service-wide).
     pub budget_remaining: BTreeMap<String, Option<Num>>,
+    /// `service_burn_rate[slo][window]` (service-wide), present when a rule reads one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_burn_rate: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    /// `service_error_ratio[slo][window]` (service-wide), present when a rule reads one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_error_ratio: BTreeMap<String, BTreeMap<String, Option<Num>>>,
     /// `error_delta[slo]`.
     pub error_delta: BTreeMap<String, Option<DeltaReport>>,
     /// Events since the train started, per SLO of the gate (`null`: no series).
@@ -367,6 +373,18 @@ fn fill_signals(out: &mut SignalsReport, r: &Resolver<'_>) {
                 SignalRef::Errors { slo, window } => {
                     put2(&mut out.errors, slo, window.to_string(), num(number))
                 }
+                SignalRef::ServiceBurnRate { slo, window } => put2(
+                    &mut out.service_burn_rate,
+                    slo,
+                    window.to_string(),
+                    num(number),
+                ),
+                SignalRef::ServiceErrorRatio { slo, window } => put2(
+                    &mut out.service_error_ratio,
+                    slo,
+                    window.to_string(),
+                    num(number),
+                ),
                 SignalRef::BudgetRemaining { slo } => {
                     out.budget_remaining.insert(slo.clone(), num(number));
                 }
@@ -457,6 +475,9 @@ fn purpose(q: &PlannedQuery) -> String {
         Target::SinceStart { slo } => format!("{slo} since start{part}"),
         Target::Baseline { slo } => format!("{slo} baseline{part}"),
         Target::Service { slo } => format!("{slo} service-wide over the SLO period{part}"),
+        Target::ServiceWindow { slo, window } => {
+            format!("{slo} service-wide over {window}{part}")
+        }
         Target::Custom { promql } => format!("query({promql:?})"),
     }
 }

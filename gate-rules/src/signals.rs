@@ -43,6 +43,9 @@ pub struct Signals {
     pub baseline: BTreeMap<String, Option<Counts>>,
     /// Service-wide counts over each SLO's period (for `budget_remaining`).
     pub service: BTreeMap<String, Option<Counts>>,
+    /// Service-wide counts per (SLO, window), every train's and none's alike (for
+    /// `service_burn_rate` and `service_error_ratio`).
+    pub service_windows: BTreeMap<(String, PromDuration), Option<Counts>>,
     /// Results of custom `query("...")` calls, by the PromQL as written in the rule.
     pub queries: BTreeMap<String, Option<f64>>,
     /// What the baseline was, for the evidence (e.g. `train t-122` or `before start`).
@@ -134,6 +137,13 @@ impl Signals {
             .copied()
             .flatten()
     }
+
+    fn service_window(&self, slo: &str, window: PromDuration) -> Option<Counts> {
+        self.service_windows
+            .get(&(slo.to_string(), window))
+            .copied()
+            .flatten()
+    }
 }
 
 /// A count as data: finite and non-negative (zero included).
@@ -170,6 +180,14 @@ impl Resolver<'_> {
                     .window(slo, *window)
                     .and_then(|c| count(c.errors)),
             ),
+            SignalRef::ServiceBurnRate { slo, window } => {
+                Resolved::Number(self.service_burn_rate(slo, *window))
+            }
+            SignalRef::ServiceErrorRatio { slo, window } => Resolved::Number(
+                self.signals
+                    .service_window(slo, *window)
+                    .and_then(math::error_ratio),
+            ),
             SignalRef::BudgetRemaining { slo } => Resolved::Number(self.budget_remaining(slo)),
             SignalRef::ErrorDelta { slo } => Resolved::Delta(self.error_delta(slo)),
             SignalRef::Age => Resolved::Number(count(self.signals.age_secs)),
@@ -193,6 +211,11 @@ impl Resolver<'_> {
 
     fn burn_rate(&self, slo: &str, window: PromDuration) -> Option<f64> {
         let ratio = math::error_ratio(self.signals.window(slo, window)?)?;
+        finite(math::burn_rate(ratio, self.objective(slo)?))
+    }
+
+    fn service_burn_rate(&self, slo: &str, window: PromDuration) -> Option<f64> {
+        let ratio = math::error_ratio(self.signals.service_window(slo, window)?)?;
         finite(math::burn_rate(ratio, self.objective(slo)?))
     }
 
@@ -399,6 +422,38 @@ mod tests {
         assert_eq!(number(&s, budget.clone()), None, "no service traffic");
         s.service.insert(SLO.into(), None);
         assert_eq!(number(&s, budget), None);
+    }
+
+    #[test]
+    fn service_window_functions_read_service_counts_not_the_train_s() {
+        let mut s = window_signals(c(0.0, 1000.0));
+        let (service_burn, service_ratio) = (
+            SignalRef::ServiceBurnRate {
+                slo: SLO.into(),
+                window: d("1h"),
+            },
+            SignalRef::ServiceErrorRatio {
+                slo: SLO.into(),
+                window: d("1h"),
+            },
+        );
+        assert_eq!(
+            number(&s, service_burn.clone()),
+            None,
+            "no service-wide series"
+        );
+        // 30 errors in 1e4 = 0.003; objective 99.9: burn 3.
+        s.service_windows
+            .insert((SLO.into(), d("1h")), c(30.0, 1e4));
+        assert_eq!(number(&s, service_ratio.clone()), Some(0.003));
+        let got = number(&s, service_burn.clone()).unwrap();
+        assert!((got - 3.0).abs() < 1e-9, "{got}");
+        assert_eq!(number(&s, burn(SLO)), Some(0.0), "the train's own is apart");
+        for bad in [c(0.0, 0.0), c(f64::NAN, 1e4), c(1.0, f64::NAN), None] {
+            s.service_windows.insert((SLO.into(), d("1h")), bad);
+            assert_eq!(number(&s, service_burn.clone()), None, "{bad:?}");
+            assert_eq!(number(&s, service_ratio.clone()), None, "{bad:?}");
+        }
     }
 
     #[test]

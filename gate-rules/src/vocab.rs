@@ -176,6 +176,20 @@ pub enum SignalRef {
         /// Window.
         window: PromDuration,
     },
+    /// `service_burn_rate(slo, window)`: service-wide, not train-scoped.
+    ServiceBurnRate {
+        /// SLO name.
+        slo: String,
+        /// Window.
+        window: PromDuration,
+    },
+    /// `service_error_ratio(slo, window)`: service-wide, not train-scoped.
+    ServiceErrorRatio {
+        /// SLO name.
+        slo: String,
+        /// Window.
+        window: PromDuration,
+    },
     /// `budget_remaining(slo)`
     BudgetRemaining {
         /// SLO name.
@@ -212,6 +226,12 @@ impl fmt::Display for SignalRef {
             }
             SignalRef::Errors { slo, window } => {
                 write!(f, "errors({}, \"{window}\")", Quoted(slo))
+            }
+            SignalRef::ServiceBurnRate { slo, window } => {
+                write!(f, "service_burn_rate({}, \"{window}\")", Quoted(slo))
+            }
+            SignalRef::ServiceErrorRatio { slo, window } => {
+                write!(f, "service_error_ratio({}, \"{window}\")", Quoted(slo))
             }
             SignalRef::BudgetRemaining { slo } => write!(f, "budget_remaining({})", Quoted(slo)),
             SignalRef::ErrorDelta { slo } => write!(f, "error_delta({})", Quoted(slo)),

@@ -97,7 +97,7 @@ fn the_minimal_example_gets_every_default() {
 
 #[test]
 fn the_effective_config_loads_back_to_the_same_config() {
-    for name in ["gate.yaml", "minimal.yaml"] {
+    for name in ["gate.yaml", "minimal.yaml", "service-policy.yaml"] {
         let config = load(name);
         let yaml = effective_yaml(&config);
         let again = load_str("effective.yaml", &yaml)
@@ -115,4 +115,23 @@ fn the_effective_config_loads_back_to_the_same_config() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn the_service_policy_example_pauses_on_the_service_wide_burn_rate() {
+    let config = load("service-policy.yaml");
+    let gate = config.gate("checkout").expect("gate");
+    let rule = gate
+        .rules
+        .iter()
+        .find(|r| r.name == "service-burning")
+        .expect("the service-burning rule");
+    assert_eq!(rule.then, Decision::Pause);
+    assert_eq!(
+        rule.expr.signals,
+        [gate_rules::SignalRef::ServiceBurnRate {
+            slo: "checkout-availability".into(),
+            window: PromDuration::from_secs(3600),
+        }]
+    );
 }

@@ -11,6 +11,7 @@ pub mod import;
 pub mod outbox;
 pub mod override_;
 pub mod replay;
+pub mod report;
 pub mod serve;
 pub mod status;
 pub mod store;

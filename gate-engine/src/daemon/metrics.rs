@@ -16,6 +16,8 @@
 //! | `gate_pruned_total` | counter | `kind` — rows pruned by the retention: `trains`, `decisions`, `overrides`, `events` |
 //! | `gate_train_views_evicted_total` | counter | — in-memory views of finished trains dropped |
 //! | `gate_trains` | gauge | `state` — trains by lifecycle state, counted at scrape |
+//! | `gate_trains_finished_total` | counter | `gate`, `outcome` — trains that finished: `promoted` (watched to the end), `rolled_back`, `stopped` ([`crate::store::Outcome`]) |
+//! | `gate_time_to_verdict_seconds` | histogram | `gate` — from a train's start to its first `promote` or `rollback` |
 //! | `gate_train_decision` | gauge | `train`, `gate`, `decision` — 1 for the current decision |
 //! | `gate_train_burn_rate` | gauge | `train`, `slo`, `window` — the burn rates the rules read |
 //! | `gate_train_would_have` | gauge | `train`, `gate`, `decision`, `dry_run="true"` — 1 for the decision the train's dry-run rules would have made, while it differs from the actual one |
@@ -74,6 +76,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GateOutcomeLabels {
+    gate: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -100,11 +108,16 @@ struct BurnRateLabels {
     window: String,
 }
 
-type CycleHistograms = Family<GateLabels, Histogram, fn() -> Histogram>;
+type GateHistograms = Family<GateLabels, Histogram, fn() -> Histogram>;
 
 fn cycle_histogram() -> Histogram {
     // 10 ms … ~20 s
     Histogram::new(exponential_buckets(0.01, 2.0, 12))
+}
+
+fn verdict_histogram() -> Histogram {
+    // 1 min … ~34 h
+    Histogram::new(exponential_buckets(60.0, 2.0, 12))
 }
 
 /// The series one train currently has, so they can be replaced or removed.
@@ -153,8 +166,10 @@ pub struct Metrics {
     decisions: Family<GateDecisionLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_duration: Histogram,
-    cycle_seconds: CycleHistograms,
+    cycle_seconds: GateHistograms,
     trains: Family<StateLabels, Gauge>,
+    finished: Family<GateOutcomeLabels, Counter>,
+    time_to_verdict: GateHistograms,
     train_decision: Family<TrainDecisionLabels, Gauge>,
     train_would_have: Family<WouldHaveLabels, Gauge>,
     train_burn_rate: Family<BurnRateLabels, Gauge<f64, AtomicU64>>,
@@ -178,6 +193,8 @@ impl Metrics {
             query_duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             cycle_seconds: Family::new_with_constructor(cycle_histogram as fn() -> Histogram),
             trains: Family::default(),
+            finished: Family::default(),
+            time_to_verdict: Family::new_with_constructor(verdict_histogram as fn() -> Histogram),
             train_decision: Family::default(),
             train_would_have: Family::default(),
             train_burn_rate: Family::default(),
@@ -242,6 +259,17 @@ impl Metrics {
             "gate_trains",
             "Trains the daemon holds, by lifecycle state",
             metrics.trains.clone(),
+        );
+        registry.register(
+            "gate_trains_finished",
+            "Trains that finished, by gate and outcome: promoted (watched to the end of \
+             watch_for), rolled_back or stopped",
+            metrics.finished.clone(),
+        );
+        registry.register(
+            "gate_time_to_verdict_seconds",
+            "Time from a train's start to its first promote or rollback decision",
+            metrics.time_to_verdict.clone(),
         );
         registry.register(
             "gate_train_decision",
@@ -326,6 +354,25 @@ impl Metrics {
                 decision: decision.as_str().to_string(),
             })
             .inc();
+    }
+
+    /// A train of `gate` finished with `outcome` (see [`crate::store::Outcome`]).
+    pub fn train_finished(&self, gate: &str, outcome: &str) {
+        self.finished
+            .get_or_create(&GateOutcomeLabels {
+                gate: gate.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// A train of `gate` reached its first verdict `secs` seconds after it started.
+    pub fn verdict(&self, gate: &str, secs: f64) {
+        self.time_to_verdict
+            .get_or_create(&GateLabels {
+                gate: gate.to_string(),
+            })
+            .observe(secs);
     }
 
     /// A cycle of `gate` took `secs` seconds.

@@ -50,15 +50,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use gate_rules::config::Config;
 use gate_rules::Decision;
-use gate_rules::TrainId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::prometheus::{AttemptOutcome, AttemptReport, PrometheusClient};
-use crate::store::{Store, StoreError, TrainFilter};
+use crate::review;
+use crate::store::{Outcome, Store, StoreError, TrainFilter, TrainRecord};
 use crate::webhook::{self, Nudger, WebhookError, WebhookTarget};
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
@@ -241,6 +242,7 @@ impl Shared {
         burn_rates: &[metrics::BurnRate],
     ) {
         let r = &view.record;
+        let (gate, lifecycle) = (r.gate.clone(), r.lifecycle);
         let config = self.runtime().config.clone();
         // Read back only for gates that have dry-run rules: the others have nothing to show.
         let shadows = |config: &Config| {
@@ -264,18 +266,34 @@ impl Shared {
             would_have,
             exported: config.metrics.per_train,
         });
-        self.trains.publish(view);
+        let old = self.trains.publish(view);
+        // A train seen finishing: its lifecycle moved from an open state to a finished one.
+        if let Some(old) = old {
+            if Outcome::on_finishing(old.record.lifecycle).is_none() {
+                if let Some(outcome) = Outcome::on_finishing(lifecycle) {
+                    self.metrics.train_finished(&gate, outcome.as_str());
+                }
+            }
+        }
     }
 
-    /// Logs a decision change and counts it.
+    /// Logs a decision change of `prev` to `decision` at `at` and counts it; a train's first
+    /// verdict is observed in `gate_time_to_verdict_seconds`.
     pub(crate) fn decision_changed(
         &self,
-        train: &TrainId,
-        gate: &str,
-        previous: Decision,
+        prev: &TrainRecord,
         decision: Decision,
         reason: &str,
+        at: DateTime<Utc>,
     ) {
+        let (train, gate, previous) = (&prev.id, prev.gate.as_str(), prev.decision);
+        let first_verdict = review::is_verdict(decision)
+            && !review::is_verdict(previous)
+            && prev.promoted_at.is_none();
+        if first_verdict {
+            let secs = (at - prev.started_at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.metrics.verdict(gate, secs);
+        }
         tracing::info!(
             train = %train,
             gate,
@@ -574,6 +592,8 @@ pub(crate) mod tests {
     use axum::http::{Request, StatusCode};
     use chrono::TimeZone;
     use tower::ServiceExt;
+
+    use gate_rules::TrainId;
 
     use super::*;
     use crate::prometheus::RetryPolicy;

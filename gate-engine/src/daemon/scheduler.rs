@@ -528,13 +528,7 @@ async fn commit(
         let seq = match outcome {
             WriteOutcome::Unchanged => prev.seq,
             WriteOutcome::Changed { seq } => {
-                shared.decision_changed(
-                    &prev.id,
-                    &prev.gate,
-                    prev.decision,
-                    write.decision,
-                    &write.reason,
-                );
+                shared.decision_changed(prev, write.decision, &write.reason, write.evaluated_at);
                 report
                     .changes
                     .push((prev.id.clone(), prev.decision, write.decision));

@@ -8,7 +8,7 @@
 //!
 //! | planned query | read once per chunk as | exact? |
 //! |---|---|---|
-//! | fixed window, service budget, custom `query()` | the same PromQL as a range query (`/api/v1/query_range`) on the step grid | yes: a range query evaluates the expression at each step as an instant query does |
+//! | fixed window, service budget, service-wide window, custom `query()` | the same PromQL as a range query (`/api/v1/query_range`) on the step grid | yes: a range query evaluates the expression at each step as an instant query does |
 //! | events since start | the counter's raw samples since the oldest train's start | yes, for Prometheus 2.x windows (see [`super::increase`]) |
 //! | equal-length baseline before the start | the baseline series' raw samples before the starts | yes, as above |
 //! | since start / baseline of a `*_query` SLI | nothing: an instant query at each step | yes, but one query per step |
@@ -162,18 +162,30 @@ pub async fn read_chunk(
     };
 
     let mut jobs: Vec<Job> = Vec::new();
+    // Targets whose PromQL another target already reads (e.g. a service-wide window equal to
+    // the SLO period): read once, answered for both.
+    let mut aliases = Vec::new();
     for q in &template.queries {
-        if matches!(
+        if !matches!(
             q.target,
-            Target::Window { .. } | Target::Service { .. } | Target::Custom { .. }
-        ) && !jobs
-            .iter()
-            .any(|j| matches!(j, Job::Range { promql, .. } if *promql == q.promql))
-        {
-            jobs.push(Job::Range {
-                key: (q.target.clone(), q.part),
+            Target::Window { .. }
+                | Target::Service { .. }
+                | Target::ServiceWindow { .. }
+                | Target::Custom { .. }
+        ) {
+            continue;
+        }
+        let key = (q.target.clone(), q.part);
+        let same = jobs.iter().find_map(|j| match j {
+            Job::Range { key, promql } if *promql == q.promql => Some(key.clone()),
+            _ => None,
+        });
+        match same {
+            Some(read) => aliases.push((key, read)),
+            None => jobs.push(Job::Range {
+                key,
                 promql: q.promql.clone(),
-            });
+            }),
         }
     }
     let end_ms = end.timestamp_millis();
@@ -288,6 +300,11 @@ pub async fn read_chunk(
         }
     }
     since.read_until = Some(end_ms.max(from_ms));
+    for (key, read) in aliases {
+        if let Some(per_step) = data.ranges.get(&read).cloned() {
+            data.ranges.insert(key, per_step);
+        }
+    }
     Ok(data)
 }
 
@@ -438,7 +455,13 @@ impl ChunkData {
                 .collect()
         };
         match (&q.target, q.part) {
-            (Target::Window { .. } | Target::Service { .. } | Target::Custom { .. }, part) => self
+            (
+                Target::Window { .. }
+                | Target::Service { .. }
+                | Target::ServiceWindow { .. }
+                | Target::Custom { .. },
+                part,
+            ) => self
                 .ranges
                 .get(&(q.target.clone(), part))?
                 .get(k.checked_sub(self.first)?)

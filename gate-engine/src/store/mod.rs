@@ -32,6 +32,7 @@
 //! dropped, so the connection is consistent.
 
 mod error;
+mod history;
 mod lock;
 mod model;
 mod outbox;
@@ -55,8 +56,9 @@ pub use error::{ConflictReason, StoreError};
 pub use lock::{lock_path, WriterLock};
 pub use model::{
     ApprovalWrite, AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, GateLeg,
-    Lifecycle, NewOutboxEvent, NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite,
-    Registration, TrainFilter, TrainRecord, WriteOutcome,
+    HistoryChange, Lifecycle, NewOutboxEvent, NewTrain, OutboxBacklog, OutboxEvent, Outcome,
+    OverrideAction, OverrideWrite, Registration, TrainFilter, TrainHistory, TrainRecord,
+    WriteOutcome,
 };
 pub use retention::Pruned;
 

@@ -440,3 +440,96 @@ pub enum AuditEvent {
         at: DateTime<Utc>,
     },
 }
+
+/// A train's life as the monthly review reads it ([`crate::store::Store::histories`]): when it
+/// started, where it ended up, and every decision change and override in seq order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainHistory {
+    /// The train.
+    pub id: TrainId,
+    /// Its gate (the first, for a train of several gates).
+    pub gate: String,
+    /// Every gate that judges it, in the train's order.
+    pub gates: Vec<String>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Where it is in its life now.
+    pub lifecycle: Lifecycle,
+    /// How it ended, once it finished.
+    pub outcome: Option<Outcome>,
+    /// When it was stopped, if it was.
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Decision changes and overrides, in seq order.
+    pub changes: Vec<HistoryChange>,
+}
+
+/// One entry of a [`TrainHistory`]: a decision change by an evaluation, or an override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryChange {
+    /// The train's seq after it.
+    pub seq: u64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The decision before.
+    pub previous: Decision,
+    /// The decision after (equal to `previous` for an override that pinned the decision it
+    /// had).
+    pub decision: Decision,
+    /// The deciding rule of an evaluation.
+    pub rule: Option<String>,
+    /// The operator's action, for an override.
+    pub override_action: Option<OverrideAction>,
+}
+
+/// How a finished train ended. The store keeps it with the train (a trigger sets it on every
+/// change of lifecycle, see `schema.rs`): `promoted` at `done`, `rolled_back` at
+/// `rolled_back`, cleared when the train is open again, and a stop keeps the outcome the train
+/// already had — a train rolled back, or watched to the end, and then stopped still counts as
+/// such.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Watched to the end of `watch_for` after its promotion (lifecycle `done`).
+    Promoted,
+    /// Rolled back.
+    RolledBack,
+    /// Stopped by an operator while still open.
+    Stopped,
+}
+
+impl Outcome {
+    /// The name stored and shown (`gate_trains_finished_total{outcome}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Promoted => "promoted",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Stopped => "stopped",
+        }
+    }
+
+    /// The outcome of an open train (verifying, promoted and watched, paused) whose lifecycle
+    /// becomes `lifecycle`: `None` while it stays open.
+    pub fn on_finishing(lifecycle: Lifecycle) -> Option<Outcome> {
+        match lifecycle {
+            Lifecycle::Done => Some(Outcome::Promoted),
+            Lifecycle::RolledBack => Some(Outcome::RolledBack),
+            Lifecycle::Stopped => Some(Outcome::Stopped),
+            Lifecycle::Verifying | Lifecycle::Promoted | Lifecycle::Paused => None,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Outcome::Promoted, Outcome::RolledBack, Outcome::Stopped]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown outcome `{s}`"))
+    }
+}

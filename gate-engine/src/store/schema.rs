@@ -130,6 +130,32 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE trains ADD COLUMN gates_json TEXT;
     "#,
+    // 6: how each finished train ended (the review's `finished`), kept by a trigger on every
+    // change of lifecycle, whoever writes it: `done` is `promoted`, `rolled_back` is
+    // `rolled_back`, an open state clears it (an operator took the train out of a rollback),
+    // and a stop keeps the outcome the train had (`stopped` only for an open train). Existing
+    // trains get theirs from their state. And the trains by start time (the review's range).
+    r#"
+    ALTER TABLE trains ADD COLUMN outcome TEXT
+        CHECK (outcome IN ('promoted', 'rolled_back', 'stopped'));
+    UPDATE trains SET outcome = CASE lifecycle
+        WHEN 'done' THEN 'promoted'
+        WHEN 'rolled_back' THEN 'rolled_back'
+        WHEN 'stopped' THEN CASE decision WHEN 'rollback' THEN 'rolled_back' ELSE 'stopped' END
+    END;
+    CREATE TRIGGER trains_outcome AFTER UPDATE OF lifecycle ON trains
+    WHEN NEW.lifecycle IS NOT OLD.lifecycle
+    BEGIN
+        UPDATE trains SET outcome = CASE NEW.lifecycle
+            WHEN 'done' THEN 'promoted'
+            WHEN 'rolled_back' THEN 'rolled_back'
+            WHEN 'stopped' THEN coalesce(OLD.outcome, 'stopped')
+            ELSE NULL
+        END
+        WHERE id = NEW.id;
+    END;
+    CREATE INDEX trains_by_start ON trains (started_at);
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -185,6 +185,8 @@ fn signal_slo(signal: &SignalRef) -> Option<&str> {
         | SignalRef::ErrorRatio { slo, .. }
         | SignalRef::Requests { slo, .. }
         | SignalRef::Errors { slo, .. }
+        | SignalRef::ServiceBurnRate { slo, .. }
+        | SignalRef::ServiceErrorRatio { slo, .. }
         | SignalRef::BudgetRemaining { slo }
         | SignalRef::ErrorDelta { slo } => Some(slo),
         SignalRef::Age | SignalRef::Query { .. } => None,

@@ -781,6 +781,41 @@ mod tests {
     }
 
     #[test]
+    fn service_functions_are_signals_with_checked_arguments() {
+        let c = compiled(
+            r#"service_burn_rate("checkout-availability", "1h") > 2 || service_error_ratio("search-latency", "90m") > 0.01"#,
+        );
+        assert_eq!(
+            c.signals,
+            vec![
+                SignalRef::ServiceBurnRate {
+                    slo: "checkout-availability".into(),
+                    window: "1h".parse().unwrap()
+                },
+                SignalRef::ServiceErrorRatio {
+                    slo: "search-latency".into(),
+                    window: "90m".parse().unwrap()
+                },
+            ]
+        );
+        let (e, text) = error(r#"service_burn_rate("checkout-availabilty", "1h") > 2"#);
+        assert_eq!(text, r#""checkout-availabilty""#);
+        assert_eq!(e.message, "unknown SLO `checkout-availabilty`");
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("did you mean `checkout-availability`?")
+        );
+        let (e, text) = error(r#"service_error_ratio("checkout-availability", "1 hour") > 0.1"#);
+        assert_eq!(text, r#""1 hour""#);
+        assert!(e.message.starts_with("bad window:"), "{}", e.message);
+        let (e, _) = error(r#"service_burn_rate("checkout-availability") > 2"#);
+        assert_eq!(
+            e.message,
+            "`service_burn_rate` takes 2 arguments, but 1 was given"
+        );
+    }
+
+    #[test]
     fn bad_window() {
         let (e, text) = error(r#"burn_rate("checkout-availability", "1x") > 1.0"#);
         assert_eq!(text, r#""1x""#);

@@ -14,6 +14,8 @@ pub(super) enum Func {
     ErrorRatio,
     Requests,
     Errors,
+    ServiceBurnRate,
+    ServiceErrorRatio,
     BudgetRemaining,
     ErrorDelta,
     Age,
@@ -39,11 +41,13 @@ impl Param {
 }
 
 impl Func {
-    pub(super) const ALL: [Func; 8] = [
+    pub(super) const ALL: [Func; 10] = [
         Func::BurnRate,
         Func::ErrorRatio,
         Func::Requests,
         Func::Errors,
+        Func::ServiceBurnRate,
+        Func::ServiceErrorRatio,
         Func::BudgetRemaining,
         Func::ErrorDelta,
         Func::Age,
@@ -56,6 +60,8 @@ impl Func {
             Func::ErrorRatio => "error_ratio",
             Func::Requests => "requests",
             Func::Errors => "errors",
+            Func::ServiceBurnRate => "service_burn_rate",
+            Func::ServiceErrorRatio => "service_error_ratio",
             Func::BudgetRemaining => "budget_remaining",
             Func::ErrorDelta => "error_delta",
             Func::Age => "age",
@@ -65,9 +71,12 @@ impl Func {
 
     pub(super) fn params(self) -> &'static [Param] {
         match self {
-            Func::BurnRate | Func::ErrorRatio | Func::Requests | Func::Errors => {
-                &[Param::Slo, Param::Window]
-            }
+            Func::BurnRate
+            | Func::ErrorRatio
+            | Func::Requests
+            | Func::Errors
+            | Func::ServiceBurnRate
+            | Func::ServiceErrorRatio => &[Param::Slo, Param::Window],
             Func::BudgetRemaining | Func::ErrorDelta => &[Param::Slo],
             Func::Age => &[],
             Func::Query => &[Param::Promql],
@@ -108,6 +117,14 @@ impl Func {
                 window: window()?,
             },
             Func::Errors => SignalRef::Errors {
+                slo: slo()?,
+                window: window()?,
+            },
+            Func::ServiceBurnRate => SignalRef::ServiceBurnRate {
+                slo: slo()?,
+                window: window()?,
+            },
+            Func::ServiceErrorRatio => SignalRef::ServiceErrorRatio {
                 slo: slo()?,
                 window: window()?,
             },

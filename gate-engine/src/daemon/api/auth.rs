@@ -225,6 +225,7 @@ mod tests {
             ("GET", "/v1/trains", None, "t-read"),
             ("GET", "/metrics", None, "t-read"),
             ("GET", "/web/settings.json", None, "t-read"),
+            ("GET", "/v1/report", None, "t-read"),
             ("POST", "/v1/trains", Some(train("t-1")), "t-register"),
             (
                 "POST",

@@ -11,6 +11,7 @@
 //! | GET | `/v1/trains/{id}/events` | 200 `{train, events: [...]}` | 404 |
 //! | GET | `/v1/calendar?gate=` | 200 `{at, until, gates: [...]}` | 404 unknown gate |
 //! | DELETE | `/v1/trains/{id}` | 200 the stopped train | 404 |
+//! | GET | `/v1/report?since=30d&gate=` | 200 the monthly review's figures | 400 bad `since` |
 //! | POST | `/v1/reload` | 200 `{gates, unevaluated_trains}` | 422 invalid config (old one kept) |
 //! | POST | `/v1/outbox/redrive` | 200 `{redriven}` | 400 bad train ID |
 //! | GET | `/metrics`, `/healthz`, `/readyz` | 200 | 503 not ready |
@@ -40,8 +41,8 @@
 //!
 //! One job per file: [`error`] (the error body and its statuses), [`extract`] (extractors
 //! whose rejections are API errors), [`auth`] (the bearer token), [`trains`] (the train
-//! routes), [`calendar`] (departure windows and freezes), [`ops`] (reload, metrics, probes),
-//! [`openapi`] (the document).
+//! routes), [`calendar`] (departure windows and freezes), [`report`] (the monthly review),
+//! [`ops`] (reload, metrics, probes), [`openapi`] (the document).
 
 pub mod auth;
 pub mod calendar;
@@ -49,6 +50,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
+pub mod report;
 pub mod trains;
 
 use std::sync::Arc;
@@ -83,6 +85,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/trains/{id}/approve", post(trains::approve))
         .route("/v1/trains/{id}/events", get(trains::events))
         .route("/v1/calendar", get(calendar::calendar))
+        .route("/v1/report", get(report::report))
         .route("/v1/reload", post(ops::reload))
         .route("/v1/outbox/redrive", post(ops::redrive))
         .route("/v1/openapi.json", get(ops::openapi))

@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document of the API, generated from the wire types of `gate-api` and the
-//! `#[utoipa::path]` annotations on the handlers in [`super::trains`] and [`super::ops`].
+//! `#[utoipa::path]` annotations on the handlers in [`super::trains`], [`super::report`] and
+//! [`super::ops`].
 //!
 //! It is served at `GET /v1/openapi.json` and committed as `docs/openapi.json`, which a test
 //! keeps equal to [`document`] (`UPDATE_OPENAPI=1 cargo test --workspace --lib openapi`
@@ -10,7 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 
-use super::{calendar, ops, trains};
+use super::{calendar, ops, report, trains};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +34,7 @@ use super::{calendar, ops, trains};
         trains::events,
         calendar::calendar,
         trains::stop,
+        report::report,
         crate::daemon::series::series,
         crate::daemon::live::events,
         ops::reload,
@@ -146,6 +148,7 @@ mod tests {
             ("/v1/trains/{id}/approve", "post"),
             ("/v1/trains/{id}/events", "get"),
             ("/v1/calendar", "get"),
+            ("/v1/report", "get"),
             ("/v1/trains/{id}/series", "get"),
             ("/v1/events", "get"),
             ("/v1/reload", "post"),

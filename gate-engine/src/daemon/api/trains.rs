@@ -611,13 +611,7 @@ pub(crate) async fn override_train(
         })
         .await?;
     if record.decision != prev.decision {
-        shared.decision_changed(
-            &id,
-            &prev.gate,
-            prev.decision,
-            record.decision,
-            &record.reason,
-        );
+        shared.decision_changed(prev, record.decision, &record.reason, at);
     } else {
         tracing::info!(train = %id, "train {id}: {}", record.reason);
     }
