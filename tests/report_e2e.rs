@@ -44,6 +44,7 @@ impl Known {
             started_at: Some(self.base),
             baseline: None,
             labels: Default::default(),
+            gates: Vec::new(),
         };
         self.store.register(&train, self.base).expect("register");
     }
@@ -69,6 +70,7 @@ impl Known {
             evidence: Evidence::encode(&json!({"decision": decision})).unwrap(),
             lifecycle,
             events: vec![],
+            gates: None,
         };
         self.store.record_evaluation(&write).expect("record");
     }
@@ -116,6 +118,7 @@ fn write_store(path: &Path) {
             lifecycle: RolledBack,
             events: vec![],
             on_behalf_of: None,
+            gates: None,
         })
         .expect("override");
     // s1: a train of a gate the daemon's config does not have, still verifying.
