@@ -137,4 +137,33 @@ mod tests {
             }
         }
     }
+
+    /// What the server refuses, the document says: a train ID path parameter carries the
+    /// train ID pattern, and an override's `reason` and `actor` must hold a non-blank character
+    /// (schemathesis reported both as schema-valid requests rejected).
+    #[test]
+    fn constraints_the_server_enforces_are_in_the_document() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let train_id = &doc["components"]["schemas"]["TrainId"];
+        assert_eq!(train_id["pattern"], r"^[A-Za-z0-9._:/-]{1,128}$");
+        let mut id_params = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    if param["in"] == "path" && param["name"] == "id" {
+                        id_params += 1;
+                        assert_eq!(
+                            param["schema"]["$ref"], "#/components/schemas/TrainId",
+                            "{method} {path}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(id_params, 5);
+        let body = &doc["components"]["schemas"]["OverrideRequest"]["properties"];
+        for field in ["reason", "actor"] {
+            assert_eq!(body[field]["pattern"], r"\S", "{field}");
+        }
+    }
 }
