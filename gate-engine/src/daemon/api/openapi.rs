@@ -138,9 +138,10 @@ mod tests {
         }
     }
 
-    /// What the server refuses, the document says: a train ID path parameter carries the
-    /// train ID pattern, and an override's `reason` and `actor` must hold a non-blank character
-    /// (schemathesis reported both as schema-valid requests rejected).
+    /// What the server refuses, the document says: train IDs (path parameters and the
+    /// registration's `id`) carry the train ID pattern, `state` of the list its grammar, and an
+    /// override's `reason` and `actor` must hold a non-blank character (schemathesis reported
+    /// each as a schema-valid request rejected).
     #[test]
     fn constraints_the_server_enforces_are_in_the_document() {
         let doc = serde_json::to_value(document()).unwrap();
@@ -161,6 +162,18 @@ mod tests {
             }
         }
         assert_eq!(id_params, 5);
+        let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"]["id"];
+        assert_eq!(register["pattern"], train_id["pattern"]);
+        let state = doc["paths"]["/v1/trains"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "state")
+            .unwrap();
+        assert!(state["schema"]["pattern"]
+            .as_str()
+            .unwrap()
+            .starts_with("^(active|all|"));
         let body = &doc["components"]["schemas"]["OverrideRequest"]["properties"];
         for field in ["reason", "actor"] {
             assert_eq!(body[field]["pattern"], r"\S", "{field}");

@@ -194,6 +194,9 @@ pub(crate) struct ListQuery {
     /// `active` (default: trains neither done nor stopped), `all`, or states among
     /// `verifying`, `promoted`, `paused`, `rolled_back`, `done`, `stopped`, comma-separated.
     #[serde(default)]
+    #[param(
+        pattern = r"^(active|all|(verifying|promoted|paused|rolled_back|done|stopped)(,(verifying|promoted|paused|rolled_back|done|stopped))*)$"
+    )]
     state: Option<String>,
     /// Only the trains of this gate.
     #[serde(default)]
