@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use gate_api::{DecisionBody, Delivery, Event, OverrideRequest, RegisterRequest};
-use gate_api::{EventList, TrainList};
+use gate_api::{EventList, RedriveReport, RedriveRequest, TrainList};
 use gate_engine::report::EvaluationReport;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -104,11 +104,6 @@ impl ClientError {
             ClientError::Api { status, .. } => status.is_server_error(),
             ClientError::Protocol { .. } => false,
         }
-    }
-
-    /// Whether the server could not be reached at all.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. })
     }
 
     /// The error with its exit code (SPEC §5): unreachable or unavailable server 6, a
@@ -221,44 +216,26 @@ impl Client {
             .await
     }
 
-    /// `GET /v1/trains`: active trains, or every train with `all`.
-    pub async fn trains(&self, all: bool) -> Result<Answer<Vec<Train>>, ClientError> {
+    /// `GET /v1/trains` (`state=active`, or `all`): every train in one request, each with
+    /// its `worst_burn`, and with its latest evaluation when `evaluation` is set.
+    pub async fn trains(
+        &self,
+        all: bool,
+        evaluation: bool,
+    ) -> Result<Answer<Vec<Train>>, ClientError> {
         let state = if all { "all" } else { "active" };
+        let mut query = vec![("state", state.to_string())];
+        if evaluation {
+            query.push(("evaluation", "true".to_string()));
+        }
         let answer: Answer<TrainList<EvaluationReport>> = self
-            .call(
-                Method::GET,
-                &["v1", "trains"],
-                &[("state", state.into())],
-                None,
-                None,
-            )
+            .call(Method::GET, &["v1", "trains"], &query, None, None)
             .await?;
         Ok(Answer {
             status: answer.status,
             raw: answer.raw,
             value: answer.value.trains,
         })
-    }
-
-    /// `GET /v1/trains` and then each train's detail, concurrently: the list with every
-    /// train's latest evaluation, for the tables that show burn rates. A train whose detail
-    /// cannot be read (stopped meanwhile) is listed without its evaluation.
-    pub async fn trains_detailed(&self, all: bool) -> Result<Answer<Vec<Train>>, ClientError> {
-        let mut answer = self.trains(all).await?;
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, t) in answer.value.iter().enumerate() {
-            let (client, id) = (self.clone(), t.id.clone());
-            tasks.spawn(async move { (i, client.train(id.as_str()).await) });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((i, result)) = joined else { continue };
-            match result {
-                Ok(detail) => answer.value[i].evaluation = detail.value.evaluation,
-                Err(e) if e.is_unreachable() => return Err(e),
-                Err(_) => {}
-            }
-        }
-        Ok(answer)
     }
 
     /// `GET /v1/trains/{id}`: the train with its latest evaluation.
@@ -332,6 +309,22 @@ impl Client {
     pub async fn stop(&self, id: &str) -> Result<Answer<Train>, ClientError> {
         self.call(Method::DELETE, &["v1", "trains", id], &[], None, None)
             .await
+    }
+
+    /// `POST /v1/outbox/redrive`: queues dead-lettered webhook events again.
+    pub async fn redrive(
+        &self,
+        request: &RedriveRequest,
+    ) -> Result<Answer<RedriveReport>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| self.protocol("redrive", e))?;
+        self.call(
+            Method::POST,
+            &["v1", "outbox", "redrive"],
+            &[],
+            Some(body),
+            None,
+        )
+        .await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -532,7 +525,7 @@ mod tests {
         // The listener is dropped: nothing accepts on the port any more.
         let c = Client::new(&format!("127.0.0.1:{port}"), None).unwrap();
         let err = c.train("t-1").await.unwrap_err();
-        assert!(err.is_unreachable(), "{err}");
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
         assert!(err.is_transient());
         assert!(err.to_string().contains("unreachable"), "{err}");
     }

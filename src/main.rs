@@ -81,7 +81,7 @@ fn main() {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Wait(args) => cmd::wait::run(args).await,
             Command::Override(args) => cmd::override_::run(args).await,
-            Command::Outbox(args) => cmd::outbox::run(args),
+            Command::Outbox(args) => cmd::outbox::run(args).await,
             Command::Import(args) => cmd::import::run(args),
             Command::Token(args) => cmd::token::run(args),
             Command::Store(args) => cmd::store::run(args),

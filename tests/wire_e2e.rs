@@ -158,6 +158,17 @@ async fn the_wire_types_read_and_write_every_answer_exactly() {
         "a list entry carries its worst burn rate"
     );
     assert_eq!(all.next_cursor, None);
+    // With `evaluation=true` the list carries every train's evaluation: the one a train's own
+    // answer carries, with the same worst burn rate.
+    let raw = api
+        .get(&daemon.url("/v1/trains?state=all&evaluation=true"))
+        .await;
+    let detailed: TrainList<EvaluationReport> = strict("GET /v1/trains?evaluation=true", &raw);
+    let raw = api.get(&daemon.url("/v1/trains/w-burn")).await;
+    let one: Train<EvaluationReport> = strict("GET /v1/trains/{id}", &raw);
+    assert!(one.evaluation().is_some());
+    assert_eq!(detailed.trains[0].evaluation, one.evaluation);
+    assert_eq!(detailed.trains[0].worst_burn, one.worst_burn);
 
     let (status, raw) = api.send(api.http.post(daemon.url("/v1/reload"))).await;
     assert_eq!(status, 200, "{raw}");

@@ -26,6 +26,6 @@ pub mod train;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Delivery, DeliveryState, Event, EventList};
-pub use ops::{Health, Readiness, ReloadReport};
+pub use ops::{Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
 pub use overrides::{override_by, OverrideAction, OverrideRequest};
 pub use train::{DecisionBody, Lifecycle, RegisterRequest, Train, TrainList, WorstBurn};

@@ -1,4 +1,4 @@
-//! The operations routes on the wire: reload, liveness and readiness.
+//! The operations routes on the wire: reload, outbox redrive, liveness and readiness.
 
 use gate_rules::TrainId;
 use serde::{Deserialize, Serialize};
@@ -36,4 +36,22 @@ pub struct Readiness {
     pub store: String,
     /// `ok`, or why Prometheus is not reachable.
     pub prometheus: String,
+}
+
+/// `POST /v1/outbox/redrive`: which dead-lettered webhook events to queue again.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Only this train's events; every train's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "t-123")]
+    pub train: Option<String>,
+}
+
+/// `POST /v1/outbox/redrive`: how many dead letters went back in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveReport {
+    /// Events queued again, each in its place in its train's order, attempts reset.
+    pub redriven: u64,
 }

@@ -198,7 +198,8 @@ pub struct Train<E = serde_json::Value> {
     #[schema(value_type = Option<Object>)]
     pub evaluation: Option<Option<E>>,
     /// The burn-rate threshold the latest evaluation came closest to (or exceeded most);
-    /// `null` without one. Only in `GET /v1/trains`; absent from a single train.
+    /// `null` without one. In `GET /v1/trains` and `GET /v1/trains/{id}`; absent from the
+    /// answers of writes (register, stop).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

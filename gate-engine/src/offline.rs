@@ -2,7 +2,10 @@
 //! dead-lettered webhook events (`gate outbox redrive --db`), read the stored trains
 //! (`gate replay --db`) and prune old history (`gate store prune --db`).
 //!
-//! Both refuse a path that does not exist rather than create an empty store there, so a typo
+//! A redrive writes, so it takes the store's writer lock and is refused while a daemon runs
+//! on the file; reading the trains does not.
+//!
+//! All refuse a path that does not exist rather than create an empty store there, so a typo
 //! in `--db` is an error and not a silent "nothing to do". The trains come back as the API
 //! lists them ([`gate_api::Train`]), so the CLI reads one vocabulary whether it asked a daemon
 //! or a file.
@@ -27,36 +30,40 @@ pub enum OfflineError {
 }
 
 /// Requeues the dead letters of `train` (or every train's) in the store at `db`, due at
-/// `now`; returns how many. A running `gate serve` on the same file picks them up at its next
-/// poll.
+/// `now`; returns how many. Refused while a `gate serve` writes the store
+/// ([`StoreError::InUse`]): a running daemon redrives through its API
+/// (`POST /v1/outbox/redrive`).
 pub fn redrive(
     db: &Path,
     train: Option<&TrainId>,
     now: DateTime<Utc>,
 ) -> Result<u64, OfflineError> {
-    Ok(open_existing(db)?.redrive_dead(train, now)?)
+    Ok(Store::open_exclusive(existing(db)?)?.redrive_dead(train, now)?)
 }
 
 /// Every train in the store at `db`, without evaluations. `evaluating` says whether the
 /// train's state is one the daemon evaluates (the config is not consulted).
 pub fn trains(db: &Path) -> Result<Vec<gate_api::Train>, OfflineError> {
-    let records = open_existing(db)?.trains(TrainFilter::All)?;
+    let records = Store::open(existing(db)?)?.trains(TrainFilter::All)?;
     Ok(records
         .iter()
         .map(|r| train_with(r, is_evaluated(r.lifecycle), None))
         .collect())
 }
 
-/// Prunes the store at `db` of what is older than `cutoff` ([`Store::prune`]).
+/// Prunes the store at `db` of what is older than `cutoff` ([`Store::prune`]). Works while a
+/// daemon runs on the file: SQLite serializes the two writers.
 pub fn prune(db: &Path, cutoff: DateTime<Utc>) -> Result<crate::store::Pruned, OfflineError> {
-    Ok(open_existing(db)?.prune(cutoff)?)
+    Ok(Store::open(existing(db)?)?.prune(cutoff)?)
 }
 
-fn open_existing(db: &Path) -> Result<Store, OfflineError> {
-    if !db.exists() {
-        return Err(OfflineError::Missing(db.to_path_buf()));
+/// `db`, if there is a file there: opening a store creates a missing one.
+fn existing(db: &Path) -> Result<&Path, OfflineError> {
+    if db.exists() {
+        Ok(db)
+    } else {
+        Err(OfflineError::Missing(db.to_path_buf()))
     }
-    Ok(Store::open(db)?)
 }
 
 #[cfg(test)]
@@ -116,6 +123,21 @@ mod tests {
         assert!(err.to_string().contains("nope.db"), "{err}");
         assert!(matches!(trains(&missing), Err(OfflineError::Missing(_))));
         assert!(!missing.exists(), "no store is created by a typo");
+    }
+
+    #[test]
+    fn a_redrive_is_refused_while_a_daemon_writes_the_store() {
+        let (_dir, path) = store_with_dead_letters();
+        let daemon = Store::open_exclusive(&path).unwrap();
+        let err = redrive(&path, None, t(30)).unwrap_err();
+        assert!(
+            matches!(err, OfflineError::Store(StoreError::InUse { .. })),
+            "{err:?}"
+        );
+        assert_eq!(state(&path, "a"), DeliveryState::Dead, "nothing written");
+        assert_eq!(trains(&path).unwrap().len(), 2, "reads still work");
+        drop(daemon);
+        assert_eq!(redrive(&path, None, t(30)).unwrap(), 2);
     }
 
     #[test]

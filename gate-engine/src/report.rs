@@ -333,7 +333,7 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
 }
 
 /// A rule's thresholds, as its compiled condition lists them.
-fn thresholds_of(rule: &gate_rules::config::Rule) -> Vec<ThresholdReport> {
+pub fn thresholds_of(rule: &gate_rules::config::Rule) -> Vec<ThresholdReport> {
     rule.expr
         .thresholds
         .iter()

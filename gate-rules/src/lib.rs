@@ -10,6 +10,7 @@
 //! * [`sequential`] is the anytime-valid test of "the train errs more than its baseline, beyond a
 //!   margin", whose state persists between evaluations;
 //! * [`decide`] is the decision table: signals + previous state → decision with evidence;
+//! * [`registration`] refuses train starts that would break verification (future, too old);
 //! * [`vocab`] holds the words these modules share ([`Decision`], [`Counts`], [`SignalRef`], …)
 //!   and imports none of them, so the module graph has no cycles.
 //!
@@ -29,6 +30,7 @@ pub mod hint;
 pub mod import;
 pub mod math;
 pub mod query;
+pub mod registration;
 pub mod sequential;
 pub mod signals;
 pub mod stats;

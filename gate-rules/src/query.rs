@@ -102,6 +102,28 @@ pub fn validate_query(promql: &str) -> Result<(), QueryError> {
     parse_query(&promql.replace(WINDOW_PLACEHOLDER, "5m")).map(|_| ())
 }
 
+/// Checks a `*_query` counter of the config for what can never work: besides
+/// [`validate_query`], no `@` modifier (gate sets evaluation times itself, and anchors
+/// baselines with `@`), and the train label `label` must survive the query once gate keeps it
+/// through aggregations and vector matching (see [`keep_label`]): a function that drops it
+/// (`absent`) or overwrites it (`label_replace`, `label_join`, `count_values` into it) would
+/// leave every train without data, forever.
+pub fn validate_counter_query(promql: &str, label: &str) -> Result<(), QueryError> {
+    let mut expr = parse_query(&promql.replace(WINDOW_PLACEHOLDER, "5m"))?;
+    if has_at(&expr) {
+        return Err(QueryError::new(
+            "the query uses the @ modifier, which would pin every window to one instant",
+        ));
+    }
+    keep_label(&mut expr, label);
+    match drops_label(&expr, label) {
+        Some(why) => Err(QueryError::new(format!(
+            "the result loses the train label `{label}`: {why}, so no train would ever have data"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `sum by (<label>) (increase(<selector>{<label> matcher}[<window>]))`, or for a
 /// [`Counter::Query`] the query with `$window` substituted, the matcher added to every
 /// selector, wrapped in `sum by (<label>)`.
@@ -171,7 +193,8 @@ fn window_query_ids(
 ) -> Result<String, QueryError> {
     check_label_name(label)?;
     let matcher = ids.map(|ids| train_matcher(label, ids)).transpose()?;
-    let expr = counter_expr(counter, window, matcher.as_ref())?;
+    let mut expr = counter_expr(counter, window, matcher.as_ref())?;
+    keep_label(&mut expr, label);
     Ok(sum_by(label, expr).to_string())
 }
 
@@ -188,6 +211,7 @@ fn custom_query_ids(promql: &str, label: &str, ids: Option<&[&str]>) -> Result<S
         let matcher = train_matcher(label, ids)?;
         for_each_selector_mut(&mut expr, &mut |vs| set_matcher(&mut vs.matchers, &matcher));
     }
+    keep_label(&mut expr, label);
     Ok(sum_by(label, expr).to_string())
 }
 
@@ -493,6 +517,143 @@ fn for_each_selector<'e>(expr: &'e Expr, f: &mut dyn FnMut(&'e VectorSelector)) 
         Expr::VectorSelector(vs) => f(vs),
         Expr::MatrixSelector(ms) => f(&ms.vs),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+    }
+}
+
+/// Keeps `label` through every aggregation and vector matching of `expr`, so that a query
+/// written for one train (`sum(rate(x[5m]))`) is computed per train
+/// (`sum by (train_id) (rate(x[5m]))`): `by (…)` gains the label, `without (…)` and
+/// `ignoring (…)` lose it, `on (…)` gains it, and an aggregation without modifier gets
+/// `by (label)`. Every selector already matches only the trains of the query, so for one
+/// train the result is the same number; for several it is that number per train. Scalar
+/// parts (aggregation parameters, `scalar(…)`) are left as written: a scalar has no labels.
+fn keep_label(expr: &mut Expr, label: &str) {
+    let keep = |modifier: &mut LabelModifier| match modifier {
+        LabelModifier::Include(labels) => {
+            if !labels.labels.iter().any(|l| l == label) {
+                labels.labels.push(label.to_string());
+            }
+        }
+        LabelModifier::Exclude(labels) => labels.labels.retain(|l| l != label),
+    };
+    match expr {
+        Expr::Aggregate(aggregate) => {
+            keep_label(&mut aggregate.expr, label);
+            match &mut aggregate.modifier {
+                Some(modifier) => keep(modifier),
+                None => {
+                    aggregate.modifier = Some(LabelModifier::Include(Labels::new(vec![label])));
+                }
+            }
+        }
+        Expr::Binary(binary) => {
+            keep_label(&mut binary.lhs, label);
+            keep_label(&mut binary.rhs, label);
+            if let Some(matching) = binary.modifier.as_mut().and_then(|m| m.matching.as_mut()) {
+                keep(matching);
+            }
+        }
+        Expr::Unary(unary) => keep_label(&mut unary.expr, label),
+        Expr::Paren(paren) => keep_label(&mut paren.expr, label),
+        Expr::Subquery(subquery) => keep_label(&mut subquery.expr, label),
+        Expr::Call(call) if call.func.return_type == ValueType::Scalar => {}
+        Expr::Call(call) => {
+            for arg in &mut call.args.args {
+                keep_label(arg, label);
+            }
+        }
+        Expr::Extension(extension) => {
+            let mut children = extension.expr.children().to_vec();
+            for child in &mut children {
+                keep_label(child, label);
+            }
+            extension.expr = extension.expr.with_new_children(children);
+        }
+        Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_) => {}
+    }
+}
+
+/// Why the series `expr` returns would lack `label` (after [`keep_label`]), if they would.
+fn drops_label(expr: &Expr, label: &str) -> Option<String> {
+    if !matches!(expr.value_type(), ValueType::Vector | ValueType::Matrix) {
+        return None;
+    }
+    let writes_label =
+        |arg: Option<&Expr>| matches!(arg, Some(Expr::StringLiteral(s)) if s.val == label);
+    match expr {
+        Expr::Aggregate(aggregate) => {
+            if aggregate.op.to_string() == "count_values"
+                && writes_label(aggregate.param.as_deref())
+            {
+                return Some(format!("`count_values` writes its values into `{label}`"));
+            }
+            drops_label(&aggregate.expr, label)
+        }
+        Expr::Binary(binary) => {
+            let (lhs, rhs) = (
+                drops_label(&binary.lhs, label),
+                drops_label(&binary.rhs, label),
+            );
+            match binary.op.to_string().as_str() {
+                // `x or vector(0)`: the trains' series come from either side.
+                "or" => lhs.and(rhs),
+                // The left side's series, filtered by the right side's.
+                "and" | "unless" => lhs,
+                // Arithmetic and comparisons match series by their labels: both sides need it.
+                _ => lhs.or(rhs),
+            }
+        }
+        Expr::Unary(unary) => drops_label(&unary.expr, label),
+        Expr::Paren(paren) => drops_label(&paren.expr, label),
+        Expr::Subquery(subquery) => drops_label(&subquery.expr, label),
+        Expr::Call(call) => {
+            let name = call.func.name;
+            match name {
+                "absent" | "absent_over_time" | "vector" => {
+                    Some(format!("`{name}()` returns a series without it"))
+                }
+                "label_replace" | "label_join"
+                    if writes_label(call.args.args.get(1).map(|a| &**a)) =>
+                {
+                    Some(format!("`{name}()` overwrites it"))
+                }
+                _ => call
+                    .args
+                    .args
+                    .iter()
+                    .find_map(|arg| drops_label(arg, label)),
+            }
+        }
+        Expr::Extension(extension) => extension
+            .expr
+            .children()
+            .iter()
+            .find_map(|child| drops_label(child, label)),
+        Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_) => None,
+    }
+}
+
+/// Whether a selector or subquery of `expr` has an `@` modifier.
+fn has_at(expr: &Expr) -> bool {
+    match expr {
+        Expr::Aggregate(aggregate) => {
+            aggregate.param.as_deref().is_some_and(has_at) || has_at(&aggregate.expr)
+        }
+        Expr::Unary(unary) => has_at(&unary.expr),
+        Expr::Binary(binary) => has_at(&binary.lhs) || has_at(&binary.rhs),
+        Expr::Paren(paren) => has_at(&paren.expr),
+        Expr::Subquery(subquery) => subquery.at.is_some() || has_at(&subquery.expr),
+        Expr::Call(call) => call.args.args.iter().any(|arg| has_at(arg)),
+        Expr::Extension(extension) => extension.expr.children().iter().any(has_at),
+        Expr::VectorSelector(vs) => vs.at.is_some(),
+        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => false,
     }
 }
 
@@ -905,7 +1066,9 @@ mod tests {
             assert_eq!(ms[0].value, "t-1");
         }
         assert!(
-            q.starts_with("sum by (train_id) (topk(scalar(count(k{train_id=\"t-1\"}))"),
+            q.starts_with(
+                "sum by (train_id) (topk by (train_id) (scalar(count(k{train_id=\"t-1\"}))"
+            ),
             "{q}"
         );
     }
@@ -1041,6 +1204,97 @@ mod tests {
             let err = validate_query(bad).unwrap_err();
             assert!(err.message.contains(needle), "{bad}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn aggregations_keep_the_train_label() {
+        let q = |promql: &str| {
+            window_query(
+                &Counter::Query(promql.to_string()),
+                dur("1h"),
+                "train_id",
+                TrainFilter::Trains(&ids(&["t-1"])),
+            )
+            .unwrap()
+        };
+        for (written, built) in [
+            (
+                "sum(rate(x[$window]))",
+                r#"sum by (train_id) (sum by (train_id) (rate(x{train_id="t-1"}[1h])))"#,
+            ),
+            (
+                "sum by (job) (increase(x[$window]))",
+                r#"sum by (train_id) (sum by (job, train_id) (increase(x{train_id="t-1"}[1h])))"#,
+            ),
+            (
+                "sum without (instance, train_id) (increase(x[$window]))",
+                r#"sum by (train_id) (sum without (instance) (increase(x{train_id="t-1"}[1h])))"#,
+            ),
+            (
+                "sum(increase(a[$window])) / ignoring(train_id, code) sum(increase(b[$window]))",
+                r#"sum by (train_id) (sum by (train_id) (increase(a{train_id="t-1"}[1h])) / ignoring (code) sum by (train_id) (increase(b{train_id="t-1"}[1h])))"#,
+            ),
+            (
+                "max(increase(a[$window])) * on(job) group_left(v) max by (job) (b)",
+                r#"sum by (train_id) (max by (train_id) (increase(a{train_id="t-1"}[1h])) * on (job, train_id) group_left (v) max by (job, train_id) (b{train_id="t-1"}))"#,
+            ),
+            (
+                "sum(increase(x[$window])) or vector(0)",
+                r#"sum by (train_id) (sum by (train_id) (increase(x{train_id="t-1"}[1h])) or vector(0))"#,
+            ),
+        ] {
+            let got = q(written);
+            assert_eq!(got, built, "{written}");
+            assert_eq!(parser::parse(&got).unwrap().to_string(), got, "re-parses");
+            assert_eq!(
+                validate_counter_query(written, "train_id"),
+                Ok(()),
+                "{written}"
+            );
+        }
+        // Service-wide queries are not per train: left as written.
+        assert_eq!(
+            service_query(&Counter::Query("sum(rate(x[$window]))".into()), dur("1h")).unwrap(),
+            "sum(sum(rate(x[1h])))"
+        );
+    }
+
+    #[test]
+    fn counter_queries_that_lose_the_train_label_or_pin_a_time_are_refused() {
+        for (bad, needle) in [
+            (
+                "absent(increase(x_total[$window]))",
+                "`absent()` returns a series without it",
+            ),
+            (
+                "label_replace(increase(x[$window]), \"train_id\", \"all\", \"\", \"\")",
+                "`label_replace()` overwrites it",
+            ),
+            (
+                "count_values(\"train_id\", increase(x[$window]))",
+                "`count_values` writes its values into `train_id`",
+            ),
+            (
+                "increase(x[$window]) / vector(2)",
+                "`vector()` returns a series without it",
+            ),
+            ("sum(increase(x[$window] @ 1700000000))", "@ modifier"),
+            (
+                "max_over_time(rate(x[5m])[$window:1m] @ end())",
+                "@ modifier",
+            ),
+        ] {
+            let err = validate_counter_query(bad, "train_id").unwrap_err();
+            assert!(err.message.contains(needle), "{bad}: {}", err.message);
+        }
+        // Another label may be rewritten freely.
+        assert_eq!(
+            validate_counter_query(
+                "label_replace(increase(x[$window]), \"job\", \"a\", \"\", \"\")",
+                "train_id"
+            ),
+            Ok(())
+        );
     }
 
     /// The counters of the property test and how many selectors each has.

@@ -250,6 +250,8 @@ mod tests {
             resume_after: 4,
             alpha: 0.01,
             min_effect: 0.05,
+            evaluation_delay: std::time::Duration::ZERO,
+            max_train_age: PromDuration::from_secs(7 * 24 * 3600),
             rules: vec![],
             dry_run: false,
         }

@@ -5,6 +5,8 @@
 //!
 //! * valid: one summary line on stdout (`ok: gate.yaml: 1 SLOs, 1 gates, 4 rules, 1 webhooks`),
 //!   or with `--effective` the whole config with defaults applied, as YAML that loads again;
+//!   what works but likely not as meant (a `then: promote` rule) as one
+//!   `file:line:col: warning: message (hint)` line each on stderr; exit 0;
 //! * invalid: every problem on stderr — drawn by `miette` (snippet, label, hint) when stderr is
 //!   a terminal, else one stable `file:line:col: message (hint)` line each, which scripts and
 //!   CI logs can grep — then `N error(s)`; exit 2;
@@ -46,15 +48,27 @@ struct Outcome {
 }
 
 fn check(path: &Path, effective: bool, fancy: bool) -> Outcome {
-    match config::load_file(path) {
-        Ok(config) => Outcome {
+    match config::check_file(path) {
+        Ok(checked) => Outcome {
             code: exit::OK,
             stdout: if effective {
-                config::effective_yaml(&config)
+                config::effective_yaml(&checked.config)
             } else {
-                summary(path, &config)
+                summary(path, &checked.config)
             },
-            stderr: String::new(),
+            stderr: checked
+                .warnings
+                .iter()
+                .map(|w| {
+                    let (file, line, column) = (&w.file, w.line, w.column);
+                    match &w.hint {
+                        Some(hint) => {
+                            format!("{file}:{line}:{column}: warning: {} ({hint})\n", w.message)
+                        }
+                        None => format!("{file}:{line}:{column}: warning: {}\n", w.message),
+                    }
+                })
+                .collect(),
         },
         Err(err) => Outcome {
             code: exit::USAGE,
@@ -207,6 +221,29 @@ mod tests {
             "hint missing: {text}"
         );
         assert!(text.ends_with("1 error(s)\n"), "{text}");
+    }
+
+    #[test]
+    fn a_promote_rule_is_a_warning_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            &dir,
+            "promote.yaml",
+            "slos:\n  - name: a\n    objective: 99\n    errors: e\n    total: t\ngates:\n  - name: g\n    slos: [a]\n    rules:\n      - name: old-enough\n        when: age() > 600\n        then: promote\n",
+        );
+        let outcome = check(&path, false, false);
+        assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+        assert!(outcome.stdout.starts_with("ok: "), "{}", outcome.stdout);
+        assert_eq!(
+            outcome.stderr,
+            format!(
+                "{}:12:15: warning: rule `old-enough` (`then: promote`) does not gate promotion: \
+                 a train promotes after `verify_for` when no rollback or pause rule fires and the \
+                 evidence is conclusive, whether or not this rule holds (to hold promotion until \
+                 a condition holds, write its negation as a `then: pause` rule)\n",
+                path.display()
+            )
+        );
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub struct Args {
     /// The baseline train for `baseline: previous_train`.
     #[arg(long)]
     pub baseline: Option<String>,
-    /// Evaluation time (RFC 3339 or unix seconds). Default: now.
+    /// Evaluation time (RFC 3339 or unix seconds), taken as given. Default: now minus the
+    /// gate's `evaluation_delay`.
     #[arg(long, value_parser = parse_time)]
     pub at: Option<DateTime<Utc>>,
     /// Output format. Default: human on a terminal, json when piped.
@@ -53,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let gate = find_gate(&config, &args.gate)?;
     let id = train_id(&args.train)?;
     let baseline = args.baseline.as_deref().map(train_id).transpose()?;
-    let at = args.at.unwrap_or_else(Utc::now);
+    let at = args.at.unwrap_or_else(|| gate.evaluation_time(Utc::now()));
     let client = Arc::new(prometheus_client(&config)?);
 
     let started_at = match args.started_at {

@@ -1,16 +1,19 @@
 //! `gate outbox redrive`: puts dead-lettered webhook events back in the queue.
 //!
-//! It works on the store file directly (`--db`), not through the HTTP API, so it also helps
-//! when the daemon is down; a running `gate serve` on the same file picks the events up at its
-//! next poll (the store is SQLite in WAL mode: the two processes do not block each other for
-//! longer than a write). Each redriven event goes back to its place in its train's order with
-//! its attempts reset, and is sent with its original ID and body.
+//! Against a running daemon it goes through the API (`POST /v1/outbox/redrive`, `--server`),
+//! which wakes the deliverer at once. With `--db` it works on the store file of a stopped
+//! daemon; while a daemon runs on that file it is refused (the daemon is the store's one
+//! writer), so an operator cannot race it. Each redriven event goes back to its place in its
+//! train's order with its attempts reset, and is sent with its original ID and body.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use gate_api::RedriveRequest;
+
 use super::train_id;
+use crate::client::ServerArgs;
 use crate::exit;
 
 /// Arguments of `gate outbox`.
@@ -27,17 +30,37 @@ enum Command {
         /// Only this train's events.
         #[arg(long)]
         train: Option<String>,
-        /// The daemon's store.
-        #[arg(long, default_value = "gate.db")]
-        db: PathBuf,
+        /// The store file of a stopped daemon; without it, the running daemon at --server.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
 /// Runs `gate outbox`.
-pub fn run(args: Args) -> anyhow::Result<i32> {
+pub async fn run(args: Args) -> anyhow::Result<i32> {
     match args.command {
-        Command::Redrive { train, db } => {
-            let n = redrive(&db, train.as_deref(), Utc::now())?;
+        Command::Redrive { train, db, server } => {
+            let n = match db {
+                Some(db) => redrive(&db, train.as_deref(), Utc::now())?,
+                None => {
+                    let request = RedriveRequest {
+                        train: train
+                            .as_deref()
+                            .map(train_id)
+                            .transpose()?
+                            .map(|id| id.to_string()),
+                    };
+                    server
+                        .client()?
+                        .redrive(&request)
+                        .await
+                        .map_err(|e| e.into_exit())?
+                        .value
+                        .redriven
+                }
+            };
             let scope = train.map_or_else(String::new, |t| format!(" of train {t}"));
             let noun = if n == 1 { "event" } else { "events" };
             println!("{n} dead-lettered webhook {noun}{scope} queued again");

@@ -47,8 +47,8 @@ pub struct Args {
     /// First evaluation. Default: the train's start.
     #[arg(long, value_parser = parse_time, requires = "train")]
     pub from: Option<DateTime<Utc>>,
-    /// No evaluation after this. Default: now (the replay ends earlier at a rollback, or when
-    /// `watch_for` has passed after a promotion).
+    /// No evaluation after this. Default: now minus the gate's `evaluation_delay` (the replay
+    /// ends earlier at a rollback, or when `watch_for` has passed after a promotion).
     #[arg(long, value_parser = parse_time, conflicts_with = "db")]
     pub to: Option<DateTime<Utc>>,
     /// Time between evaluations. Default: the gate's `interval`.
@@ -81,7 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     let gate = find_gate(&config, args.gate.as_deref().unwrap_or_default())?;
     let step = args.step.unwrap_or(gate.interval);
-    let to = args.to.unwrap_or(now);
+    let to = args.to.unwrap_or(gate.evaluation_time(now));
 
     if let Some(path) = &args.trains {
         let (trains, bad_lines) = read_trains(path)?;
@@ -360,8 +360,12 @@ async fn run_db(
                 // A stopped train was evaluated until it was stopped; the others as long as
                 // the new rules keep them evaluated.
                 to: match r.lifecycle {
-                    Lifecycle::Stopped => r.stopped_at.or(r.evaluated_at).unwrap_or(now),
-                    _ => now,
+                    Lifecycle::Stopped => r
+                        .stopped_at
+                        .map(|t| gate.evaluation_time(t))
+                        .or(r.evaluated_at)
+                        .unwrap_or(gate.evaluation_time(now)),
+                    _ => gate.evaluation_time(now),
                 }
                 .max(r.started_at),
             })

@@ -67,6 +67,10 @@ pub struct Args {
     /// Active trains evaluated at once; registering one more is answered 503.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_ACTIVE_TRAINS, value_name = "N")]
     pub max_active_trains: usize,
+    /// How long a request may take before it is answered 503 `request_timeout` (a
+    /// long-poll: its wait on top).
+    #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
+    pub request_timeout: std::time::Duration,
     /// How long shutdown may take (evaluations, requests and webhook attempts in flight)
     /// before the process exits anyway.
     #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
@@ -132,6 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 limits: limits::Limits {
                     max_long_polls: args.max_long_polls,
                     max_active_trains: args.max_active_trains,
+                    request_timeout: args.request_timeout,
                 },
             },
             webhooks: None,
@@ -217,16 +222,35 @@ fn init_tracing(format: LogFormat) {
 /// SIGTERM/SIGINT begin shutdown; SIGHUP reloads the config. Once shutdown has begun, a
 /// second SIGTERM/SIGINT, or the shutdown deadline, ends the process at once (exit 1).
 #[cfg(unix)]
-async fn handle_signals(daemon: Arc<Daemon>, deadline: std::time::Duration) {
+fn handle_signals(
+    daemon: Arc<Daemon>,
+    deadline: std::time::Duration,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    // Installed now, before the daemon says it is listening: a SIGTERM sent as soon as the
+    // address is printed must begin a clean shutdown, not kill the process.
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return;
-    };
+    );
+    async move {
+        let (Ok(term), Ok(int), Ok(hup)) = signals else {
+            tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+            return;
+        };
+        on_signals(daemon, deadline, term, int, hup).await;
+    }
+}
+
+#[cfg(unix)]
+async fn on_signals(
+    daemon: Arc<Daemon>,
+    deadline: std::time::Duration,
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    mut hup: tokio::signal::unix::Signal,
+) {
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -16,8 +16,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use comfy_table::{presets, Cell, Color, Table};
-use gate_api::DeliveryState;
-use gate_engine::report::{format_time, EvaluationReport, Num};
+use gate_api::{DeliveryState, WorstBurn};
+use gate_engine::report::{format_time, Num};
 use gate_rules::Decision;
 
 use super::{train_id, Format};
@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         None => match format {
             Format::Json => {
                 let answer = client
-                    .trains_detailed(args.all)
+                    .trains(args.all, true)
                     .await
                     .map_err(|e| e.into_exit())?;
                 let trains: Vec<serde_json::Value> = answer
@@ -65,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             }
             Format::Human => {
                 let answer = client
-                    .trains_detailed(args.all)
+                    .trains(args.all, false)
                     .await
                     .map_err(|e| e.into_exit())?;
                 render::write_stdout(&render_list(&answer.value, Utc::now(), color))?
@@ -99,84 +99,17 @@ fn write_json(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The highest burn rate of an evaluation relative to the threshold the rules compare it
-/// with (`burn_rate(...) > 14.4`): the window closest to tripping a rule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorstBurn {
-    /// The SLO.
-    pub slo: String,
-    /// The window.
-    pub window: String,
-    /// The burn rate.
-    pub value: f64,
-    /// The lowest upper threshold the rules hold this window to, if any.
-    pub threshold: Option<f64>,
+/// A train's worst burn rate as the list shows it: the burn rate against the threshold of
+/// the rule it is closest to tripping (`50 > 14.4 (fast-burn)`). The server picks it
+/// (`worst_burn` of `GET /v1/trains`); this only writes it.
+pub fn burn_text(w: &WorstBurn) -> String {
+    let op = if breached(w) { ">" } else { "≤" };
+    format!("{} {op} {} ({})", Num(w.value), Num(w.threshold), w.rule)
 }
 
-impl WorstBurn {
-    /// Whether the burn rate is over its threshold.
-    pub fn breached(&self) -> bool {
-        self.threshold.is_some_and(|t| self.value > t)
-    }
-}
-
-impl std::fmt::Display for WorstBurn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.threshold {
-            Some(t) => {
-                let op = if self.value > t { ">" } else { "≤" };
-                write!(f, "{} {op} {} ({})", Num(self.value), Num(t), self.window)
-            }
-            None => write!(f, "{} ({})", Num(self.value), self.window),
-        }
-    }
-}
-
-/// The burn rate closest to (or furthest over) its threshold; without thresholds, the
-/// highest burn rate. `None` when the evaluation has no burn rate with data.
-pub fn worst_burn(report: &EvaluationReport) -> Option<WorstBurn> {
-    let mut worst: Option<(f64, WorstBurn)> = None;
-    for (slo, windows) in &report.signals.burn_rate {
-        for (window, value) in windows {
-            let Some(Num(value)) = value else { continue };
-            if !value.is_finite() && !value.is_infinite() {
-                continue;
-            }
-            let signal = format!("burn_rate({slo:?}, {window:?})");
-            let threshold = report
-                .rules
-                .iter()
-                .flat_map(|r| &r.thresholds)
-                .filter(|t| t.signal == signal && (t.op == ">" || t.op == ">="))
-                .map(|t| t.value)
-                .filter(|t| *t > 0.0)
-                .fold(None, |min: Option<f64>, t| {
-                    Some(min.map_or(t, |m| m.min(t)))
-                });
-            // Thresholded windows rank by how close they are to tripping; a window no rule
-            // compares ranks below every thresholded one.
-            let score = match threshold {
-                Some(t) => *value / t,
-                None => f64::NEG_INFINITY,
-            };
-            let candidate = WorstBurn {
-                slo: slo.clone(),
-                window: window.clone(),
-                value: *value,
-                threshold,
-            };
-            let better = match &worst {
-                None => true,
-                Some((s, w)) => {
-                    score > *s || (score == *s && threshold.is_none() && *value > w.value)
-                }
-            };
-            if better {
-                worst = Some((score, candidate));
-            }
-        }
-    }
-    worst.map(|(_, w)| w)
+/// Whether the burn rate is over its rule's threshold.
+fn breached(w: &WorstBurn) -> bool {
+    w.value > w.threshold
 }
 
 fn paint(text: &str, code: &str, color: bool) -> String {
@@ -233,19 +166,14 @@ pub fn render_list(trains: &[Train], now: DateTime<Utc>, color: bool) -> String 
         if color {
             decision = decision.fg(decision_color(t.decision));
         }
-        let burn = match t.evaluation() {
+        let worst = t.worst_burn.clone().flatten();
+        let burn = match &worst {
             None if t.evaluated_at.is_none() => "not evaluated yet".to_string(),
             None => "-".to_string(),
-            Some(e) => worst_burn(e)
-                .map(|w| w.to_string())
-                .unwrap_or_else(|| "no data".to_string()),
+            Some(w) => burn_text(w),
         };
         let mut burn_cell = Cell::new(burn);
-        if color
-            && t.evaluation()
-                .and_then(worst_burn)
-                .is_some_and(|w| w.breached())
-        {
+        if color && worst.as_ref().is_some_and(breached) {
             burn_cell = burn_cell.fg(Color::Red);
         }
         let age = (now - t.started_at).num_seconds();
@@ -509,7 +437,7 @@ fn delivery_state(d: &Delivery, now: DateTime<Utc>, color: bool) -> String {
 mod tests {
     use super::*;
     use gate_api::{Lifecycle, OverrideAction};
-    use gate_engine::report::{RuleReport, SignalsReport, ThresholdReport};
+    use gate_engine::report::{EvaluationReport, RuleReport, SignalsReport, ThresholdReport};
     use std::collections::BTreeMap;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -665,65 +593,39 @@ mod tests {
             "inconclusive: no data",
             &[("1h", None), ("5m", None)],
         );
-        vec![
+        let burn = |window: &str, value: f64| {
+            Some(Some(WorstBurn {
+                signal: format!("burn_rate(\"checkout-availability\", \"{window}\")"),
+                value,
+                threshold: 6.0,
+                rule: "slow-burn".into(),
+            }))
+        };
+        let mut fleet = vec![
             train("r-101", Decision::Promote, "2026-11-01T11:30:00Z", None, "verification passed: no rule fired for 30m", Some(healthy)),
             train("r-102", Decision::Rollback, "2026-11-01T11:50:00Z", Some("fast-burn"), "fast-burn: burn_rate(\"checkout-availability\", \"1h\") = 50 > 14.4 and burn_rate(\"checkout-availability\", \"5m\") = 48 > 14.4", Some(burning)),
             train("r-104", Decision::Pending, "2026-11-01T11:58:30Z", None, "registered", None),
             train("r-105", Decision::Pending, "2026-11-01T11:57:00Z", None, "inconclusive: no data", Some(nodata)),
-        ]
+        ];
+        fleet[0].worst_burn = burn("6h", 0.5);
+        fleet[1].worst_burn = burn("6h", 50.0);
+        fleet[3].worst_burn = Some(None);
+        fleet
     }
 
     #[test]
-    fn worst_burn_is_the_window_closest_to_its_threshold() {
-        let r = report(
-            "x",
-            Decision::Pending,
-            "",
-            &[
-                ("1h", Some(10.0)),
-                ("5m", Some(14.0)),
-                ("6h", Some(5.9)),
-                ("30m", Some(1.0)),
-            ],
-        );
-        let w = worst_burn(&r).unwrap();
-        // 6h: 5.9/6 = 0.98 beats 5m: 14/14.4 = 0.97 although 5m's burn rate is higher.
-        assert_eq!(
-            (w.window.as_str(), w.value, w.threshold),
-            ("6h", 5.9, Some(6.0))
-        );
-        assert!(!w.breached());
-        assert_eq!(w.to_string(), "5.9 ≤ 6 (6h)");
-
-        let r = report(
-            "x",
-            Decision::Rollback,
-            "",
-            &[("1h", Some(50.0)), ("5m", None)],
-        );
-        let w = worst_burn(&r).unwrap();
-        assert!(w.breached());
-        assert_eq!(w.to_string(), "50 > 14.4 (1h)");
-
-        assert_eq!(
-            worst_burn(&report("x", Decision::Pending, "", &[("1h", None)])),
-            None
-        );
-    }
-
-    #[test]
-    fn windows_without_thresholds_rank_below_thresholded_ones() {
-        let mut r = report("x", Decision::Pending, "", &[("1h", Some(2.0))]);
-        r.signals
-            .burn_rate
-            .get_mut("checkout-availability")
-            .unwrap()
-            .insert("2d".into(), Some(Num(100.0)));
-        assert_eq!(worst_burn(&r).unwrap().window, "1h");
-        r.rules.clear();
-        let w = worst_burn(&r).unwrap();
-        assert_eq!((w.window.as_str(), w.threshold), ("2d", None));
-        assert_eq!(w.to_string(), "100 (2d)");
+    fn the_worst_burn_reads_value_threshold_and_rule() {
+        let mut w = WorstBurn {
+            signal: r#"burn_rate("checkout-availability", "6h")"#.into(),
+            value: 5.9,
+            threshold: 6.0,
+            rule: "slow-burn".into(),
+        };
+        assert!(!breached(&w));
+        assert_eq!(burn_text(&w), "5.9 ≤ 6 (slow-burn)");
+        w.value = 50.0;
+        assert!(breached(&w));
+        assert_eq!(burn_text(&w), "50 > 6 (slow-burn)");
     }
 
     #[test]

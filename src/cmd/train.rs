@@ -123,14 +123,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             let client = server.client()?;
             match Format::resolve(format) {
                 Format::Json => {
-                    let answer = client.trains(all).await.map_err(|e| e.into_exit())?;
+                    let answer = client.trains(all, false).await.map_err(|e| e.into_exit())?;
                     render::write_stdout(&(serde_json::to_string_pretty(&answer.raw)? + "\n"))?
                 }
                 Format::Human => {
-                    let answer = client
-                        .trains_detailed(all)
-                        .await
-                        .map_err(|e| e.into_exit())?;
+                    let answer = client.trains(all, false).await.map_err(|e| e.into_exit())?;
                     render::write_stdout(&status::render_list(
                         &answer.value,
                         Utc::now(),

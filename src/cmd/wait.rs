@@ -384,8 +384,8 @@ impl Live {
                 } else {
                     format!("verified {}", render::short_duration(verify))
                 });
-                if let Some(w) = status::worst_burn(e) {
-                    parts.push(format!("worst burn {w}"));
+                if let Some(w) = train.worst_burn.clone().flatten() {
+                    parts.push(format!("worst burn {}", status::burn_text(&w)));
                 }
             } else {
                 parts.push("not evaluated yet".to_string());

@@ -34,6 +34,18 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables (webhook secrets, …).
     pub fn start_with_env(config: &Path, db: &Path, log: PathBuf, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(config, db, log, env, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables and extra arguments of
+    /// `gate serve` (`--auth-reads`, …).
+    pub fn start_with(
+        config: &Path,
+        db: &Path,
+        log: PathBuf,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
         let stderr = std::fs::File::create(&log).expect("create the daemon log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_gate"));
         command
@@ -43,6 +55,7 @@ impl Daemon {
             .arg("--db")
             .arg(db)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env_remove("GATE_API_TOKEN")
             .env_remove("GATE_TOKENS_FILE")
             .env("RUST_LOG", "info")
@@ -84,6 +97,11 @@ impl Daemon {
     /// The listen address, `127.0.0.1:<port>`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The daemon's log so far, for failure messages.

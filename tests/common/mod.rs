@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod fixtures;
 pub mod prometheus;
+pub mod victoriametrics;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};

@@ -1,12 +1,13 @@
 //! Headless Chromium driven through `chromedriver` over the W3C WebDriver protocol, for the
 //! web page's tests.
 //!
-//! The protocol is JSON over HTTP and the tests need six of its commands (new session,
-//! navigate, execute script, screenshot, the browser's console log, delete session), so the
-//! client is these calls over `reqwest`, which the tests already use. Chromium and its driver
-//! are Debian's `chromium` and `chromium-driver` (`scripts/test` installs them). The browser
-//! runs headless, sandbox-less (tests may run as root), without GPU, and with every
-//! background request to Google's services off, so the only host it talks to is the daemon.
+//! The protocol is JSON over HTTP and the tests need eight of its commands (new session,
+//! navigate, resize, execute script, key actions, screenshot, the browser's console log,
+//! delete session), so the client is these calls over `reqwest`, which the tests already
+//! use. Chromium and its driver are Debian's `chromium` and `chromium-driver` (`scripts/test`
+//! installs them). The browser runs headless, sandbox-less (tests may run as root), without
+//! GPU, and with every background request to Google's services off, so the only host it
+//! talks to is the daemon.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -159,6 +160,26 @@ impl Browser {
             assert!(Instant::now() < deadline, "{what}: not within {within:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Presses and releases each key in turn, as a person at the keyboard would (WebDriver
+    /// key values: `"\u{E004}"` is Tab, `"\u{E007}"` Enter).
+    pub async fn keys(&self, keys: &[&str]) {
+        let actions: Vec<Value> = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.command(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
     }
 
     /// Writes a PNG of the viewport to `path`.

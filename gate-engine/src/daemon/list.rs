@@ -6,7 +6,9 @@
 //! order, so trains registered or finished between two pages neither repeat nor shift the
 //! others. Each entry carries `worst_burn`, the burn-rate threshold its latest evaluation
 //! came closest to (or exceeded most), so a list can show how close each train is to a
-//! rule firing without fetching every evaluation; it is computed for the page only.
+//! rule firing without fetching every evaluation; it is computed for the page only. With
+//! `evaluation=true` each entry also carries its latest evaluation, so a client that shows
+//! every train's evidence (`gate status --format json`) reads the whole fleet in one request.
 
 use chrono::{DateTime, Utc};
 use gate_api::{Train, WorstBurn};
@@ -29,6 +31,8 @@ pub struct ListFilter {
     pub limit: Option<usize>,
     /// Start after this position.
     pub after: Option<(i64, String)>,
+    /// Whether each entry carries its latest evaluation.
+    pub evaluation: bool,
 }
 
 impl ListFilter {
@@ -88,7 +92,22 @@ impl ListFilter {
             gate: gate.filter(|g| !g.is_empty()).map(str::to_owned),
             limit,
             after,
+            evaluation: false,
         })
+    }
+
+    /// The filter with the `evaluation` parameter applied: `true` or `false` (absent: false).
+    pub fn with_evaluation(self, evaluation: Option<&str>) -> Result<ListFilter, String> {
+        let evaluation = match evaluation {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(format!(
+                    "evaluation must be `true` or `false`, not `{other}`"
+                ))
+            }
+        };
+        Ok(ListFilter { evaluation, ..self })
     }
 
     /// Whether the store must be read: states the daemon does not keep in memory.
@@ -142,7 +161,7 @@ pub fn page<'a>(
         .into_iter()
         .map(|(r, evaluating)| Train {
             worst_burn: Some(r.evaluation.as_ref().and_then(worst_burn)),
-            ..train_body(r, evaluating, false)
+            ..train_body(r, evaluating, filter.evaluation)
         })
         .collect();
     (entries, next)
@@ -232,6 +251,24 @@ mod tests {
             .unwrap_err()
             .contains("limit"));
         assert!(ListFilter::parse(None, None, Some("1001"), None).is_err());
+        let all = ListFilter::parse(Some("all"), None, None, None).unwrap();
+        assert!(!all.evaluation);
+        assert!(
+            all.clone()
+                .with_evaluation(Some("true"))
+                .unwrap()
+                .evaluation
+        );
+        assert!(
+            !all.clone()
+                .with_evaluation(Some("false"))
+                .unwrap()
+                .evaluation
+        );
+        assert!(all
+            .with_evaluation(Some("yes"))
+            .unwrap_err()
+            .contains("`true` or `false`"));
         assert!(ListFilter::parse(None, None, None, Some("x"))
             .unwrap_err()
             .contains("cursor"));
@@ -267,6 +304,13 @@ mod tests {
         assert_eq!((second, next), (vec!["t-4".to_string()], None));
         let everything = ListFilter::parse(Some("all"), None, None, None).unwrap();
         assert_eq!(ids(&everything).0.len(), 4);
+        // Without `evaluation=true` the entries leave `evaluation` out; with it, each
+        // carries its latest one (`null` before the first).
+        let (entries, _) = page(records.iter().map(|r| (r, true)), &everything);
+        assert!(entries.iter().all(|e| e.evaluation.is_none()));
+        let with = everything.with_evaluation(Some("true")).unwrap();
+        let (entries, _) = page(records.iter().map(|r| (r, true)), &with);
+        assert!(entries.iter().all(|e| matches!(e.evaluation, Some(None))));
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! | `gate_prometheus_queries_total` | counter | `outcome` — HTTP attempts to Prometheus |
 //! | `gate_prometheus_query_duration_seconds` | histogram | — one HTTP attempt |
 //! | `gate_evaluation_cycle_seconds` | histogram | `gate` — one cycle: queries, decisions, write |
+//! | `gate_pruned_total` | counter | `kind` — rows pruned by the retention: `trains`, `decisions`, `overrides`, `events` |
+//! | `gate_train_views_evicted_total` | counter | — in-memory views of finished trains dropped |
 //! | `gate_trains` | gauge | `state` — trains by lifecycle state, counted at scrape |
 //! | `gate_train_decision` | gauge | `train`, `gate`, `decision` — 1 for the current decision |
 //! | `gate_train_burn_rate` | gauge | `train`, `slo`, `window` — the burn rates the rules read |
@@ -53,6 +55,11 @@ struct GateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
     limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,6 +132,9 @@ pub struct TrainGauges<'a> {
     pub burn_rates: &'a [BurnRate],
     /// What the train's dry-run rules would have decided, when that differs.
     pub would_have: Option<Decision>,
+    /// Whether per-train series are exported at all (`metrics.per_train`); when not, the
+    /// train's series are removed.
+    pub exported: bool,
 }
 
 /// One burn rate with data: `(slo, window, value)`.
@@ -138,6 +148,8 @@ pub struct Metrics {
     task_panics: Family<GateLabels, Counter>,
     long_polls: Gauge,
     limit_refusals: Family<LimitLabels, Counter>,
+    pruned: Family<KindLabels, Counter>,
+    views_evicted: Counter,
     decisions: Family<GateDecisionLabels, Counter>,
     queries: Family<OutcomeLabels, Counter>,
     query_duration: Histogram,
@@ -158,6 +170,8 @@ impl Metrics {
             task_panics: Family::default(),
             long_polls: Gauge::default(),
             limit_refusals: Family::default(),
+            pruned: Family::default(),
+            views_evicted: Counter::default(),
             decisions: Family::default(),
             queries: Family::default(),
             // 5 ms … ~10 s
@@ -191,8 +205,18 @@ impl Metrics {
         );
         registry.register(
             "gate_limit_refusals",
-            "Requests refused because a bound was reached (long_polls, active_trains)",
+            "Requests refused because a bound was reached (long_polls, active_trains, request_time)",
             metrics.limit_refusals.clone(),
+        );
+        registry.register(
+            "gate_pruned",
+            "Rows the retention pruned from the store: finished trains, their decisions and overrides, delivered webhook events",
+            metrics.pruned.clone(),
+        );
+        registry.register(
+            "gate_train_views_evicted",
+            "In-memory views of finished trains dropped (read from the store again when asked for)",
+            metrics.views_evicted.clone(),
         );
         registry.register(
             "gate_decisions",
@@ -268,6 +292,23 @@ impl Metrics {
         self.long_polls.inc_by(delta);
     }
 
+    /// The retention pruned these rows.
+    pub fn pruned(&self, pruned: &crate::store::Pruned) {
+        for (kind, n) in [
+            ("trains", pruned.trains),
+            ("decisions", pruned.decisions),
+            ("overrides", pruned.overrides),
+            ("events", pruned.events),
+        ] {
+            self.pruned.get_or_create(&KindLabels { kind }).inc_by(n);
+        }
+    }
+
+    /// `n` views of finished trains were dropped from memory.
+    pub fn views_evicted(&self, n: u64) {
+        self.views_evicted.inc_by(n);
+    }
+
     /// A request was refused because the bound `limit` was reached.
     pub fn limit_refused(&self, limit: &str) {
         self.limit_refusals
@@ -322,7 +363,8 @@ impl Metrics {
         let mut per_train = self.per_train.lock().unwrap_or_else(|p| p.into_inner());
         let series = per_train.entry(train.train.clone()).or_default();
 
-        let decision = train.lifecycle.is_active().then(|| TrainDecisionLabels {
+        let shown = train.exported && train.lifecycle.is_active();
+        let decision = shown.then(|| TrainDecisionLabels {
             train: train.train.to_string(),
             gate: train.gate.to_string(),
             decision: train.decision.as_str().to_string(),
@@ -337,15 +379,12 @@ impl Metrics {
             series.decision = decision;
         }
 
-        let would_have = train
-            .would_have
-            .filter(|_| train.lifecycle.is_active())
-            .map(|d| WouldHaveLabels {
-                train: train.train.to_string(),
-                gate: train.gate.to_string(),
-                decision: d.as_str().to_string(),
-                dry_run: "true".to_string(),
-            });
+        let would_have = train.would_have.filter(|_| shown).map(|d| WouldHaveLabels {
+            train: train.train.to_string(),
+            gate: train.gate.to_string(),
+            decision: d.as_str().to_string(),
+            dry_run: "true".to_string(),
+        });
         if series.would_have != would_have {
             if let Some(old) = series.would_have.take() {
                 self.train_would_have.remove(&old);
@@ -356,7 +395,7 @@ impl Metrics {
             series.would_have = would_have;
         }
 
-        let rates = if train.evaluated {
+        let rates = if train.evaluated && train.exported {
             train.burn_rates
         } else {
             &[]
@@ -531,6 +570,7 @@ mod tests {
             evaluated: true,
             burn_rates: &rates,
             would_have: None,
+            exported: true,
         };
         m.set_train(&gauges);
         let text = scrape(&registry);
@@ -570,5 +610,41 @@ mod tests {
         let text = scrape(&registry);
         assert!(!text.contains("gate_train_decision{"), "{text}");
         assert!(m.per_train.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn per_train_false_removes_a_train_s_series_and_exports_none() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let id = tid("t-1");
+        let rates = vec![("avail".to_string(), "1h".to_string(), 2.0)];
+        let mut gauges = TrainGauges {
+            train: &id,
+            gate: "checkout",
+            decision: Decision::Pending,
+            lifecycle: Lifecycle::Verifying,
+            evaluated: true,
+            burn_rates: &rates,
+            would_have: Some(Decision::Rollback),
+            exported: true,
+        };
+        m.set_train(&gauges);
+        assert!(scrape(&registry).contains("gate_train_burn_rate{"));
+        gauges.exported = false;
+        m.set_train(&gauges);
+        let text = scrape(&registry);
+        for family in [
+            "gate_train_decision{",
+            "gate_train_burn_rate{",
+            "gate_train_would_have{",
+        ] {
+            assert!(!text.contains(family), "{family} left:\n{text}");
+        }
+        assert!(m.per_train.lock().unwrap().is_empty());
+        m.decision_changed("checkout", Decision::Rollback);
+        assert!(
+            scrape(&registry).contains("gate_decisions_total{"),
+            "the per-gate aggregates stay"
+        );
     }
 }

@@ -7,6 +7,8 @@
 //!   for all the gate's trains ([`crate::evaluate::fetch`]), a decision per train, the whole
 //!   cycle written in one store transaction, then published;
 //! * [`api`] — the HTTP API of SPEC §6 (axum), reading the in-memory state;
+//! * [`live`] — `GET /v1/events`, the changes of every train as server-sent events;
+//! * [`series`] — a train's signals over a time range, read from Prometheus on request;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
 //! * [`metrics`] — the daemon's own metrics;
 //! * [`limits`] — the bounds on open long-polls and active trains;
@@ -36,9 +38,11 @@ pub mod api;
 mod delivery;
 pub mod limits;
 pub mod list;
+pub mod live;
 pub mod metrics;
 mod retention;
 pub mod scheduler;
+pub mod series;
 pub mod state;
 pub mod web;
 
@@ -231,6 +235,7 @@ impl Shared {
         burn_rates: &[metrics::BurnRate],
     ) {
         let r = &view.record;
+        let config = self.runtime().config.clone();
         // Read back only for gates that have dry-run rules: the others have nothing to show.
         let shadows = |config: &Config| {
             config
@@ -238,7 +243,7 @@ impl Shared {
                 .is_some_and(|g| g.rules.iter().any(|rule| rule.dry_run))
         };
         let would_have = match &r.evaluation {
-            Some(evidence) if evaluated && shadows(&self.runtime().config) => {
+            Some(evidence) if evaluated && config.metrics.per_train && shadows(&config) => {
                 metrics::would_have_in(evidence)
             }
             _ => None,
@@ -251,6 +256,7 @@ impl Shared {
             evaluated,
             burn_rates,
             would_have,
+            exported: config.metrics.per_train,
         });
         self.trains.publish(view);
     }
@@ -333,9 +339,10 @@ fn resolve_webhooks(config: &Config) -> Result<Vec<WebhookTarget>, WebhookError>
     webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
 }
 
-/// Opens (or creates) the store at `path` for [`Options::store`].
+/// Opens (or creates) the store at `path` for [`Options::store`], as its one writer: a second
+/// daemon on the same file is refused ([`StoreError::InUse`], naming the first one's pid).
 pub fn open_store(path: &std::path::Path) -> Result<Store, StoreError> {
-    Store::open(path)
+    Store::open_exclusive(path)
 }
 
 /// The running daemon: its shared state and its scheduler.

@@ -8,7 +8,8 @@
 //!    ([`crate::evaluate::fetch`]) — a thousand trains cost the queries of one;
 //! 3. decides each train from its stored [`gate_rules::decide::TrainState`]
 //!    ([`crate::evaluate::decide_train`], [`Mode::Daemon`]) and works out its lifecycle:
-//!    `verifying` → `promoted` (then `done` once `watch_for` has passed since the promotion),
+//!    `verifying` → `promoted` (then `done` at the first successful evaluation once `watch_for`
+//!    has passed since the promotion),
 //!    `paused` ⇄ `verifying`, or `rolled_back`;
 //! 4. writes the whole cycle — evaluations, decision changes and their webhook events — in
 //!    one store transaction ([`crate::store::Store::record_evaluations`]);
@@ -220,7 +221,7 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
         return None;
     }
     let started = std::time::Instant::now();
-    let at = shared.clock.now();
+    let at = gate.evaluation_time(shared.clock.now());
     let specs: Vec<TrainSpec> = views
         .iter()
         .map(|v| TrainSpec {
@@ -388,7 +389,7 @@ fn decide_all(
                 continue;
             }
         };
-        let lifecycle = lifecycle_after(gate, prev, evaluation.decision, at);
+        let lifecycle = lifecycle_after(gate, prev, &evaluation, at);
         // A gate in dry-run decides and reports, but never notifies.
         let events = if evaluation.decision != prev.decision && !gate.dry_run {
             webhook_events(
@@ -496,27 +497,30 @@ async fn commit(
     Ok(())
 }
 
-/// The lifecycle state after an evaluation decided `decision` at `at`.
+/// The lifecycle state after `evaluation` at `at`.
 fn lifecycle_after(
     gate: &Gate,
     prev: &TrainRecord,
-    decision: Decision,
+    evaluation: &gate_rules::decide::Evaluation,
     at: DateTime<Utc>,
 ) -> Lifecycle {
-    lifecycle_for(gate, prev.decision, prev.promoted_at, decision, at)
+    lifecycle_for(gate, prev.decision, prev.promoted_at, evaluation, at)
 }
 
 /// The lifecycle state of a train that was `previous` (promoted at `promoted_at`, if it was)
-/// after an evaluation decided `decision` at `at`: the daemon's rule, which `gate replay`
-/// follows too.
+/// after `evaluation` at `at`: the daemon's rule, which `gate replay` follows too. A promoted
+/// train's watch ends (`done`) at the first evaluation at or after `watch_for` that
+/// *succeeded*: on a telemetry failure the last stretch of the watch was not seen, so the
+/// train stays watched until an evaluation sees it.
 pub(crate) fn lifecycle_for(
     gate: &Gate,
     previous: Decision,
     promoted_at: Option<DateTime<Utc>>,
-    decision: Decision,
+    evaluation: &gate_rules::decide::Evaluation,
     at: DateTime<Utc>,
 ) -> Lifecycle {
-    match decision {
+    let seen = evaluation.telemetry_error.is_none();
+    match evaluation.decision {
         Decision::Pending => Lifecycle::Verifying,
         Decision::Pause => Lifecycle::Paused,
         Decision::Rollback => Lifecycle::RolledBack,
@@ -528,7 +532,7 @@ pub(crate) fn lifecycle_for(
             let watch = chrono::Duration::from_std(gate.watch_for.as_duration())
                 .unwrap_or(chrono::Duration::MAX);
             match since.checked_add_signed(watch) {
-                Some(end) if at >= end => Lifecycle::Done,
+                Some(end) if at >= end && seen => Lifecycle::Done,
                 _ => Lifecycle::Promoted,
             }
         }
@@ -572,21 +576,52 @@ mod tests {
     use crate::daemon::tests::{config_yaml, fake_prometheus, harness, t0, tid, FakeData, Harness};
     use crate::daemon::ApiOptions;
 
+    /// `POST /v1/trains` of `id` in gate `checkout`, started at `started_at`.
+    async fn post_train(
+        h: &Harness,
+        id: &str,
+        started_at: DateTime<Utc>,
+    ) -> (axum::http::StatusCode, serde_json::Value) {
+        let started = crate::report::format_time(started_at);
+        let body = json!({"id": id, "gate": "checkout", "started_at": started});
+        h.call("POST", "/v1/trains", Some(body), None).await
+    }
+
     async fn register(h: &Harness, id: &str, started_secs_before_t0: i64) {
         let started = t0() - chrono::Duration::seconds(started_secs_before_t0);
-        let (status, body) = h
-            .call(
-                "POST",
-                "/v1/trains",
-                Some(json!({"id": id, "gate": "checkout", "started_at": crate::report::format_time(started)})),
-                None,
-            )
-            .await;
+        let (status, body) = post_train(h, id, started).await;
         assert!(status.is_success(), "{body}");
     }
 
     fn view(h: &Harness, id: &str) -> Arc<TrainView> {
         h.shared().trains.get(&tid(id)).unwrap()
+    }
+
+    /// A harness over [`FakeData`] whose gate `checkout` also has `field` (`name: value`).
+    async fn harness_with_gate_field(field: &str) -> (FakeData, wiremock::MockServer, Harness) {
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let yaml = config_yaml(&server.uri()).replace(
+            "    interval: 30s\n",
+            &format!("    interval: 30s\n    {field}\n"),
+        );
+        let h = harness(&yaml, ApiOptions::default()).await;
+        (data, server, h)
+    }
+
+    /// The kinds of the train's audit-trail events, in order.
+    async fn event_kinds(h: &Harness, id: &str) -> Vec<String> {
+        let key = tid(id);
+        let events = h.shared().blocking(move |s| s.events(&key)).await.unwrap();
+        events
+            .iter()
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
     }
 
     /// The memory view equals what the store holds.
@@ -676,6 +711,67 @@ mod tests {
         );
     }
 
+    /// [`FakeData`] that answers 500 while `failing` is set.
+    #[derive(Clone)]
+    struct Flaky {
+        data: FakeData,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl wiremock::Respond for Flaky {
+        fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                wiremock::ResponseTemplate::new(500).set_body_string("down")
+            } else {
+                self.data.respond(request)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_watch_ends_only_at_an_evaluation_that_succeeded() {
+        let flaky = Flaky {
+            data: FakeData::default(),
+            failing: Arc::default(),
+        };
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(flaky.clone())
+            .mount(&server)
+            .await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-ok", 600).await; // verify_for (10m) is over at t0
+        flaky.data.set("t-ok", 1.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(
+            report.changes,
+            vec![(tid("t-ok"), Decision::Pending, Decision::Promote)]
+        );
+
+        // watch_for (1h) has passed, but Prometheus is down: the end was not seen.
+        h.clock.advance(Duration::from_secs(3600));
+        flaky
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..4 {
+            let report = run_cycle(h.shared(), "checkout").await.unwrap();
+            assert!(report.failure.is_some(), "{report:?}");
+            let v = view(&h, "t-ok");
+            assert_eq!(v.record.lifecycle, Lifecycle::Promoted);
+            assert_eq!(v.record.decision, Decision::Promote);
+            h.clock.advance(Duration::from_secs(30));
+        }
+        assert_mirrors_store(&h, "t-ok").await;
+
+        flaky
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(report.failure, None);
+        assert_eq!(view(&h, "t-ok").record.lifecycle, Lifecycle::Done);
+        assert_mirrors_store(&h, "t-ok").await;
+    }
+
     #[tokio::test]
     async fn a_fast_burn_rolls_back_once_and_the_rollback_is_latched() {
         let data = FakeData::default();
@@ -698,18 +794,10 @@ mod tests {
         assert_mirrors_store(&h, "t-bad").await;
 
         // The change and its webhook event are in the audit trail.
-        let key = tid("t-bad");
-        let events = h.shared().blocking(move |s| s.events(&key)).await.unwrap();
-        let kinds: Vec<String> = events
-            .iter()
-            .map(|e| {
-                serde_json::to_value(e).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(kinds, ["registered", "decision", "delivery"]);
+        assert_eq!(
+            event_kinds(&h, "t-bad").await,
+            ["registered", "decision", "delivery"]
+        );
 
         // Only the healthy train is evaluated from now on.
         data.set("t-bad", 0.0, 10_000.0);
@@ -811,6 +899,121 @@ mod tests {
             "{}",
             v.record.reason
         );
+    }
+
+    #[tokio::test]
+    async fn a_rollback_that_newly_holds_breaks_a_promote_override_and_is_announced() {
+        let data = FakeData::default();
+        let server = fake_prometheus(&data).await;
+        let h = harness(&config_yaml(&server.uri()), ApiOptions::default()).await;
+        register(&h, "t-1", 1800).await;
+        data.set("t-1", 2_000.0, 10_000.0); // fast-burn holds
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/trains/t-1/override",
+                Some(json!({"decision": "promote", "reason": "known noisy canary", "actor": "carol"})),
+                None,
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+
+        // The rollback the operator overrode: the pin stands.
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert!(report.changes.is_empty(), "{report:?}");
+        data.set("t-1", 1.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert!(report.changes.is_empty(), "{report:?}");
+
+        // fast-burn was false since the override: it now holds anew and breaks the pin.
+        h.clock.advance(Duration::from_secs(30));
+        data.set("t-1", 2_000.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(
+            report.changes,
+            vec![(tid("t-1"), Decision::Promote, Decision::Rollback)]
+        );
+        let v = view(&h, "t-1");
+        assert_eq!(v.record.lifecycle, Lifecycle::RolledBack);
+        assert_eq!(v.record.state.pinned, None);
+        assert_eq!(v.record.rule.as_deref(), Some("fast-burn"));
+        assert!(
+            v.record
+                .reason
+                .contains("override promote by carol: known noisy canary"),
+            "{}",
+            v.record.reason
+        );
+        assert_mirrors_store(&h, "t-1").await;
+
+        assert_eq!(
+            event_kinds(&h, "t-1").await,
+            ["registered", "override", "delivery", "decision", "delivery"],
+            "the override and the rollback each queued a webhook"
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &h.shared().registry).unwrap();
+        assert!(
+            text.contains("gate_decisions_total{gate=\"checkout\",decision=\"rollback\"} 1"),
+            "{text}"
+        );
+        assert!(
+            run_cycle(h.shared(), "checkout").await.is_none(),
+            "a rolled-back train is no longer evaluated"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_in_the_future_or_beyond_max_train_age_is_refused_and_never_evaluated() {
+        let (data, _server, h) = harness_with_gate_field("max_train_age: 1d").await;
+        let at = |secs: i64| t0() + chrono::Duration::seconds(secs);
+        for (id, started, refused) in [
+            ("t-ahead", at(61), Some("started_at_in_future")),
+            ("t-stale", at(-86_401), Some("started_at_too_old")),
+            // Within a minute of skew and within max_train_age: registered.
+            ("t-skewed", at(60), None),
+            ("t-old", at(-86_400), None),
+        ] {
+            let (status, body) = post_train(&h, id, started).await;
+            match refused {
+                Some(code) => {
+                    assert_eq!(status.as_u16(), 422, "{id}: {body}");
+                    assert_eq!(body["error"]["code"], code, "{body}");
+                    assert!(h.shared().trains.get(&tid(id)).is_none());
+                }
+                None => assert!(status.is_success(), "{id}: {body}"),
+            }
+        }
+        data.set("t-skewed", 0.0, 0.0);
+        data.set("t-old", 1.0, 10_000.0);
+        let report = run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(report.evaluated, 2);
+    }
+
+    #[tokio::test]
+    async fn a_gate_with_an_evaluation_delay_evaluates_that_far_behind_the_clock() {
+        let (data, server, h) = harness_with_gate_field("evaluation_delay: 2m").await;
+        register(&h, "t-1", 600).await;
+        data.set("t-1", 1.0, 10_000.0);
+        run_cycle(h.shared(), "checkout").await.unwrap();
+        let at = t0() - chrono::Duration::minutes(2);
+        let v = view(&h, "t-1");
+        assert_eq!(v.record.evaluated_at, Some(at));
+        // 8 minutes old at the evaluation time: still verifying (verify_for 10m).
+        assert_eq!(v.record.decision, Decision::Pending, "{}", v.record.reason);
+        let requests = server.received_requests().await.unwrap();
+        assert!(!requests.is_empty());
+        for request in &requests {
+            let time = crate::daemon::tests::form_value(&request.body, "time").unwrap();
+            assert_eq!(
+                time.parse::<f64>().unwrap(),
+                at.timestamp() as f64,
+                "{time}"
+            );
+        }
+        h.clock.advance(Duration::from_secs(120));
+        run_cycle(h.shared(), "checkout").await.unwrap();
+        assert_eq!(view(&h, "t-1").record.decision, Decision::Promote);
     }
 
     /// [`FakeData`] answering after a delay, so that an override can land mid-cycle.

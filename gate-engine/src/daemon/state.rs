@@ -10,6 +10,9 @@
 //! after, under the daemon's write lock, so what a client sees is always stored and the
 //! order of publishes is the order of commits.
 //!
+//! Besides the per-train channels, one broadcast channel carries every change of any train
+//! ([`Trains::changes`]) for the live overview (`GET /v1/events`).
+//!
 //! The map holds every active train (loaded at start) and any other train that was read or
 //! written since; trains that are done or stopped stay until the daemon restarts, which keeps
 //! a finished train answerable without a store read.
@@ -20,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use axum::body::Bytes;
 use gate_api::{DecisionBody, Train};
 use gate_rules::TrainId;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::store::{Evidence, Lifecycle, TrainRecord};
 
@@ -115,16 +118,38 @@ pub fn train_with<E>(r: &TrainRecord, evaluating: bool, evaluation: Option<Optio
     }
 }
 
+/// How many changes a slow subscriber of [`Trains::changes`] may fall behind before it is
+/// told it missed some.
+pub const CHANGES_BUFFER: usize = 4096;
+
 /// Every train the daemon holds, each in its own watch channel.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Trains {
     map: RwLock<HashMap<TrainId, watch::Sender<Arc<TrainView>>>>,
+    changes: broadcast::Sender<Arc<TrainView>>,
+}
+
+impl Default for Trains {
+    fn default() -> Self {
+        Trains {
+            map: RwLock::default(),
+            changes: broadcast::Sender::new(CHANGES_BUFFER),
+        }
+    }
 }
 
 impl Trains {
     /// An empty set.
     pub fn new() -> Self {
         Trains::default()
+    }
+
+    /// A receiver of every later change of any train: a train seen for the first time, a new
+    /// `seq` (decision change or override) or a new lifecycle state. Evaluations that change
+    /// nothing of these are not sent. A receiver that falls more than [`CHANGES_BUFFER`]
+    /// changes behind gets `RecvError::Lagged` and should read the list again.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<TrainView>> {
+        self.changes.subscribe()
     }
 
     fn read(
@@ -151,6 +176,18 @@ impl Trains {
     /// Makes `view` the train's current view and wakes its watchers. Returns the view it
     /// replaced, if any.
     pub fn publish(&self, view: Arc<TrainView>) -> Option<Arc<TrainView>> {
+        let old = self.replace(Arc::clone(&view));
+        let changed = old.as_ref().is_none_or(|old| {
+            old.record.seq != view.record.seq || old.record.lifecycle != view.record.lifecycle
+        });
+        if changed {
+            // No receiver is not an error: nobody is watching.
+            let _ = self.changes.send(view);
+        }
+        old
+    }
+
+    fn replace(&self, view: Arc<TrainView>) -> Option<Arc<TrainView>> {
         if let Some(tx) = self.read().get(view.id()) {
             return Some(tx.send_replace(view));
         }
@@ -170,6 +207,15 @@ impl Trains {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+    }
+
+    /// Drops the views of finished trains (done or stopped) that nobody watches; returns how
+    /// many. The API reads such a train from the store again when asked for it.
+    pub fn evict_finished(&self) -> usize {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let before = map.len();
+        map.retain(|_, tx| tx.borrow().record.lifecycle.is_active() || tx.receiver_count() > 0);
+        before - map.len()
     }
 
     /// The views matching `keep`, by start time then ID.
@@ -197,7 +243,7 @@ impl Trains {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use chrono::{TimeZone, Utc};
@@ -260,5 +306,30 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), Decision::Rollback);
         assert_eq!(trains.get(&id).unwrap().record.seq, 1);
         assert_eq!(trains.count_by_lifecycle()[&Lifecycle::Verifying], 1);
+    }
+
+    #[tokio::test]
+    async fn changes_carry_new_trains_seqs_and_states_but_not_plain_evaluations() {
+        let trains = Trains::new();
+        let mut rx = trains.changes();
+        trains.publish(TrainView::new(record("t-1", 0, Decision::Pending)));
+        // Evaluated again, nothing changed but the evaluation: no change to send.
+        trains.publish(TrainView::new(record("t-1", 0, Decision::Pending)));
+        trains.publish(TrainView::new(record("t-1", 1, Decision::Pause)));
+        let mut done = record("t-1", 1, Decision::Pause);
+        done.lifecycle = Lifecycle::Stopped;
+        trains.publish(TrainView::new(done));
+        let mut seen = Vec::new();
+        while let Ok(view) = rx.try_recv() {
+            seen.push((view.record.seq, view.record.lifecycle));
+        }
+        assert_eq!(
+            seen,
+            [
+                (0, Lifecycle::Verifying),
+                (1, Lifecycle::Verifying),
+                (1, Lifecycle::Stopped)
+            ]
+        );
     }
 }

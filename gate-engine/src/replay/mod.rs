@@ -23,6 +23,7 @@
 
 pub mod increase;
 pub mod range_plan;
+pub mod series;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -379,11 +380,8 @@ async fn step_all(
             .iter()
             .map(|&i| progress[i].train.spec.clone())
             .collect();
-        let plan = planner::plan(config, gate, &specs, at)?;
-        let answers = data.answer(since, gate, &plan, &specs, k);
-        let (results, _) =
-            range_plan::complete_answers(client, &config.train_label, &plan, answers).await?;
-        let signals = planner::assemble(config, gate, &specs, &plan, results);
+        let (plan, signals) =
+            range_plan::step_signals(client, config, gate, data, since, &specs, at, k).await?;
         for (&i, spec) in members.iter().zip(&specs) {
             let p = &mut progress[i];
             let missing = Err("no signals were assembled for the train".to_string());
@@ -409,6 +407,7 @@ impl Progress {
         evaluation: gate_rules::decide::Evaluation,
         report: EvaluationReport,
     ) {
+        let lifecycle = lifecycle_for(gate, self.decision, self.promoted_at, &evaluation, at);
         let out = &mut self.out;
         out.evaluations += 1;
         out.to = at;
@@ -436,13 +435,6 @@ impl Progress {
             reason: evaluation.reason,
             rule: evaluation.rule,
         });
-        let lifecycle = lifecycle_for(
-            gate,
-            self.decision,
-            self.promoted_at,
-            evaluation.decision,
-            at,
-        );
         if evaluation.decision == Decision::Promote && self.decision != Decision::Promote {
             self.promoted_at = Some(at);
         }

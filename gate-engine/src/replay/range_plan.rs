@@ -475,6 +475,27 @@ fn plan_time(t_ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t_ms).unwrap_or_default()
 }
 
+/// The plan at grid step `k` (time `at`) for `trains`, all due at it, and the signals
+/// assembled from the chunk's answers to it (instant queries for what the chunk cannot
+/// answer): one evaluation step's telemetry, as the daemon would have fetched it.
+#[allow(clippy::too_many_arguments)]
+pub async fn step_signals(
+    client: &PrometheusClient,
+    config: &Config,
+    gate: &Gate,
+    data: &ChunkData,
+    since: &SinceStartData,
+    trains: &[TrainSpec],
+    at: DateTime<Utc>,
+    k: usize,
+) -> Result<(Plan, planner::TrainSignals), ReplayError> {
+    let plan = planner::plan(config, gate, trains, at)?;
+    let answers = data.answer(since, gate, &plan, trains, k);
+    let (results, _) = complete_answers(client, &config.train_label, &plan, answers).await?;
+    let signals = planner::assemble(config, gate, trains, &plan, results);
+    Ok((plan, signals))
+}
+
 /// Per query of a plan: the chunk's answer or, for what it cannot answer, an instant query
 /// at the plan's time (the same function the daemon's fetch uses to read the answer).
 pub async fn complete_answers(

@@ -50,6 +50,27 @@ pub enum StoreError {
         /// The journal mode SQLite reported.
         mode: String,
     },
+    /// Another process writes this store (`gate serve`, or `gate outbox redrive --db`).
+    #[error(
+        "store {} is in use by another gate serve{}; stop it, or point --db at another file",
+        path.display(),
+        pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+    )]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+        /// The holder's process ID, when its lock file says.
+        pid: Option<u32>,
+    },
+    /// The lock file next to the store could not be used.
+    #[error("cannot lock the store: {}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file was written by a newer version of gate.
     #[error(
         "the store {} has schema version {found}, but this gate supports at most {supported}; \

@@ -32,6 +32,7 @@
 //! dropped, so the connection is consistent.
 
 mod error;
+mod lock;
 mod model;
 mod outbox;
 mod retention;
@@ -51,6 +52,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use error::{ConflictReason, StoreError};
+pub use lock::{lock_path, WriterLock};
 pub use model::{
     AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent,
     NewTrain, OutboxBacklog, OutboxEvent, OverrideAction, OverrideWrite, Registration, TrainFilter,
@@ -68,6 +70,8 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    /// Held by a store opened with [`Store::open_exclusive`].
+    _lock: Option<WriterLock>,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
 }
@@ -87,14 +91,28 @@ impl Store {
     /// that is not a gate store ([`StoreError::ForeignDatabase`]) without changing them.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let writer = schema::open_writer(path)?;
-        Self::with_writer(path, writer)
+        Self::with_writer(path, writer, None)
     }
 
-    fn with_writer(path: &Path, writer: Connection) -> Result<Store, StoreError> {
+    /// [`Store::open`] for the one process that writes the store (the daemon): refuses with
+    /// [`StoreError::InUse`] while another holds its [`WriterLock`], and holds it until the
+    /// last clone of the store is dropped.
+    pub fn open_exclusive(path: &Path) -> Result<Store, StoreError> {
+        let lock = WriterLock::acquire(path)?;
+        let writer = schema::open_writer(path)?;
+        Self::with_writer(path, writer, Some(lock))
+    }
+
+    fn with_writer(
+        path: &Path,
+        writer: Connection,
+        lock: Option<WriterLock>,
+    ) -> Result<Store, StoreError> {
         let reader = schema::open_reader(path)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                _lock: lock,
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
             }),
@@ -321,7 +339,7 @@ mod tests {
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap();
             assert_eq!(version, 1);
-            let old = Store::with_writer(&path, writer).unwrap();
+            let old = Store::with_writer(&path, writer, None).unwrap();
             old.register(&new_train("t-1"), t(0)).unwrap();
             change(&old, "t-1", 0, Decision::Pause, t(30), vec![]);
             assert!(

@@ -144,6 +144,7 @@ pub(super) struct Sink<'t> {
     text: &'t str,
     index: LineIndex,
     diagnostics: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl<'t> Sink<'t> {
@@ -153,6 +154,7 @@ impl<'t> Sink<'t> {
             text,
             index: LineIndex::new(text),
             diagnostics: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -166,21 +168,41 @@ impl<'t> Sink<'t> {
 
     /// Records a problem at `span`.
     pub(super) fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+        let diagnostic = self.diagnostic(span, message.into(), hint);
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Records something that works, but likely not as the author meant, at `span`: it does
+    /// not make the config invalid.
+    pub(super) fn warn(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+        let diagnostic = self.diagnostic(span, message.into(), hint);
+        self.warnings.push(diagnostic);
+    }
+
+    fn diagnostic(&self, span: Span, message: String, hint: Option<String>) -> Diagnostic {
         let start = floor_char_boundary(self.text, span.start.min(self.text.len()));
         let end = floor_char_boundary(self.text, (span.start + span.len).min(self.text.len()));
         let (line, column) = self.index.line_col(self.text, start);
-        self.diagnostics.push(Diagnostic {
+        Diagnostic {
             file: self.file.clone(),
             line,
             column,
             span: (start, end.saturating_sub(start)),
-            message: message.into(),
+            message,
             hint,
-        });
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
         self.diagnostics.is_empty()
+    }
+
+    /// The warnings in file order.
+    pub(super) fn take_warnings(&mut self) -> Vec<Diagnostic> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by_key(|d| d.span.0);
+        warnings.dedup();
+        warnings
     }
 
     /// The problems in file order (problems at the same place keep the order of the passes).

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::model::{BadOrGood, BaselineKind, Config, Gate, Slo, Webhook, WebhookFormat};
+use crate::duration::PromDuration;
 use crate::vocab::{Counter, Decision, HoldDecision};
 
 /// What `gate check --effective` writes for a header's value.
@@ -34,6 +35,12 @@ struct File<'a> {
     store: StoreFile,
     #[serde(skip_serializing_if = "Option::is_none")]
     public_url: Option<&'a str>,
+    metrics: MetricsFile,
+}
+
+#[derive(Serialize)]
+struct MetricsFile {
+    per_train: bool,
 }
 
 #[derive(Serialize)]
@@ -88,6 +95,8 @@ struct GateFile<'a> {
     resume_after: u32,
     alpha: f64,
     min_effect: f64,
+    evaluation_delay: String,
+    max_train_age: String,
     rules: Vec<RuleFile<'a>>,
 }
 
@@ -138,6 +147,9 @@ impl<'a> From<&'a Config> for File<'a> {
                 retention: c.store.retention.to_string(),
             },
             public_url: c.public_url.as_deref(),
+            metrics: MetricsFile {
+                per_train: c.metrics.per_train,
+            },
         }
     }
 }
@@ -186,6 +198,9 @@ impl<'a> From<&'a Gate> for GateFile<'a> {
             resume_after: g.resume_after,
             alpha: g.alpha,
             min_effect: g.min_effect,
+            evaluation_delay: PromDuration::from_duration(g.evaluation_delay)
+                .map_or_else(|_| "0s".to_string(), |d| d.to_string()),
+            max_train_age: g.max_train_age.to_string(),
             rules: g
                 .rules
                 .iter()

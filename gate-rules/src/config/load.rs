@@ -101,18 +101,38 @@ impl miette::Diagnostic for ConfigError {
     }
 }
 
+/// A valid config and what looks unintended in it.
+#[derive(Debug)]
+pub struct Checked {
+    /// The config.
+    pub config: Config,
+    /// Things that work, but likely not as the author meant (e.g. a `then: promote` rule,
+    /// which does not gate promotion), in file order.
+    pub warnings: Vec<Diagnostic>,
+}
+
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    check_file(path).map(|checked| checked.config)
+}
+
+/// Reads and validates a config file, keeping its warnings (`gate check`).
+pub fn check_file(path: &Path) -> Result<Checked, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;
-    load_str(&file, &text)
+    check_str(&file, &text)
 }
 
 /// Validates config text; `file` names it in diagnostics.
 pub fn load_str(file: &str, text: &str) -> Result<Config, ConfigError> {
+    check_str(file, text).map(|checked| checked.config)
+}
+
+/// Validates config text, keeping its warnings; `file` names it in diagnostics.
+pub fn check_str(file: &str, text: &str) -> Result<Checked, ConfigError> {
     let mut sink = Sink::new(file, text);
     let config = match yaml::parse(text, sink.index()) {
         Err(err) => {
@@ -122,7 +142,10 @@ pub fn load_str(file: &str, text: &str) -> Result<Config, ConfigError> {
         Ok(root) => raw::read(&root, &mut sink).and_then(|raw| validate::validate(&raw, &mut sink)),
     };
     match config {
-        Some(config) if sink.is_empty() => Ok(config),
+        Some(config) if sink.is_empty() => Ok(Checked {
+            config,
+            warnings: sink.take_warnings(),
+        }),
         _ => {
             if sink.is_empty() {
                 // Every pass that refuses a config reports why; this guards the invariant.

@@ -29,6 +29,6 @@ mod validate;
 pub(crate) mod yaml;
 
 pub use effective::{effective_yaml, REDACTED};
-pub use load::{load_file, load_str, ConfigError, Diagnostic};
+pub use load::{check_file, check_str, load_file, load_str, Checked, ConfigError, Diagnostic};
 pub use model::*;
 pub use tokens::{tokens_from_str, ApiToken, Scope};

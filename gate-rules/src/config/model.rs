@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::duration::PromDuration;
@@ -31,6 +32,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The store of `gate serve`.
     pub store: StoreConfig,
+    /// What the daemon exports on `/metrics`.
+    pub metrics: MetricsConfig,
 }
 
 /// The store of `gate serve`.
@@ -142,6 +145,11 @@ pub struct Gate {
     /// Relative margin of `error_delta(...)` (default `0.05`): a train whose error rate is at
     /// most `1 + min_effect` times the baseline's counts as healthy.
     pub min_effect: f64,
+    /// How far behind now the gate evaluates (default `0s`): for backends whose last seconds
+    /// are not queryable yet (remote write into Mimir, Thanos Receive, Grafana Cloud).
+    pub evaluation_delay: std::time::Duration,
+    /// The oldest `started_at` a registration may carry (default `7d`).
+    pub max_train_age: PromDuration,
     /// Rules, in file order.
     pub rules: Vec<Rule>,
     /// The whole gate in dry-run: it decides and reports, but never notifies (default `false`).
@@ -197,6 +205,31 @@ pub struct Webhook {
     pub timeout: PromDuration,
     /// Attempts before dead-lettering; `None` keeps trying for 24 h.
     pub max_attempts: Option<u32>,
+}
+
+impl Gate {
+    /// The time this gate evaluates at when the clock reads `now`: `now − evaluation_delay`
+    /// (the daemon, `gate eval` without `--at`, and `gate replay`'s default end).
+    pub fn evaluation_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.evaluation_delay)
+            .ok()
+            .and_then(|delay| now.checked_sub_signed(delay))
+            .unwrap_or(now)
+    }
+}
+
+/// `metrics:` — what the daemon exports on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// Per-train series (`gate_train_decision`, `gate_train_burn_rate`,
+    /// `gate_train_would_have`); the per-gate aggregates are always exported. Default `true`.
+    pub per_train: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_train: true }
+    }
 }
 
 impl Config {

@@ -19,8 +19,8 @@
 
 use super::diagnostic::{did_you_mean, Sink, Span};
 use super::model::{
-    BadOrGood, BaselineKind, Config, Gate, PrometheusConfig, Rule, Slo, StoreConfig, Webhook,
-    WebhookFormat, DEFAULT_MAX_RESPONSE_MIB, DEFAULT_RETENTION_DAYS,
+    BadOrGood, BaselineKind, Config, Gate, MetricsConfig, PrometheusConfig, Rule, Slo, StoreConfig,
+    Webhook, WebhookFormat, DEFAULT_MAX_RESPONSE_MIB, DEFAULT_RETENTION_DAYS,
 };
 use super::raw::{At, Field, RawConfig, RawGate, RawRule, RawSlo, RawWebhook};
 use super::yaml::offset_map;
@@ -63,10 +63,17 @@ pub(super) fn validate(raw: &RawConfig, sink: &mut Sink<'_>) -> Option<Config> {
         .zip(&compiled)
         .map(|(gate, exprs)| resolve_gate_slos(sink, gate, exprs))
         .collect();
+    for (gate, exprs) in raw.gates.iter().zip(&compiled) {
+        check_rule_use(sink, gate, exprs);
+    }
 
     // Pass 4: PromQL.
+    let label = raw
+        .train_label
+        .value()
+        .map_or(DEFAULT_TRAIN_LABEL, String::as_str);
     for slo in &raw.slos {
-        check_promql(sink, slo);
+        check_promql(sink, slo, label);
     }
 
     if !sink.is_empty() {
@@ -183,6 +190,54 @@ fn signal_slo(signal: &SignalRef) -> Option<&str> {
     }
 }
 
+/// Rules that can never work as written: `error_delta` on a gate with `baseline: none` is
+/// unknown at every evaluation, so the gate could never conclude (an error). A `then: promote`
+/// rule does not gate promotion (a warning): a train promotes after `verify_for` on clean,
+/// conclusive evidence whether or not the rule holds.
+fn check_rule_use(sink: &mut Sink<'_>, gate: &RawGate, exprs: &[Option<CompiledExpr>]) {
+    let gate_name = gate.name.value().map_or("", String::as_str);
+    let no_baseline = gate.baseline.value() == Some(&BaselineKind::None);
+    for (rule, expr) in gate.rules.iter().zip(exprs) {
+        let rule_name = rule.name.value().map_or("", String::as_str);
+        if let (true, Some(expr), Some(when)) = (no_baseline, expr, rule.when.get()) {
+            let reads_delta = expr
+                .signals
+                .iter()
+                .any(|s| matches!(s, SignalRef::ErrorDelta { .. }));
+            if reads_delta {
+                let span = match when.value.find("error_delta") {
+                    Some(offset) => inner_span(sink.text(), when, offset, "error_delta".len()),
+                    None => when.span,
+                };
+                sink.error(
+                    span,
+                    format!(
+                        "rule `{rule_name}` reads `error_delta`, but gate `{gate_name}` has `baseline: none`: it would be unknown at every evaluation"
+                    ),
+                    Some(
+                        "set the gate's `baseline` to `previous_train` or `before_start`, or compare burn rates instead"
+                            .to_string(),
+                    ),
+                );
+            }
+        }
+        if let Some(then) = rule.then.get() {
+            if then.value == Decision::Promote {
+                sink.warn(
+                    then.span,
+                    format!(
+                        "rule `{rule_name}` (`then: promote`) does not gate promotion: a train promotes after `verify_for` when no rollback or pause rule fires and the evidence is conclusive, whether or not this rule holds"
+                    ),
+                    Some(
+                        "to hold promotion until a condition holds, write its negation as a `then: pause` rule"
+                            .to_string(),
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// The SLOs of a gate: as listed (every rule's SLOs must be among them), or by default the
 /// SLOs its rules read. `None` when that cannot be known (a problem was reported).
 fn resolve_gate_slos(
@@ -252,7 +307,7 @@ fn slo_mention(text: &str, when: &At<String>, slo: &str) -> Span {
     when.span
 }
 
-fn check_promql(sink: &mut Sink<'_>, slo: &RawSlo) {
+fn check_promql(sink: &mut Sink<'_>, slo: &RawSlo, label: &str) {
     let selectors = [
         ("errors", &slo.errors),
         ("good", &slo.good),
@@ -290,12 +345,24 @@ fn check_promql(sink: &mut Sink<'_>, slo: &RawSlo) {
             );
             continue;
         }
-        if let Err(err) = query::validate_query(&at.value) {
+        if let Err(err) = query::validate_counter_query(&at.value, label) {
             let span = match err.offset {
                 Some(offset) => inner_span(sink.text(), at, unsubstituted(&at.value, offset), 1),
                 None => at.span,
             };
-            sink.error(span, format!("`{field}`: {}", err.message), None);
+            let hint = if err.message.contains("train label") {
+                Some(format!(
+                    "gate computes the query per train and keeps `{label}` through aggregations; do not drop or overwrite that label"
+                ))
+            } else if err.message.contains("@ modifier") {
+                Some(
+                    "remove the `@`: gate sets the evaluation time and anchors baselines itself"
+                        .to_string(),
+                )
+            } else {
+                None
+            };
+            sink.error(span, format!("`{field}`: {}", err.message), hint);
         }
     }
 }
@@ -357,6 +424,9 @@ fn build(
                 .retention
                 .or(PromDuration::from_secs(DEFAULT_RETENTION_DAYS * 86_400))?,
         },
+        metrics: MetricsConfig {
+            per_train: raw.metrics_per_train.or(true)?,
+        },
     })
 }
 
@@ -417,6 +487,10 @@ fn build_gate(raw: &RawGate, exprs: Vec<Option<CompiledExpr>>, slos: Vec<String>
         resume_after: raw.resume_after.or(4)?,
         alpha: raw.alpha.or(0.01)?,
         min_effect: raw.min_effect.or(0.05)?,
+        evaluation_delay: raw.evaluation_delay.or(std::time::Duration::ZERO)?,
+        max_train_age: raw
+            .max_train_age
+            .or(PromDuration::from_secs(7 * 24 * 3600))?,
         rules,
         dry_run: raw.dry_run.or(false)?,
     })
@@ -482,12 +556,38 @@ mod tests {
         assert_eq!(gate.max_consecutive_errors, 3);
         assert_eq!(gate.resume_after, 4);
         assert_eq!(gate.alpha, 0.01);
+        assert_eq!(gate.evaluation_delay, std::time::Duration::ZERO);
+        assert_eq!(gate.max_train_age, PromDuration::from_secs(7 * 86_400));
         let hook = &config.webhooks[0];
         assert_eq!(hook.on, Decision::ALL.to_vec());
         assert_eq!(hook.format, WebhookFormat::Json);
         assert_eq!(hook.timeout, PromDuration::from_secs(10));
         assert_eq!(hook.max_attempts, None);
         assert_eq!(hook.secret_env, None);
+    }
+
+    #[test]
+    fn evaluation_delay_may_be_zero_and_sets_the_evaluation_time() {
+        let with = |delay: &str| {
+            let text = format!(
+                "{SLOS}gates:\n  - name: g\n    slos: [checkout]\n    evaluation_delay: {delay}\n    max_train_age: 1d\n"
+            );
+            load_str("t.yaml", &text).map(|c| c.gates[0].clone())
+        };
+        let zero = with("0s").expect("0s is allowed");
+        assert_eq!(zero.evaluation_delay, std::time::Duration::ZERO);
+        assert_eq!(zero.max_train_age, PromDuration::from_secs(86_400));
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(zero.evaluation_time(now), now);
+        let late = with("1m30s").expect("valid");
+        assert_eq!(
+            late.evaluation_time(now),
+            now - chrono::Duration::seconds(90)
+        );
+        assert!(with("soon").is_err());
+        assert!(with("90").is_err());
     }
 
     #[test]

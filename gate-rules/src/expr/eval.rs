@@ -411,6 +411,8 @@ mod tests {
             resume_after: 4,
             alpha: 0.01,
             min_effect: 0.05,
+            evaluation_delay: std::time::Duration::ZERO,
+            max_train_age: "7d".parse().unwrap(),
             rules: Vec::new(),
             dry_run: false,
         };

@@ -233,6 +233,7 @@ mod tests {
                 "t-override",
             ),
             ("POST", "/v1/reload", None, "t-admin"),
+            ("POST", "/v1/outbox/redrive", Some(json!({})), "t-admin"),
             ("DELETE", "/v1/trains/t-1", None, "t-register"),
         ];
         let all = ["t-read", "t-register", "t-override", "t-admin"];

@@ -10,6 +10,7 @@
 //! | GET | `/v1/trains/{id}/events` | 200 `{train, events: [...]}` | 404 |
 //! | DELETE | `/v1/trains/{id}` | 200 the stopped train | 404 |
 //! | POST | `/v1/reload` | 200 `{gates, unevaluated_trains}` | 422 invalid config (old one kept) |
+//! | POST | `/v1/outbox/redrive` | 200 `{redriven}` | 400 bad train ID |
 //! | GET | `/metrics`, `/healthz`, `/readyz` | 200 | 503 not ready |
 //! | GET | `/v1/openapi.json` | 200 the OpenAPI 3.1 document | |
 //!
@@ -77,15 +78,22 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/trains/{id}/override", post(trains::override_train))
         .route("/v1/trains/{id}/events", get(trains::events))
         .route("/v1/reload", post(ops::reload))
+        .route("/v1/outbox/redrive", post(ops::redrive))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .merge(super::series::router())
+        .merge(super::live::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             auth::auth,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            super::limits::request_time,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(super::web::router())

@@ -19,8 +19,8 @@ use super::{ops, trains};
         description = "SLO-driven release gate: register release trains, read (or long-poll) \
             their decisions (promote, pause, rollback), override them. Every error is \
             `{\"error\": {\"code\", \"message\"}}`. When the server has `GATE_API_TOKEN`, POST \
-            and DELETE need `Authorization: Bearer <token>` (reads too with `--auth-reads`, \
-            except `/healthz`, `/readyz` and `/v1/openapi.json`).",
+            and DELETE need `Authorization: Bearer <token>` with the route's scope (reads too \
+            with `--auth-reads`, except `/healthz`, `/readyz` and `/v1/openapi.json`).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -31,7 +31,10 @@ use super::{ops, trains};
         trains::override_train,
         trains::events,
         trains::stop,
+        crate::daemon::series::series,
+        crate::daemon::live::events,
         ops::reload,
+        ops::redrive,
         ops::openapi,
         ops::metrics,
         ops::healthz,
@@ -40,7 +43,7 @@ use super::{ops, trains};
     modifiers(&BearerToken),
     tags(
         (name = "trains", description = "Release trains and their decisions"),
-        (name = "operations", description = "Reload, metrics and probes"),
+        (name = "operations", description = "Reload, outbox redrive, metrics and probes"),
     )
 )]
 struct ApiDoc;
@@ -98,6 +101,36 @@ mod tests {
     }
 
     #[test]
+    fn the_document_follows_the_official_openapi_3_1_schema() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/schemas/openapi-3.1");
+        let text = std::fs::read_to_string(dir.join("schema.json")).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("the OpenAPI 3.1 schema compiles");
+        let doc = serde_json::to_value(document()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        // The structure schema leaves Schema Objects alone: each is a JSON Schema 2020-12.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert!(!schemas.is_empty());
+        for (name, schema) in schemas {
+            assert!(
+                jsonschema::draft202012::meta::is_valid(schema),
+                "components.schemas.{name} is not a JSON Schema 2020-12: {schema:#}"
+            );
+        }
+        // And the check can fail: a path item that is not an object breaks it.
+        let mut broken = doc.clone();
+        broken["paths"]["/v1/trains"] = serde_json::json!("not a path item");
+        assert!(!validator.is_valid(&broken));
+    }
+
+    #[test]
     fn every_route_is_documented_with_its_errors() {
         let doc = serde_json::to_value(document()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
@@ -109,7 +142,10 @@ mod tests {
             ("/v1/trains/{id}/decision", "get"),
             ("/v1/trains/{id}/override", "post"),
             ("/v1/trains/{id}/events", "get"),
+            ("/v1/trains/{id}/series", "get"),
+            ("/v1/events", "get"),
             ("/v1/reload", "post"),
+            ("/v1/outbox/redrive", "post"),
             ("/v1/openapi.json", "get"),
             ("/metrics", "get"),
             ("/healthz", "get"),
@@ -161,7 +197,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(id_params, 5);
+        assert_eq!(id_params, 6);
         let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"]["id"];
         assert_eq!(register["pattern"], train_id["pattern"]);
         let state = doc["paths"]["/v1/trains"]["get"]["parameters"]

@@ -1,4 +1,4 @@
-//! The operations routes: config reload, the daemon's metrics, the liveness and readiness
+//! The operations routes: config reload, outbox redrive, the daemon's metrics, the liveness and readiness
 //! probes, and the OpenAPI document.
 
 use std::time::Duration;
@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gate_api::{ErrorBody, Health, Readiness, ReloadReport};
+use gate_api::{ErrorBody, Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
 
-use super::{json_body, ApiError, AppState};
+use super::extract::train_id;
+use super::{json_body, ApiError, ApiJson, AppState};
 use crate::daemon::ReloadError;
 
 /// How long a Prometheus outcome counts for `/readyz` before it is probed again.
@@ -57,6 +58,35 @@ pub(crate) async fn reload(State(shared): AppState) -> Result<Response, ApiError
             e.to_string(),
         )),
     }
+}
+
+#[utoipa::path(
+    post, path = "/v1/outbox/redrive", tag = "operations",
+    description = "Puts dead-lettered webhook events (every train's, or one train's) back in the queue, each in its place in its train's order with its attempts reset, and wakes the deliverer. Sent with their original event IDs and bodies.",
+    request_body = RedriveRequest,
+    responses(
+        (status = 200, description = "How many events were queued again", body = RedriveReport),
+        (status = 400, description = "A bad train ID or body (`invalid_train_id`, `invalid_json`)", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
+        (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn redrive(
+    State(shared): AppState,
+    ApiJson(body): ApiJson<RedriveRequest>,
+) -> Result<Response, ApiError> {
+    let train = body.train.as_deref().map(train_id).transpose()?;
+    let now = shared.clock.now();
+    // Nothing in memory changes: the store's own writer serializes this with the others.
+    let redriven = shared
+        .blocking(move |store| store.redrive_dead(train.as_ref(), now))
+        .await?;
+    if redriven > 0 {
+        tracing::info!(redriven, "dead-lettered webhook events queued again");
+        shared.nudge_webhooks();
+    }
+    Ok(json_body(StatusCode::OK, &RedriveReport { redriven }))
 }
 
 /// `GET /v1/openapi.json`: the API's OpenAPI 3.1 document.
@@ -179,6 +209,77 @@ mod tests {
     use crate::daemon::api::tests::{plain, train, UNREACHABLE};
     use crate::daemon::tests::{config_yaml, harness};
     use crate::daemon::ApiOptions;
+
+    #[tokio::test]
+    async fn redrive_requeues_dead_letters_of_one_train_or_all() {
+        use crate::store::testing::{change, event, t};
+        use crate::store::DeliveryState;
+        use gate_rules::Decision;
+
+        let h = plain().await;
+        let store = h.shared().store.clone();
+        for id in ["t-1", "t-2"] {
+            h.call("POST", "/v1/trains", Some(train(id)), None).await;
+            let event_id = format!("{id}-1");
+            change(
+                &store,
+                id,
+                0,
+                Decision::Rollback,
+                t(10),
+                vec![event(&event_id, "deployer")],
+            );
+            store
+                .mark_dead(&event_id, "HTTP 500", Some(500), t(20))
+                .unwrap();
+        }
+        let states = |id: &str| -> Vec<DeliveryState> {
+            let id = gate_rules::train_id::validate(id).unwrap();
+            store
+                .delivery_states(&id)
+                .unwrap()
+                .iter()
+                .map(|d| d.state)
+                .collect()
+        };
+
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/outbox/redrive",
+                Some(json!({"train": "t-1"})),
+                None,
+            )
+            .await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"redriven": 1})));
+        assert_eq!(states("t-1"), [DeliveryState::Pending]);
+        assert_eq!(states("t-2"), [DeliveryState::Dead]);
+        let (status, body) = h
+            .call("POST", "/v1/outbox/redrive", Some(json!({})), None)
+            .await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"redriven": 1})));
+        assert_eq!(states("t-2"), [DeliveryState::Pending]);
+
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/outbox/redrive",
+                Some(json!({"train": "bad id!"})),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_train_id");
+        let (status, body) = h
+            .call(
+                "POST",
+                "/v1/outbox/redrive",
+                Some(json!({"trains": []})),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
 
     #[tokio::test]
     async fn metrics_and_readiness() {

@@ -75,7 +75,7 @@ async fn view_of(shared: &Shared, id: &TrainId) -> Result<Arc<TrainView>, ApiErr
         (status = 401, description = "Token missing or wrong (`unauthorized`)", body = ErrorBody),
         (status = 403, description = "The token lacks the `register` scope (`forbidden`)", body = ErrorBody),
         (status = 409, description = "Registered with a different body, or stopped (`conflict`)", body = ErrorBody),
-        (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) or an unknown gate (`unknown_gate`)", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape (`invalid_body`), a `labels.artifact` that is not a package URL (`invalid_label`) an unknown gate (`unknown_gate`), or a `started_at` more than a minute ahead (`started_at_in_future`) or older than the gate's `max_train_age` (`started_at_too_old`)", body = ErrorBody),
         (status = 500, description = "The store failed (`internal`)", body = ErrorBody),
         (status = 503, description = "As many trains are active as the daemon evaluates (`too_many_trains`, with `Retry-After`)", body = ErrorBody),
     ),
@@ -109,7 +109,7 @@ pub(crate) async fn register(
         }
     }
     let config = shared.runtime().config.clone();
-    if config.gate(&body.gate).is_none() {
+    let Some(gate) = config.gate(&body.gate) else {
         let names: Vec<&str> = config.gates.iter().map(|g| g.name.as_str()).collect();
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -120,6 +120,11 @@ pub(crate) async fn register(
                 names.join(", ")
             ),
         ));
+    };
+    if let Some(started_at) = body.started_at {
+        gate_rules::registration::check_started_at(gate, started_at, shared.clock.now()).map_err(
+            |e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
+        )?;
     }
     let train = NewTrain {
         id,
@@ -208,11 +213,16 @@ pub(crate) struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// `true`: each train carries its latest `evaluation` (rules and signals), as
+    /// `GET /v1/trains/{id}` shows it; `false` (default): without.
+    #[serde(default)]
+    #[param(value_type = Option<bool>)]
+    evaluation: Option<String>,
 }
 
 #[utoipa::path(
     get, path = "/v1/trains", tag = "trains",
-    description = "The trains by start time (then ID), each without `evaluation` and with `worst_burn`; with `limit`, one page and the `next_cursor` of the next.",
+    description = "The trains by start time (then ID), each with `worst_burn`, and with `evaluation` when `evaluation=true`; with `limit`, one page and the `next_cursor` of the next.",
     params(ListQuery),
     responses(
         (status = 200, description = "The trains", body = TrainList),
@@ -233,6 +243,7 @@ pub(crate) async fn list(
         query.limit.as_deref(),
         query.cursor.as_deref(),
     )
+    .and_then(|f| f.with_evaluation(query.evaluation.as_deref()))
     .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m))?;
     let config = shared.runtime().config.clone();
     let (trains, next_cursor) = if filter.needs_store() {
@@ -266,7 +277,7 @@ pub(crate) async fn list(
 
 #[utoipa::path(
     get, path = "/v1/trains/{id}", tag = "trains",
-    description = "The train with its latest evaluation (`null` until the first).",
+    description = "The train with its latest evaluation (`null` until the first) and `worst_burn`.",
     params(("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     responses(
         (status = 200, description = "The train", body = Train),
@@ -283,7 +294,12 @@ pub(crate) async fn show(
     TrainPath(id): TrainPath,
 ) -> Result<Response, ApiError> {
     let view = view_of(&shared, &id).await?;
-    Ok(summary_response(&shared, StatusCode::OK, &view))
+    let config = shared.runtime().config.clone();
+    let train = Train {
+        worst_burn: Some(view.record.evaluation.as_ref().and_then(list::worst_burn)),
+        ..view.summary(shared.evaluating(&view, &config), true)
+    };
+    Ok(json_body(StatusCode::OK, &train))
 }
 
 /// `GET /v1/trains/{id}/decision` query.

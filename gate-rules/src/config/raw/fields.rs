@@ -4,6 +4,7 @@
 //! readers in [`super`] combine them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::super::diagnostic::{did_you_mean, Span};
 use super::super::yaml::{Kind, Node};
@@ -141,6 +142,28 @@ impl Reader<'_, '_> {
                 );
                 Field::Invalid
             }
+        }
+    }
+
+    /// A duration that may be zero (`0s`), e.g. a delay.
+    pub(super) fn duration_or_zero(&mut self, entry: Entry<'_>) -> Field<Duration> {
+        if let Some((_, node)) = entry {
+            if let Kind::Str(s) = &node.kind {
+                if s.parse::<PromDuration>() == Err(DurationError::Zero) {
+                    return Field::Present(At {
+                        value: Duration::ZERO,
+                        span: node.span,
+                    });
+                }
+            }
+        }
+        match self.duration(entry) {
+            Field::Present(at) => Field::Present(At {
+                value: at.value.as_duration(),
+                span: at.span,
+            }),
+            Field::Absent => Field::Absent,
+            Field::Invalid => Field::Invalid,
         }
     }
 

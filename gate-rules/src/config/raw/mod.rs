@@ -80,6 +80,7 @@ pub(super) struct RawConfig {
     pub webhooks: Vec<RawWebhook>,
     pub public_url: Field<String>,
     pub retention: Field<PromDuration>,
+    pub metrics_per_train: Field<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +123,8 @@ pub(super) struct RawGate {
     pub alpha: Field<f64>,
     pub dry_run: Field<bool>,
     pub min_effect: Field<f64>,
+    pub evaluation_delay: Field<std::time::Duration>,
+    pub max_train_age: Field<PromDuration>,
     pub rules: Vec<RawRule>,
     /// `false` when `rules` itself was malformed (reported), so the gate cannot be built.
     pub rules_ok: bool,
@@ -155,8 +158,10 @@ const TOP_FIELDS: &[&str] = &[
     "webhooks",
     "public_url",
     "store",
+    "metrics",
 ];
 const STORE_FIELDS: &[&str] = &["retention"];
+const METRICS_FIELDS: &[&str] = &["per_train"];
 const PROMETHEUS_FIELDS: &[&str] = &[
     "url",
     "timeout",
@@ -190,6 +195,8 @@ const GATE_FIELDS: &[&str] = &[
     "resume_after",
     "alpha",
     "min_effect",
+    "evaluation_delay",
+    "max_train_age",
     "rules",
     "dry_run",
 ];
@@ -244,6 +251,15 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
     };
     let train_label = r.label_name(fields.get("train_label"));
     let public_url = r.url(fields.get("public_url"));
+    let metrics_per_train = match fields.get("metrics") {
+        Some((_, node)) if !matches!(node.kind, Kind::Null) => {
+            match Fields::read(r.sink, node, "in `metrics`", METRICS_FIELDS) {
+                Some(metrics) => r.boolean(metrics.get("per_train")),
+                None => Field::Invalid,
+            }
+        }
+        _ => Field::Absent,
+    };
     let slos = r.list(fields.get("slos"), "slos", |r, node| r.slo(node));
     let gates = r.list(fields.get("gates"), "gates", |r, node| r.gate(node));
     let webhooks = r.list(fields.get("webhooks"), "webhooks", |r, node| {
@@ -257,6 +273,7 @@ pub(super) fn read(root: &Node, sink: &mut Sink<'_>) -> Option<RawConfig> {
         webhooks: webhooks.unwrap_or_default(),
         public_url,
         retention,
+        metrics_per_train,
     })
 }
 
@@ -523,6 +540,8 @@ impl Reader<'_, '_> {
             alpha: self.number(get("alpha")),
             dry_run: self.boolean(get("dry_run")),
             min_effect: self.number(get("min_effect")),
+            evaluation_delay: self.duration_or_zero(get("evaluation_delay")),
+            max_train_age: self.duration(get("max_train_age")),
             rules: rules.unwrap_or_default(),
             rules_ok,
         };

@@ -6,7 +6,6 @@
 const TOKEN_KEY = "gate.token";
 const SEVERITY = { rollback: 0, pause: 1, pending: 2, promote: 3 };
 const PAGE_SIZE = 100;
-const REFRESH_MS = 1000;
 const DECISION_COLORS = { promote: "#1a7f37", pending: "#6e7781", pause: "#9a6700", rollback: "#cf222e" };
 const COLORS = ["#0969da", "#8250df", "#bf3989", "#1b7c83", "#953800", "#4d2d00"];
 
@@ -37,12 +36,20 @@ function svg(tag, attrs, ...children) {
 
 class Unauthorized extends Error {}
 
+// A 401: a token that was sent is dropped, so the page asks again.
+function unauthorized(sent) {
+  const e = new Unauthorized(sent ? "the token was refused" : "a token is needed");
+  if (sent) sessionStorage.removeItem(TOKEN_KEY);
+  e.refused = Boolean(sent);
+  return e;
+}
+
 async function api(path, options) {
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = "Bearer " + token;
   const response = await fetch(path, Object.assign({ headers, cache: "no-store" }, options || {}));
-  if (response.status === 401) throw new Unauthorized();
+  if (response.status === 401) throw unauthorized(token);
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const message = body && body.error ? body.error.message : response.statusText;
@@ -53,10 +60,11 @@ async function api(path, options) {
   return body;
 }
 
-function askToken(retry) {
+function askToken(retry, refused) {
   const input = el("input", { type: "password", id: "token", autocomplete: "off", required: "" });
   const form = el("form", { class: "token" },
     el("h1", { text: "This gate needs a token to read" }),
+    refused ? el("p", { class: "error", id: "token-refused", text: "That token was refused; enter it again." }) : null,
     el("label", { for: "token" }, "API token (GATE_API_TOKEN); kept for this browser session only", input),
     el("button", { type: "submit", text: "Continue" }));
   form.addEventListener("submit", (e) => {
@@ -104,20 +112,18 @@ const trainHref = (id) => "/trains/" + encodeURIComponent(id);
 
 // --- Overview ---------------------------------------------------------------------------
 
-const overview = { trains: [], page: 0, timer: null, renderMs: 0 };
+// The list is read once, then kept current from the daemon's change stream (`/v1/events`):
+// each change replaces its train in place. The whole list is read again when the stream
+// (re)connects, when it says it dropped changes, and every REREAD_MS for the burn rates,
+// which change with every evaluation but are not streamed.
+const REREAD_MS = 60000;
+const overview = { trains: new Map(), sorted: [], page: 0, filter: null, stream: null, timer: null, pending: null, again: false, draw: null };
 
 async function loadAll(state, gate) {
-  const trains = [];
-  let cursor = "";
-  for (;;) {
-    const q = new URLSearchParams({ state, limit: "1000" });
-    if (gate) q.set("gate", gate);
-    if (cursor) q.set("cursor", cursor);
-    const body = await api("/v1/trains?" + q);
-    trains.push(...body.trains);
-    if (!body.next_cursor) return trains;
-    cursor = body.next_cursor;
-  }
+  const q = new URLSearchParams({ state });
+  if (gate) q.set("gate", gate);
+  const body = await api("/v1/trains?" + q);
+  return body.trains;
 }
 
 function severityOrder(a, b) {
@@ -129,6 +135,48 @@ function severityOrder(a, b) {
   return a.train < b.train ? -1 : a.train > b.train ? 1 : 0;
 }
 
+const ACTIVE = new Set(["verifying", "promoted", "paused", "rolled_back"]);
+
+function matches(t, filter) {
+  if (filter.gate && t.gate !== filter.gate) return false;
+  if (filter.state === "all") return true;
+  if (filter.state === "active") return ACTIVE.has(t.state);
+  return t.state === filter.state;
+}
+
+// Reads `/v1/events` with fetch (EventSource cannot send the token) and calls `onEvent`
+// with each event's name and data until the stream ends or `signal` aborts it.
+async function readEvents(signal, onEvent) {
+  const headers = { Accept: "text/event-stream" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const response = await fetch("/v1/events", { headers, cache: "no-store", signal });
+  if (response.status === 401) throw unauthorized(token);
+  if (!response.ok || !response.body) throw new Error("the change stream answered " + response.status);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") name = text; else if (field === "data") data.push(text);
+      }
+      if (data.length) onEvent(name, data.join("\n"));
+    }
+  }
+}
+
 function showOverview() {
   const params = new URLSearchParams(location.search);
   const state = params.get("state") || "active";
@@ -137,16 +185,6 @@ function showOverview() {
     ["active", "verifying", "promoted", "paused", "rolled_back", "all"].map((s) =>
       el("option", { value: s, selected: s === state ? "" : null, text: s })));
   const gateSelect = el("select", { id: "f-gate", name: "gate" }, el("option", { value: "", text: "all gates" }));
-  const apply = () => {
-    const q = new URLSearchParams();
-    if (stateSelect.value !== "active") q.set("state", stateSelect.value);
-    if (gateSelect.value) q.set("gate", gateSelect.value);
-    history.replaceState(null, "", "/" + (q.toString() ? "?" + q : ""));
-    overview.page = 0;
-    refresh(true);
-  };
-  stateSelect.addEventListener("change", apply);
-  gateSelect.addEventListener("change", apply);
   const count = el("p", { id: "count", class: "muted" });
   const tbody = el("tbody", { id: "rows" });
   const pager = el("nav", { class: "pager", "aria-label": "pages" });
@@ -157,55 +195,131 @@ function showOverview() {
       el("label", { for: "f-gate" }, "Gate", gateSelect)),
     count,
     el("table", { class: "trains" },
+      el("caption", { class: "muted", text: "Tab to a row and press Enter to open the train." }),
       el("thead", {}, el("tr", {}, ["Verdict", "Train", "Gate", "Age", "Worst burn / threshold", "Rule", "Reason"].map((h) => el("th", { scope: "col", text: h })))),
       tbody),
     pager);
+  tbody.addEventListener("keydown", (e) => {
+    const row = e.target.closest && e.target.closest("tr[data-train]");
+    if (e.key === "Enter" && row && e.target === row) location.assign(trainHref(row.dataset.train));
+  });
 
   const gatesSeen = new Set(gate ? [gate] : []);
-  async function refresh(first) {
+  const draw = () => {
+    overview.draw = null;
+    const t0 = performance.now();
+    overview.sorted = [...overview.trains.values()].sort(severityOrder);
+    for (const t of overview.sorted) gatesSeen.add(t.gate);
+    if (gateSelect.options.length - 1 !== gatesSeen.size) {
+      const chosen = gateSelect.value || gate;
+      gateSelect.replaceChildren(el("option", { value: "", text: "all gates" }),
+        [...gatesSeen].sort().map((g) => el("option", { value: g, selected: g === chosen ? "" : null, text: g })));
+    }
+    render(tbody, pager, count);
+    document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
+    document.body.dataset.loaded = String(overview.trains.size);
+  };
+  const redraw = () => { if (!overview.draw) overview.draw = requestAnimationFrame(draw); };
+
+  // A change from the stream: kept when newer than what the list has.
+  const apply = (t) => {
+    const held = overview.trains.get(t.train);
+    if (held && held.seq > t.seq) return;
+    document.body.dataset.streamed = String(Number(document.body.dataset.streamed || 0) + 1);
+    if (matches(t, overview.filter)) overview.trains.set(t.train, t); else overview.trains.delete(t.train);
+    redraw();
+  };
+  // Reads the whole list; changes that arrive meanwhile are applied after it.
+  async function reread() {
+    if (overview.pending) { overview.again = true; return; }
+    const filter = overview.filter;
+    overview.pending = [];
+    overview.again = false;
     try {
-      const trains = await loadAll(stateSelect.value, gateSelect.value);
-      const t0 = performance.now();
-      trains.sort(severityOrder);
-      overview.trains = trains;
-      for (const t of trains) gatesSeen.add(t.gate);
-      if (gateSelect.options.length - 1 !== gatesSeen.size) {
-        const chosen = gateSelect.value || gate;
-        gateSelect.replaceChildren(el("option", { value: "", text: "all gates" }),
-          [...gatesSeen].sort().map((g) => el("option", { value: g, selected: g === chosen ? "" : null, text: g })));
-      }
-      render(tbody, pager, count);
-      overview.renderMs = performance.now() - t0;
-      document.body.dataset.renderMs = overview.renderMs.toFixed(1);
-      document.body.dataset.loaded = String(trains.length);
-      statusLine("updated " + new Date().toLocaleTimeString());
+      const trains = await loadAll(filter.state, filter.gate);
+      if (filter !== overview.filter) return;
+      overview.trains = new Map(trains.map((t) => [t.train, t]));
+      const held = overview.pending;
+      overview.pending = null;
+      for (const t of held) apply(t);
+      draw();
+      if (!document.body.dataset.shownMs) document.body.dataset.shownMs = performance.now().toFixed(0);
+      statusLine("live; list read at " + new Date().toLocaleTimeString());
     } catch (e) {
-      if (e instanceof Unauthorized) { stop(); askToken(showOverview); return; }
+      if (e instanceof Unauthorized) { overview.again = false; stop(); askToken(showOverview, e.refused); return; }
       statusLine("cannot reach the API: " + e.message);
+    } finally {
+      overview.pending = null;
+      if (overview.again) setTimeout(reread, 0);
     }
   }
-  function stop() { clearInterval(overview.timer); overview.timer = null; }
-  stop();
-  refresh(true);
-  overview.timer = setInterval(refresh, REFRESH_MS);
+  function stop() {
+    clearInterval(overview.timer);
+    overview.timer = null;
+    if (overview.stream) overview.stream.abort();
+    overview.stream = null;
+  }
+  async function listen() {
+    const controller = new AbortController();
+    overview.stream = controller;
+    try {
+      await readEvents(controller.signal, (name, data) => {
+        if (name === "ready" || name === "resync") { reread(); return; }
+        if (name !== "train") return;
+        const t = JSON.parse(data);
+        if (overview.pending) overview.pending.push(t); else apply(t);
+      });
+      if (controller.signal.aborted) return;
+      statusLine("live updates interrupted; reconnecting");
+    } catch (e) {
+      if (controller.signal.aborted || e.name === "AbortError") return;
+      if (e instanceof Unauthorized) { stop(); askToken(showOverview, e.refused); return; }
+      statusLine("live updates interrupted (" + e.message + "); reconnecting");
+    }
+    if (overview.stream === controller) setTimeout(() => { if (overview.stream === controller) listen(); }, 2000);
+  }
+  const start = () => {
+    stop();
+    overview.filter = { state: stateSelect.value, gate: gateSelect.value };
+    overview.trains = new Map();
+    overview.page = 0;
+    listen();
+    overview.timer = setInterval(reread, REREAD_MS);
+  };
+  const onFilter = () => {
+    const q = new URLSearchParams();
+    if (stateSelect.value !== "active") q.set("state", stateSelect.value);
+    if (gateSelect.value) q.set("gate", gateSelect.value);
+    history.replaceState(null, "", "/" + (q.toString() ? "?" + q : ""));
+    start();
+  };
+  stateSelect.addEventListener("change", onFilter);
+  gateSelect.addEventListener("change", onFilter);
+  if (gate) gateSelect.replaceChildren(el("option", { value: "", text: "all gates" }), el("option", { value: gate, selected: "", text: gate }));
+  start();
 }
 
 function render(tbody, pager, count) {
-  const trains = overview.trains;
+  const trains = overview.sorted;
   const pages = Math.max(1, Math.ceil(trains.length / PAGE_SIZE));
   overview.page = Math.min(overview.page, pages - 1);
   const from = overview.page * PAGE_SIZE;
   const now = Date.now();
+  const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.train : null;
   const rows = trains.slice(from, from + PAGE_SIZE).map((t) =>
-    el("tr", { "data-train": t.train, "data-decision": t.decision },
+    el("tr", { "data-train": t.train, "data-decision": t.decision, "data-seq": t.seq, tabindex: "0", "aria-label": `${t.train}: ${t.decision}` },
       el("td", { "data-label": "Verdict" }, verdict(t.decision), t.pinned ? el("span", { class: "muted", text: " pinned" }) : null),
-      el("td", { "data-label": "Train" }, el("a", { href: trainHref(t.train), text: t.train })),
+      el("td", { "data-label": "Train" }, el("a", { href: trainHref(t.train), tabindex: "-1", text: t.train })),
       el("td", { "data-label": "Gate", text: t.gate }),
       el("td", { "data-label": "Age", class: "num", text: age(t.started_at, now) }),
       el("td", { "data-label": "Worst burn", class: "num" }, burnCell(t.worst_burn)),
       el("td", { "data-label": "Rule", text: t.rule || "—" }),
       el("td", { "data-label": "Reason", text: t.reason })));
   tbody.replaceChildren(...rows);
+  if (focused) {
+    const again = rows.find((r) => r.dataset.train === focused);
+    if (again) again.focus();
+  }
   count.textContent = trains.length === 0 ? "No trains match." :
     `${trains.length} trains, most severe first; showing ${from + 1}–${from + rows.length}.`;
   const button = (label, page, disabled) => {
@@ -232,16 +346,31 @@ async function showTrain(id) {
       api("/v1/trains/" + encodeURIComponent(id) + "/events"),
     ]);
   } catch (e) {
-    if (e instanceof Unauthorized) { askToken(() => showTrain(id)); return; }
+    if (e instanceof Unauthorized) { askToken(() => showTrain(id), e.refused); return; }
     main().replaceChildren(el("h1", { text: id }), el("p", { class: "error", text: e.message }), el("a", { href: "/", text: "all trains" }));
     return;
   }
   let settings = {};
   try { settings = await api("/web/settings.json"); } catch (e) { statusLine("settings: " + e.message); }
   train.prometheus_url = settings.prometheus_url || "";
-  renderTrain(train, events.events || [], null);
+  renderTrain(train, events.events || []);
   statusLine("updated " + new Date().toLocaleTimeString());
   watchTrain(id, train.seq);
+  loadSeries(train, events.events || []);
+}
+
+// Reads the train's signals over its life and draws them in place of the placeholder.
+async function loadSeries(t, events) {
+  let series = null, failure = null;
+  try {
+    series = await api("/v1/trains/" + encodeURIComponent(t.train) + "/series");
+  } catch (e) {
+    if (e instanceof Unauthorized) { askToken(() => showTrain(t.train), e.refused); return; }
+    failure = e.message;
+  }
+  const placeholder = document.getElementById("chart");
+  if (!placeholder || placeholder.dataset.train !== t.train || placeholder.dataset.source !== "loading") return;
+  placeholder.replaceWith(chart(t, t.evaluation || null, events, { series, failure }));
 }
 
 // Long-polls the train's decision and redraws the page when its seq moves.
@@ -260,7 +389,7 @@ async function watchTrain(id, seq) {
   }
 }
 
-function renderTrain(t, events, series) {
+function renderTrain(t, events) {
   const ev = t.evaluation || null;
   const now = Date.now();
   const parts = [
@@ -276,7 +405,9 @@ function renderTrain(t, events, series) {
       t.baseline ? el("span", {}, "baseline ", el("a", { href: trainHref(t.baseline), text: t.baseline })) : null,
       el("span", {}, "seq ", el("strong", { id: "seq", text: t.seq }))),
   ];
-  parts.push(el("h2", { text: "Burn rate per window" }), chart(t, ev, events, series));
+  parts.push(el("h2", { text: "Burn rate per window" }),
+    el("figure", { class: "chart", id: "chart", "data-source": "loading", "data-train": t.train },
+      el("p", { class: "muted", text: "Reading the burn rates over the train's life from Prometheus…" })));
   if (ev) {
     parts.push(el("h2", { text: "Rules" }), rulesTable(ev));
     const deltas = Object.entries((ev.signals && ev.signals.error_delta) || {});
@@ -290,50 +421,61 @@ function renderTrain(t, events, series) {
   main().replaceChildren(...parts);
 }
 
-// The points to draw: the series endpoint's steps when it answers, else the burn rates
+const BURN = /^burn_rate\("([^"]*)",\s*"([^"]*)"\)$/;
+
+// The points to draw: the series endpoint's steps when it answered, else the burn rates
 // recorded with each decision change and the latest evaluation.
 function chartPoints(ev, events, series) {
-  if (series && series.steps) {
-    return { source: "series", steps: series.steps.map((s) => ({ t: Date.parse(s.at), burn: s.burn_rate || {} })) };
+  if (series) {
+    return series.steps.map((s) => ({ t: Date.parse(s.at), at: s.at, burn: s.burn_rate || {} }));
   }
   const steps = [];
   for (const e of events) {
     if (e.kind === "decision" && e.evidence && e.evidence.signals) {
-      steps.push({ t: Date.parse(e.evaluated_at), burn: e.evidence.signals.burn_rate || {} });
+      steps.push({ t: Date.parse(e.evaluated_at), at: e.evaluated_at, burn: e.evidence.signals.burn_rate || {} });
     }
   }
-  if (ev && ev.signals) steps.push({ t: Date.parse(ev.evaluated_at), burn: ev.signals.burn_rate || {} });
+  if (ev && ev.signals) steps.push({ t: Date.parse(ev.evaluated_at), at: ev.evaluated_at, burn: ev.signals.burn_rate || {} });
   steps.sort((a, b) => a.t - b.t);
-  return { source: "evaluations", steps };
+  return steps;
 }
 
-function chart(t, ev, events, series) {
-  const { source, steps } = chartPoints(ev, events, series);
+// The rules' burn-rate thresholds: the series endpoint's, else the latest evaluation's.
+function chartThresholds(ev, series) {
+  const list = series ? series.thresholds :
+    ((ev && ev.rules) || []).flatMap((r) => (r.thresholds || []).map((th) => Object.assign({ rule: r.name }, th)));
+  const out = [];
+  for (const th of list) {
+    const m = BURN.exec(th.signal);
+    if (m) out.push({ key: `${m[1]} ${m[2]}`, value: th.value, op: th.op, rule: th.rule });
+  }
+  return out;
+}
+
+function chart(t, ev, events, { series, failure }) {
+  const steps = chartPoints(ev, events, series);
+  const source = series ? "series" : "evaluations";
   const lines = new Map();
   for (const s of steps) {
     for (const [slo, windows] of Object.entries(s.burn)) {
       for (const [w, v] of Object.entries(windows)) {
         const key = `${slo} ${w}`;
         if (!lines.has(key)) lines.set(key, []);
-        lines.get(key).push({ t: s.t, v: typeof v === "number" ? v : null });
+        lines.get(key).push({ t: s.t, at: s.at, v: typeof v === "number" ? v : null });
       }
     }
   }
-  const thresholds = [];
-  for (const r of (ev && ev.rules) || []) {
-    for (const th of r.thresholds || []) {
-      const m = /^burn_rate\("([^"]*)",\s*"([^"]*)"\)$/.exec(th.signal);
-      if (m) thresholds.push({ key: `${m[1]} ${m[2]}`, value: th.value, rule: r.name });
-    }
-  }
+  const thresholds = chartThresholds(ev, series);
   const marks = events.filter((e) => e.kind === "decision" || e.kind === "override")
     .map((e) => ({ t: Date.parse(e.kind === "decision" ? e.evaluated_at : e.at), kind: e.kind, decision: e.decision, label: e.kind === "override" ? `override ${e.action} by ${e.actor}` : `${e.previous} → ${e.decision}` }));
-  const box = el("figure", { class: "chart", id: "chart", "data-source": source, "data-points": String(steps.length) });
-  if (!steps.length) { box.append(el("p", { class: "muted", text: "No burn rates yet." })); return box; }
+  const box = el("figure", { class: "chart", id: "chart", "data-source": source, "data-train": t.train, "data-points": String(steps.length), "data-step": series ? series.step : null, "data-from": series ? series.from : null, "data-to": series ? series.to : null });
+  const note = failure ? el("p", { class: "error", text: `The series could not be read (${failure}); showing the burn rates recorded with the decisions.` }) : null;
+  if (!steps.length) { box.append(...[note, el("p", { class: "muted", text: "No burn rates yet." })].filter(Boolean)); return box; }
 
   const W = 800, H = 300, L = 50, R = 10, T = 10, B = 30;
-  const t0 = Math.min(Date.parse(t.started_at), ...steps.map((s) => s.t), ...marks.map((m) => m.t));
-  const t1 = Math.max(t0 + 1000, ...steps.map((s) => s.t), ...marks.map((m) => m.t));
+  const span = series ? [Date.parse(series.from), Date.parse(series.to)] : [Date.parse(t.started_at)];
+  const t0 = Math.min(...span, ...steps.map((s) => s.t), ...marks.map((m) => m.t));
+  const t1 = Math.max(t0 + 1000, ...span, ...steps.map((s) => s.t), ...marks.map((m) => m.t));
   let vmax = 0;
   for (const pts of lines.values()) for (const p of pts) if (p.v !== null) vmax = Math.max(vmax, p.v);
   for (const th of thresholds) vmax = Math.max(vmax, th.value);
@@ -351,6 +493,7 @@ function chart(t, ev, events, series) {
     svg("text", { x: W - R, y: H - 8, "text-anchor": "end" }, new Date(t1).toISOString().slice(11, 16) + "Z"));
   const legend = el("div", { class: "legend" });
   const keys = [...lines.keys()].sort();
+  const radius = steps.length > 150 ? 1.2 : 2.5;
   keys.forEach((key, i) => {
     const color = COLORS[i % COLORS.length];
     const pts = lines.get(key);
@@ -363,17 +506,17 @@ function chart(t, ev, events, series) {
     root.append(svg("path", { class: "series", d, stroke: color, "data-key": key }));
     for (const p of pts) {
       if (p.v === null) continue;
-      const c = svg("circle", { class: "point", cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: 2.5, fill: color, "data-key": key, "data-value": String(p.v), "data-t": new Date(p.t).toISOString() });
-      c.append(svg("title", {}, `${key}: ${num(p.v)} at ${new Date(p.t).toISOString()}`));
+      const c = svg("circle", { class: "point", cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: radius, fill: color, "data-key": key, "data-value": String(p.v), "data-t": p.at });
+      c.append(svg("title", {}, `${key}: ${num(p.v)} at ${p.at}`));
       root.append(c);
     }
-    legend.append(el("span", {}, el("span", { class: "swatch", style: null, "data-color": color }), key));
+    legend.append(el("span", {}, el("span", { class: "swatch", "data-color": color }), key));
   });
   for (const th of thresholds) {
     const i = keys.indexOf(th.key);
     const color = i >= 0 ? COLORS[i % COLORS.length] : "#59636e";
-    const line = svg("line", { class: "threshold", x1: L, x2: W - R, y1: y(th.value), y2: y(th.value), stroke: color, "data-value": String(th.value) });
-    line.append(svg("title", {}, `${th.rule}: ${th.key} > ${th.value}`));
+    const line = svg("line", { class: "threshold", x1: L, x2: W - R, y1: y(th.value), y2: y(th.value), stroke: color, "data-key": th.key, "data-value": String(th.value) });
+    line.append(svg("title", {}, `${th.rule}: ${th.key} ${th.op} ${th.value}`));
     root.append(line, svg("text", { x: W - R - 2, y: y(th.value) - 3, "text-anchor": "end" }, `${th.rule} ${num(th.value)}`));
   }
   for (const m of marks) {
@@ -382,12 +525,12 @@ function chart(t, ev, events, series) {
     line.append(svg("title", {}, `${m.label} at ${new Date(m.t).toISOString()}`));
     root.append(line);
   }
-  // Swatch colours come from SVG-free attributes: set through the CSSOM, which the
-  // content security policy allows (it forbids inline style attributes in markup only).
-  for (const s of legend.querySelectorAll(".swatch")) s.style.background = s.dataset.color;
-  box.append(root, legend, el("figcaption", { class: "muted", text: source === "series"
-    ? "Burn rate at each step; dashed lines: the rules' thresholds; vertical lines: decision changes and overrides."
-    : "Burn rate at each recorded evaluation that changed the decision and at the latest one; dashed lines: the rules' thresholds; vertical lines: decision changes and overrides." }));
+  // Swatch colours are set through the CSSOM, which the content security policy allows (it
+  // forbids inline style attributes in markup only).
+  for (const sw of legend.querySelectorAll(".swatch")) sw.style.background = sw.dataset.color;
+  box.append(...[note, root, legend, el("figcaption", { class: "muted", text: series
+    ? `Burn rate every ${series.step} from the start, read from Prometheus; dashed lines: the rules' thresholds; vertical lines: decision changes (coloured by decision) and overrides (purple).`
+    : "Burn rate at each recorded evaluation that changed the decision and at the latest one; dashed lines: the rules' thresholds; vertical lines: decision changes and overrides." })].filter(Boolean));
   return box;
 }
 

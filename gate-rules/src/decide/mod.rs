@@ -30,7 +30,10 @@
 //! 5. **Memory**: rollback is latched (the reason that caused it is kept); a rule-caused pause
 //!    lifts after `resume_after` clean evaluations in a row (daemon), other pauses as soon as
 //!    their cause clears; a promoted train stays promoted while watched, and only a rollback
-//!    rule taking effect changes it. An operator's pinned decision wins over all of this.
+//!    rule taking effect changes it. An operator's pinned decision wins over all of this, with
+//!    one exception: a promote override is broken by a rollback rule that takes effect after
+//!    its condition was false at an evaluation since the override (a regression that appeared
+//!    after the operator's call, not the one they overrode); the rollback is latched.
 //!
 //! **Dry-run rules** (`dry_run: true`) are evaluated, tracked (their streaks count toward
 //! their `for`) and reported like any rule, but steps 2–5 see only the enforced rules, so a
@@ -46,14 +49,17 @@
 //! * "Clean", for lifting a rule-caused pause, means: no rollback or pause rule's condition is
 //!   true (whether or not its `for` is met) and the evidence is conclusive.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Gate, Slo};
-use crate::sequential::{SequentialState, Verdict as TestVerdict};
 use crate::signals::{Resolver, Signals};
 use crate::vocab::{Decision, HoldDecision, Truth};
+
+mod outcome;
+mod state;
+
+pub use outcome::{Evaluation, RuleOutcome};
+pub use state::{PauseCause, PinWatch, TrainState};
 
 /// Whether `for` and `resume_after` apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,95 +79,6 @@ pub enum Telemetry<'a> {
     Failed(&'a str),
 }
 
-/// What is remembered about a train between evaluations.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TrainState {
-    /// The current decision.
-    pub decision: Option<Decision>,
-    /// Telemetry failures in a row.
-    pub consecutive_errors: u32,
-    /// Per rule: consecutive evaluations its condition held.
-    pub streaks: BTreeMap<String, u32>,
-    /// Clean evaluations in a row while paused by a rule.
-    pub clean_streak: u32,
-    /// Why the train is paused, if it is.
-    pub pause_cause: Option<PauseCause>,
-    /// A decision pinned by an operator override (`promote`, `pause`, `rollback`).
-    pub pinned: Option<Decision>,
-    /// Why the train reached its current decision: set when the decision changes, kept while it
-    /// stands (a latched rollback keeps reporting the reason that caused it).
-    pub decided_reason: Option<String>,
-    /// The rule behind the current decision (the rollback or the pause), set with
-    /// `decided_reason`.
-    pub decided_rule: Option<String>,
-    /// Per SLO: the anytime-valid test behind `error_delta`, one look per successful
-    /// evaluation. Kept for the train's whole life: restarting it would be a new test.
-    pub sequential: BTreeMap<String, SequentialState>,
-}
-
-/// Why a train is paused: decides how the pause lifts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PauseCause {
-    /// A rule fired: lifts after `resume_after` clean evaluations.
-    Rule,
-    /// Evidence was inconclusive: lifts as soon as it is conclusive.
-    Inconclusive,
-    /// Telemetry failed repeatedly: lifts at the next successful evaluation.
-    Telemetry,
-}
-
-/// One rule's outcome in an evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RuleOutcome {
-    /// Rule name.
-    pub name: String,
-    /// Its `then`.
-    pub then: Decision,
-    /// The condition: `true`, `false`, or `None` when unknown (a signal had no data).
-    pub fired: Option<bool>,
-    /// Whether the rule took effect: its condition held for `for` consecutive evaluations
-    /// (daemon) or is true (stateless).
-    pub in_effect: bool,
-    /// Every signal the rule read, by the call as written (e.g. `burn_rate("x", "1h")`), with
-    /// its value (`null` for no data).
-    pub values: BTreeMap<String, serde_json::Value>,
-    /// Why the rule is unknown, if it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unknown_reason: Option<String>,
-    /// Consecutive evaluations the condition held (daemon), against the rule's `for`.
-    pub streak: u32,
-    /// A dry-run rule: reported, never deciding.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub dry_run: bool,
-}
-
-/// The result of one evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Evaluation {
-    /// The decision.
-    pub decision: Decision,
-    /// One line a person reads at 3 a.m.
-    pub reason: String,
-    /// The rule that decided, if one did.
-    pub rule: Option<String>,
-    /// Every rule's outcome.
-    pub rules: Vec<RuleOutcome>,
-    /// Whether the evidence was inconclusive (unknown rule or too little traffic).
-    pub inconclusive: bool,
-    /// The telemetry failure, if the evaluation was an error.
-    pub telemetry_error: Option<String>,
-    /// What the decision would have been with the dry-run rules enforced, when that differs.
-    pub would_have: Option<Decision>,
-    /// This evaluation's verdict of each SLO's sequential test (empty when telemetry failed).
-    #[serde(skip)]
-    pub verdicts: BTreeMap<String, TestVerdict>,
-    /// The state to remember for the next evaluation.
-    #[serde(skip)]
-    pub state: TrainState,
-}
-
 /// Decides one evaluation of one train. See the module docs and SPEC §4.
 ///
 /// `age_secs` is the train's age at the evaluation time (NaN or negative counts as 0: the
@@ -177,6 +94,7 @@ pub fn decide(
     match telemetry {
         Telemetry::Failed(message) => telemetry_failed(gate, message, prev, mode),
         Telemetry::Ok(signals) => {
+            let watch = pin_watch(prev);
             let mut sequential = prev.sequential.clone();
             let verdicts = signals.look(gate, &mut sequential);
             let resolver = Resolver {
@@ -208,9 +126,13 @@ pub fn decide(
                     rules,
                 };
                 let verdict = ctx.verdict();
-                let step = match prev.pinned {
-                    Some(pinned) => pin(pinned, ctx.natural(&verdict, prev)),
-                    None => ctx.natural(&verdict, prev),
+                let breaking = watch
+                    .as_ref()
+                    .and_then(|w| breaks_pin(rules, w).map(|i| (i, &w.by)));
+                let step = match (prev.pinned, breaking) {
+                    (Some(Decision::Promote), Some((i, by))) => ctx.broke_pin(i, by),
+                    (Some(pinned), _) => pin(pinned, ctx.natural(&verdict, prev)),
+                    (None, _) => ctx.natural(&verdict, prev),
                 };
                 (step, ctx.inconclusive_reason().is_some())
             };
@@ -219,10 +141,24 @@ pub fn decide(
                 .then(|| step_with(&rules).0.decision)
                 .filter(|d| *d != step.decision);
             let streaks = rules.iter().map(|r| (r.name.clone(), r.streak)).collect();
+            let broken = watch.is_some() && step.decision == Decision::Rollback;
+            let watch = watch.filter(|_| !broken).map(|mut w| {
+                w.seen_false.extend(
+                    rules
+                        .iter()
+                        .filter(|r| r.then == Decision::Rollback && r.fired == Some(false))
+                        .map(|r| r.name.clone()),
+                );
+                w
+            });
             let mut evaluation = finish(step, rules, inconclusive, None, prev, |state| {
                 state.consecutive_errors = 0;
                 state.streaks = streaks;
                 state.sequential = sequential;
+                state.pin_watch = watch;
+                if broken {
+                    state.pinned = None;
+                }
             });
             evaluation.would_have = would_have;
             evaluation.verdicts = verdicts;
@@ -242,6 +178,7 @@ pub fn resume(state: &mut TrainState) {
     state.decision = Some(Decision::Pending);
     state.decided_reason = None;
     state.decided_rule = None;
+    state.pin_watch = None;
 }
 
 /// What one evaluation concluded, before it is folded into the next [`TrainState`].
@@ -316,6 +253,33 @@ fn pin(pinned: Decision, natural: Step) -> Step {
         reason.push_str(&format!(" (rules alone: {})", natural.reason));
     }
     Step::new(pinned, reason)
+}
+
+/// The watch of the promote override pinning the train, if one does: carried over from the
+/// previous evaluation when it watched the same override, else a new one.
+fn pin_watch(prev: &TrainState) -> Option<PinWatch> {
+    if prev.pinned != Some(Decision::Promote) {
+        return None;
+    }
+    let by = prev
+        .decided_reason
+        .clone()
+        .unwrap_or_else(|| "override: promote".to_string());
+    match &prev.pin_watch {
+        Some(watch) if watch.by == by => Some(watch.clone()),
+        _ => Some(PinWatch {
+            by,
+            seen_false: BTreeSet::new(),
+        }),
+    }
+}
+
+/// The first rollback rule in effect whose condition was false at an evaluation since the
+/// promote override: it breaks the pin.
+fn breaks_pin(rules: &[RuleOutcome], watch: &PinWatch) -> Option<usize> {
+    rules.iter().position(|r| {
+        r.then == Decision::Rollback && r.in_effect && watch.seen_false.contains(&r.name)
+    })
 }
 
 /// Step 1 of SPEC §4: the telemetry fetch failed.
@@ -559,6 +523,16 @@ impl Ctx<'_> {
             Decision::Pause => step.with_pause(PauseCause::Rule, 0),
             _ => step,
         }
+    }
+
+    /// A rollback rule that newly holds since a promote override breaks it.
+    fn broke_pin(&self, i: usize, by: &str) -> Step {
+        let rule = &self.rules[i];
+        let reason = format!(
+            "rollback: {}; it was false since the override, which it breaks ({by})",
+            fired_text(rule, self.gate.alpha)
+        );
+        Step::new(Decision::Rollback, reason).with_rule(Some(rule.name.clone()))
     }
 
     /// A promoted train under watch: only a rollback rule changes it (handled before).
@@ -874,6 +848,8 @@ mod tests {
             alpha: 0.01,
             dry_run: false,
             min_effect: 0.05,
+            evaluation_delay: std::time::Duration::ZERO,
+            max_train_age: PromDuration::from_secs(7 * 24 * 3600),
             rules: vec![
                 rule(
                     "fast-burn",
@@ -1864,6 +1840,91 @@ mod tests {
         assert_eq!(state.decision, Some(Decision::Pending));
         let e = eval(&gate(), &state, LATE, &ok(healthy()), Mode::Daemon);
         assert_eq!(e.decision, Decision::Promote);
+    }
+
+    /// The state right after `gate override --decision promote` by carol.
+    fn pinned_promote(reason: &str) -> TrainState {
+        TrainState {
+            pinned: Some(Decision::Promote),
+            decision: Some(Decision::Promote),
+            decided_reason: Some(format!("override promote by carol: {reason}")),
+            ..TrainState::default()
+        }
+    }
+
+    #[test]
+    fn a_rollback_condition_that_newly_holds_breaks_a_promote_override() {
+        use Decision::*;
+        let g = gate();
+        let mut state = pinned_promote("known noisy canary");
+        let mut decided = Vec::new();
+        let mut reasons = Vec::new();
+        // The rollback the operator overrode keeps holding: the pin stands.
+        for input in [fast_burn(), fast_burn(), healthy(), fast_burn(), healthy()] {
+            let e = eval(&g, &state, LATE, &ok(input), Mode::Daemon);
+            decided.push(e.decision);
+            reasons.push(e.reason.clone());
+            state = e.state;
+        }
+        assert_eq!(decided, [Promote, Promote, Promote, Rollback, Rollback]);
+        assert!(
+            reasons[1].starts_with("override: promote"),
+            "{}",
+            reasons[1]
+        );
+        assert!(
+            reasons[3].starts_with("rollback: fast-burn fired")
+                && reasons[3].contains("override promote by carol: known noisy canary"),
+            "{}",
+            reasons[3]
+        );
+        assert_eq!(
+            reasons[4], reasons[3],
+            "latched with the reason that broke the pin"
+        );
+        assert_eq!(state.pinned, None);
+        assert_eq!(state.decided_rule.as_deref(), Some("fast-burn"));
+    }
+
+    #[test]
+    fn a_new_promote_override_starts_a_new_watch() {
+        let g = gate();
+        let healthy_then = eval(
+            &g,
+            &pinned_promote("first call"),
+            LATE,
+            &ok(healthy()),
+            Mode::Daemon,
+        );
+        let seen = healthy_then.state.pin_watch.as_ref().unwrap();
+        assert!(seen.seen_false.contains("fast-burn"), "{seen:?}");
+        let mut state = healthy_then.state;
+        state.decided_reason = Some("override promote by carol: second call".into());
+        let e = eval(&g, &state, LATE, &ok(fast_burn()), Mode::Daemon);
+        assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+        // An unknown condition is not a false one.
+        let mut unknown = fast_burn();
+        unknown.windows.insert((SLO.into(), d("5m")), None);
+        let mut state = pinned_promote("third call");
+        for input in [unknown, fast_burn()] {
+            let e = eval(&g, &state, LATE, &ok(input), Mode::Daemon);
+            assert_eq!(e.decision, Decision::Promote, "{}", e.reason);
+            state = e.state;
+        }
+        // A dry-run rollback rule that newly holds only reports what would have happened.
+        let mut dry = gate();
+        dry.rules[0].dry_run = true;
+        let mut state = pinned_promote("fourth call");
+        let mut last = None;
+        for input in [healthy(), fast_burn()] {
+            let e = eval(&dry, &state, LATE, &ok(input), Mode::Daemon);
+            state = e.state.clone();
+            last = Some(e);
+        }
+        let last = last.unwrap();
+        assert_eq!(last.decision, Decision::Promote, "{}", last.reason);
+        assert_eq!(last.would_have, Some(Decision::Rollback));
+        assert_eq!(state.pinned, Some(Decision::Promote));
     }
 
     #[test]
