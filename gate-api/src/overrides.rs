@@ -69,10 +69,10 @@ pub struct OverrideRequest {
     /// What to force.
     pub decision: OverrideAction,
     /// Why.
-    #[schema(example = "freeze for the sale")]
+    #[schema(example = "freeze for the sale", pattern = r"\S")]
     pub reason: String,
     /// Who.
-    #[schema(example = "alice")]
+    #[schema(example = "alice", pattern = r"\S")]
     pub actor: String,
 }
 

@@ -85,7 +85,7 @@ impl FromStr for Lifecycle {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The train ID: letters, digits and `._:-/`, 1–128 characters.
-    #[schema(example = "t-123")]
+    #[schema(example = "t-123", pattern = r"^[A-Za-z0-9._:/-]{1,128}$")]
     pub id: String,
     /// The gate (by name in the config) that judges the train. Give `gate` or `gates`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -303,8 +303,19 @@ fn counter_expr(
     }
 }
 
+/// Parses PromQL text, refusing text whose printed form does not parse again: gate sends the
+/// printed AST, never the text, so `rate(x[0])` — which parses, but prints as `[0s]`, which
+/// neither promql-parser nor Prometheus accepts — must fail at `gate check`, not every cycle.
 fn parse(text: &str) -> Result<Expr, QueryError> {
-    parser::parse(text).map_err(|message| QueryError::new(format!("invalid PromQL: {message}")))
+    let expr = parser::parse(text)
+        .map_err(|message| QueryError::new(format!("invalid PromQL: {message}")))?;
+    let printed = expr.to_string();
+    parser::parse(&printed).map_err(|message| {
+        QueryError::new(format!(
+            "invalid PromQL: `{text}` would be sent as `{printed}`, which is invalid: {message}"
+        ))
+    })?;
+    Ok(expr)
 }
 
 /// Parsed selectors by their text, at most [`PARSED_SELECTORS_MAX`] of them.
@@ -835,6 +846,24 @@ mod tests {
 
     fn dur(text: &str) -> PromDuration {
         text.parse().unwrap()
+    }
+
+    /// Found by the `promql_matcher` fuzz target: `rate(foo[0])` passed `gate check`, but the
+    /// query built from it (`[0s]`) is refused by every parser, so each cycle failed.
+    #[test]
+    fn a_query_that_does_not_parse_once_printed_is_refused_at_check() {
+        for text in ["rate(foo[0])", "sum(increase(foo[0]))"] {
+            let err = validate_query(text).unwrap_err();
+            assert!(
+                err.message.contains("duration must be greater than 0"),
+                "{err}"
+            );
+            assert!(custom_query(text, "train", TrainFilter::Trains(&ids(&["v1"]))).is_err());
+        }
+        let counter = Counter::Query("sum(increase(foo[$window])) - sum(rate(bar[0]))".to_string());
+        assert!(window_query(&counter, dur("5m"), "train", TrainFilter::All).is_err());
+        // A zero-free range still passes.
+        validate_query("rate(foo[1m])").unwrap();
     }
 
     #[test]

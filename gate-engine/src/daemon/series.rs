@@ -223,7 +223,7 @@ fn prometheus_error(e: ReplayError) -> ApiError {
         [{at, burn_rate, error_ratio, requests, errors, budget_remaining, telemetry_error}]}` \
         (see docs/api.md).",
     params(
-        ("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)"),
+        ("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)"),
         SeriesQuery,
     ),
     responses(

@@ -180,4 +180,46 @@ mod tests {
             }
         }
     }
+
+    /// What the server refuses, the document says: train IDs (path parameters and the
+    /// registration's `id`) carry the train ID pattern, `state` of the list its grammar, and an
+    /// override's `reason` and `actor` must hold a non-blank character (schemathesis reported
+    /// each as a schema-valid request rejected).
+    #[test]
+    fn constraints_the_server_enforces_are_in_the_document() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let train_id = &doc["components"]["schemas"]["TrainId"];
+        assert_eq!(train_id["pattern"], r"^[A-Za-z0-9._:/-]{1,128}$");
+        let mut id_params = 0;
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    if param["in"] == "path" && param["name"] == "id" {
+                        id_params += 1;
+                        assert_eq!(
+                            param["schema"]["$ref"], "#/components/schemas/TrainId",
+                            "{method} {path}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(id_params, 6);
+        let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"]["id"];
+        assert_eq!(register["pattern"], train_id["pattern"]);
+        let state = doc["paths"]["/v1/trains"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "state")
+            .unwrap();
+        assert!(state["schema"]["pattern"]
+            .as_str()
+            .unwrap()
+            .starts_with("^(active|all|"));
+        let body = &doc["components"]["schemas"]["OverrideRequest"]["properties"];
+        for field in ["reason", "actor"] {
+            assert_eq!(body[field]["pattern"], r"\S", "{field}");
+        }
+    }
 }

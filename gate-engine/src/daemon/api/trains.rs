@@ -243,6 +243,9 @@ pub(crate) struct ListQuery {
     /// `active` (default: trains neither done nor stopped), `all`, or states among
     /// `verifying`, `promoted`, `paused`, `rolled_back`, `done`, `stopped`, comma-separated.
     #[serde(default)]
+    #[param(
+        pattern = r"^(active|all|(verifying|promoted|paused|rolled_back|done|stopped)(,(verifying|promoted|paused|rolled_back|done|stopped))*)$"
+    )]
     state: Option<String>,
     /// Only the trains of this gate.
     #[serde(default)]
@@ -320,7 +323,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     get, path = "/v1/trains/{id}", tag = "trains",
     description = "The train with its latest evaluation (`null` until the first) and `worst_burn`.",
-    params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
+    params(("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     responses(
         (status = 200, description = "The train", body = Train),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
@@ -384,7 +387,7 @@ fn decision_response(view: &TrainView) -> Response {
 #[utoipa::path(
     get, path = "/v1/trains/{id}/decision", tag = "trains",
     description = "The compact decision. With `wait` it long-polls: it answers as soon as the train's seq is greater than `after_seq`, or at the deadline with the current decision (always 200); during shutdown at once.",
-    params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)"), DecisionQuery),
+    params(("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)"), DecisionQuery),
     responses(
         (status = 200, description = "The current decision", body = DecisionBody),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
@@ -463,7 +466,7 @@ fn acting(caller: Option<Extension<Caller>>, named: String) -> (String, Option<S
 #[utoipa::path(
     post, path = "/v1/trains/{id}/override", tag = "trains",
     description = "Forces a decision (`promote`, `pause`, `rollback` pin it) or lifts one (`resume`). Recorded with who and why; the seq is bumped even when the decision stays.",
-    params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
+    params(("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     request_body = OverrideRequest,
     responses(
         (status = 200, description = "The decision that results", body = DecisionBody),
@@ -728,7 +731,7 @@ pub(crate) async fn approve(
 #[utoipa::path(
     get, path = "/v1/trains/{id}/events", tag = "trains",
     description = "The train's audit trail in seq order.",
-    params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
+    params(("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     responses(
         (status = 200, description = "The audit trail", body = EventList),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
@@ -818,7 +821,7 @@ fn event_body(e: AuditEvent) -> Event {
 #[utoipa::path(
     delete, path = "/v1/trains/{id}", tag = "trains",
     description = "Stops evaluating the train; its history stays. Also 200 when it was already stopped. A stopped train's ID cannot be registered again.",
-    params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
+    params(("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     responses(
         (status = 200, description = "The stopped train", body = Train),
         (status = 400, description = "A bad train ID or query parameter (`invalid_train_id`, `invalid_query`, `invalid_path`)", body = ErrorBody),
