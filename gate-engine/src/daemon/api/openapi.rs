@@ -204,7 +204,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(id_params, 6);
+        assert_eq!(id_params, 7);
         let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"]["id"];
         assert_eq!(register["pattern"], train_id["pattern"]);
         let state = doc["paths"]["/v1/trains"]["get"]["parameters"]

@@ -629,7 +629,7 @@ pub(crate) async fn override_train(
 #[utoipa::path(
     post, path = "/v1/trains/{id}/approve", tag = "trains",
     description = "Approves a train whose gate has `approval: required`: once verified it promotes at the next evaluation (inside a departure window, outside a freeze). An approval given before verification waits for it; it never lifts a rollback or a pause. Recorded with who and why; the seq is bumped, the decision stays until the next evaluation.",
-    params(("id" = String, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
+    params(("id" = gate_api::schema::TrainIdSchema, Path, description = "The train ID; percent-encode a `/` (`team%2Fcheckout:42`)")),
     request_body = ApproveRequest,
     responses(
         (status = 200, description = "The train's decision after the approval", body = DecisionBody),
