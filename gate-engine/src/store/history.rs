@@ -255,7 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gate.db");
         {
-            let writer = crate::store::schema::open_writer_at_version(&path, 3).unwrap();
+            let writer = crate::store::schema::open_writer_at_version(&path, 5).unwrap();
             let old = Store::with_writer(&path, writer, None).unwrap();
             for id in ["rolled", "stopped", "done"] {
                 old.register(&new_train(id), t(0)).unwrap();
