@@ -65,15 +65,30 @@ gates:
       - name: slow-burn
         when: burn_rate("checkout-availability", "6h") > 6 && burn_rate("checkout-availability", "30m") > 6
         then: pause
+  - name: strict
+    slos: [checkout-availability]
+    interval: 1s
+    verify_for: 10s
+    watch_for: 2h
+    min_requests: 100
+    baseline: none
+    on_inconclusive: pending
+    rules:
+      - name: any-burn
+        when: burn_rate("checkout-availability", "5m") > 0.1
+        then: pause
 "#
     )
 }
 
 /// 0.05 % errors (burn 0.5) and 5 % (burn 50), both serving since 30 minutes before now;
-/// `web-hold` has no series at all.
+/// `web-hold` has no series at all; `web-both` is as healthy as `web-healthy`.
 fn scenario() -> Scenario {
     Scenario::new(vec![
         Traffic::new("checkout", "web-healthy", -AHEAD - 30 * MINUTE, 0)
+            .code(200, 23_988)
+            .code(500, 12),
+        Traffic::new("checkout", "web-both", -AHEAD - 30 * MINUTE, 0)
             .code(200, 23_988)
             .code(500, 12),
         Traffic::new("checkout", "web-fastburn", -AHEAD - 30 * MINUTE, 0)
@@ -578,6 +593,82 @@ async fn overview_and_train_page_in_chromium() {
         assert_console_clean(&browser, &format!("{path} at phone width")).await;
     }
     browser.screenshot(&screenshot("overview-phone.png")).await;
+}
+
+/// A train of two gates: `checkout` promotes it, `strict` (any burn above 0.1 pauses) holds
+/// it. The page leads with the train's verdict, the most severe, then each gate's decision
+/// and rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_train_of_two_gates_shows_each_gates_decision() {
+    let s = Setup::start(None).await;
+    let (status, body) = s
+        .post(
+            "/v1/trains",
+            json!({"id": "web-both", "gates": ["checkout", "strict"], "started_at": s.started}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    s.until("web-both paused by strict", |b| {
+        s.decision(b, "web-both") == Some(json!("pause"))
+    })
+    .await;
+    let train = s.get("/v1/trains/web-both").await;
+    let api: Vec<(String, String)> = train["gates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a train of two gates answers its gates: {train}"))
+        .iter()
+        .map(|g| {
+            (
+                g["gate"].as_str().unwrap().to_string(),
+                g["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        api,
+        [
+            ("checkout".to_string(), "promote".to_string()),
+            ("strict".to_string(), "pause".to_string())
+        ]
+    );
+
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&s.daemon.url("/trains/web-both")).await;
+    let page = browser
+        .until(
+            "the gates' table",
+            WAIT,
+            "const rows = [...document.querySelectorAll('table.gates tbody tr')];
+             if (rows.length !== 2) return null;
+             return {
+               verdict: document.querySelector('h1 .verdict').textContent,
+               gates: rows.map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[2].textContent]),
+               rules: [...document.querySelectorAll('h3')].map(h => h.textContent),
+             };",
+        )
+        .await;
+    assert_eq!(page["verdict"], "pause", "{page}");
+    let shown: Vec<(String, String)> = page["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(
+                !r[2].as_str().unwrap().is_empty(),
+                "each gate gives its reason: {r}"
+            );
+            (
+                r[0].as_str().unwrap().to_string(),
+                r[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(shown, api, "the page shows the API's decision of each gate");
+    assert_eq!(
+        page["rules"],
+        json!(["Rules of gate checkout", "Rules of gate strict"])
+    );
+    assert_console_clean(&browser, "/trains/web-both").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
