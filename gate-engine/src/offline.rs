@@ -17,13 +17,13 @@ use chrono::{DateTime, Utc};
 use gate_rules::{PromDuration, TrainId};
 
 use crate::daemon::state::{is_evaluated, train_with};
-use crate::store::{Store, StoreError, TrainFilter};
+use crate::store::{Store, StoreAt, StoreError, TrainFilter};
 
 /// Why a store file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
     /// Nothing at the path.
-    #[error("no gate store at {0} (point --db at the file `gate serve` uses)")]
+    #[error("{}: no such file (point --db at the store `gate serve` uses)", .0.display())]
     Missing(PathBuf),
     /// The file is not a gate store, or reading it failed.
     #[error(transparent)]
@@ -77,9 +77,10 @@ pub fn prune(db: &Path, cutoff: DateTime<Utc>) -> Result<crate::store::Pruned, O
     Ok(Store::open(existing(db)?)?.prune(cutoff)?)
 }
 
-/// `db`, if there is a file there: opening a store creates a missing one.
+/// `db`, if there is a file there (opening a store creates a missing one), or a PostgreSQL
+/// URL.
 fn existing(db: &Path) -> Result<&Path, OfflineError> {
-    if db.exists() {
+    if db.exists() || matches!(StoreAt::from(db), StoreAt::Postgres(_)) {
         Ok(db)
     } else {
         Err(OfflineError::Missing(db.to_path_buf()))

@@ -14,9 +14,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gate_api::{Lifecycle, Train};
+use gate_engine::offline::OfflineError;
 use gate_engine::planner::TrainSpec;
 use gate_engine::replay::{self, ReplayError, ReplayTrain, TrainReplay};
 use gate_engine::report::{format_time, EvaluationReport};
+use gate_engine::store::StoreAt;
 use gate_rules::config::{Config, Gate};
 use gate_rules::{Decision, PromDuration};
 use serde::Deserialize;
@@ -316,14 +318,10 @@ async fn run_db(
     now: DateTime<Utc>,
     format: Format,
 ) -> anyhow::Result<i32> {
-    if !db.is_file() {
-        return Err(exit::usage(format!(
-            "{}: no such file (--db takes the store file of `gate serve`)",
-            db.display()
-        )));
-    }
-    let records = gate_engine::offline::trains(db)
-        .map_err(|e| exit::usage(format!("{}: not a gate store: {e}", db.display())))?;
+    let records = gate_engine::offline::trains(db).map_err(|e| match e {
+        OfflineError::Missing(_) => exit::usage(e.to_string()),
+        e => exit::usage(format!("{}: not a gate store: {e}", StoreAt::from(db))),
+    })?;
     if let Some(name) = &args.gate {
         find_gate(config, name)?;
     }

@@ -16,6 +16,7 @@ use comfy_table::{presets, Table};
 use gate_api::{Figures, Report};
 use gate_engine::offline::OfflineError;
 use gate_engine::report::format_time;
+use gate_engine::store::StoreAt;
 use gate_rules::PromDuration;
 
 use super::Format;
@@ -48,7 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Some(db) => gate_engine::offline::report(db, args.since, args.gate.as_deref(), Utc::now())
             .map_err(|e| match e {
                 OfflineError::Missing(_) => exit::usage(e.to_string()),
-                e => exit::usage(format!("{}: not a gate store: {e}", db.display())),
+                e => exit::usage(format!("{}: not a gate store: {e}", StoreAt::from(db))),
             })?,
         None => {
             args.server

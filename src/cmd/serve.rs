@@ -46,8 +46,9 @@ pub struct Args {
     /// Address to listen on (port 0: any free port; the address is printed when ready).
     #[arg(long, default_value = "127.0.0.1:9797")]
     pub listen: SocketAddr,
-    /// The SQLite store: trains, decisions, overrides, webhook outbox.
-    #[arg(long, default_value = "gate.db")]
+    /// The store (trains, decisions, overrides, webhook outbox): an SQLite file, or a
+    /// PostgreSQL database as `postgres://user@host:port/db`.
+    #[arg(long, env = "GATE_DB", default_value = "gate.db")]
     pub db: PathBuf,
     /// Require a token for reads too (with the `read` scope); /healthz, /readyz and
     /// /v1/openapi.json stay open.
@@ -115,6 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
     // The store's error names the file and why (exit 1).
     let store = gate_engine::daemon::open_store(&args.db)?;
+    let store_at = store.at().to_string();
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -159,7 +161,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
     tracing::info!(
         %addr,
-        store = %args.db.display(),
+        store = %store_at,
         trains = daemon.trains().filter(|v| v.record.lifecycle.is_active()).len(),
         "gate serve ready"
     );

@@ -363,8 +363,9 @@ fn resolve_webhooks(config: &Config) -> Result<Vec<WebhookTarget>, WebhookError>
     webhook::resolve_webhooks(&config.webhooks, |var| std::env::var(var).ok())
 }
 
-/// Opens (or creates) the store at `path` for [`Options::store`], as its one writer: a second
-/// daemon on the same file is refused ([`StoreError::InUse`], naming the first one's pid).
+/// Opens (or creates) the store at `path` (a file, or a `postgres://` URL) for
+/// [`Options::store`], as its one writer: a second daemon on the same store is refused
+/// ([`StoreError::InUse`], naming the first one's pid).
 pub fn open_store(path: &std::path::Path) -> Result<Store, StoreError> {
     Store::open_exclusive(path)
 }

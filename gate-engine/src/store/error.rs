@@ -96,6 +96,20 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// An SQLite call failed.
+    /// PostgreSQL did not accept a connection (the URL's password is not shown).
+    #[error("cannot connect to the store {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: Box<postgres::Error>,
+    },
+    /// A PostgreSQL failure, with what the store was doing.
+    #[error("store: {context}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: Box<postgres::Error>,
+    },
     #[error("store: {context}")]
     Sqlite {
         /// What the store was doing.

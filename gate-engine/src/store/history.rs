@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::error::{SqlContext, StoreError};
+use super::error::StoreError;
 use super::model::{GateLeg, HistoryChange, Lifecycle, Outcome, TrainHistory};
 use super::{ms, Field, Store};
 
@@ -27,29 +27,21 @@ impl Store {
         self.read("read the trains' histories", |tx| {
             let mut trains = Vec::new();
             let mut index: HashMap<String, usize> = HashMap::new();
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT id, gate, started_at, lifecycle, outcome, stopped_at, gates_json \
-                     FROM trains \
-                     WHERE started_at >= ?1 AND started_at <= ?2 ORDER BY started_at, id",
-                )
-                .ctx("read trains")?;
-            let rows = st
-                .query_map([ms(from), ms(to)], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                    ))
-                })
-                .ctx("read trains")?;
+            let rows = tx.query(
+                "read trains",
+                "SELECT id, gate, started_at, lifecycle, outcome, stopped_at, gates_json \
+                 FROM trains \
+                 WHERE started_at >= ?1 AND started_at <= ?2 ORDER BY started_at, id",
+                &[&ms(from), &ms(to)],
+            )?;
             for row in rows {
-                let (id, gate, started_at, lifecycle, outcome, stopped_at, legs) =
-                    row.ctx("read trains")?;
+                let id: String = row.get(0)?;
+                let gate: String = row.get(1)?;
+                let started_at: i64 = row.get(2)?;
+                let lifecycle: String = row.get(3)?;
+                let outcome: Option<String> = row.get(4)?;
+                let stopped_at: Option<i64> = row.get(5)?;
+                let legs: Option<String> = row.get(6)?;
                 let field = |column| Field { column, key: &id };
                 let legs: Vec<GateLeg> = legs
                     .map(|g| field("trains.gates_json").json(&g))
@@ -82,31 +74,25 @@ impl Store {
             // Decision changes and overrides in one read: an override has an action and no
             // rule.
             let in_range = "SELECT id FROM trains WHERE started_at >= ?1 AND started_at <= ?2";
-            let mut st = tx
-                .prepare_cached(&format!(
+            let rows = tx.query(
+                "read decisions and overrides",
+                &format!(
                     "SELECT train, seq, previous, decision, rule, NULL, evaluated_at FROM decisions \
                      WHERE train IN ({in_range}) \
                      UNION ALL \
                      SELECT train, seq, previous, decision, NULL, action, at FROM overrides \
                      WHERE train IN ({in_range})"
-                ))
-                .ctx("read decisions and overrides")?;
-            let rows = st
-                .query_map([ms(from), ms(to)], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ))
-                })
-                .ctx("read decisions and overrides")?;
+                ),
+                &[&ms(from), &ms(to)],
+            )?;
             for row in rows {
-                let (train, seq, previous, decision, rule, action, at) =
-                    row.ctx("read decisions and overrides")?;
+                let train: String = row.get(0)?;
+                let seq: i64 = row.get(1)?;
+                let previous: String = row.get(2)?;
+                let decision: String = row.get(3)?;
+                let rule: Option<String> = row.get(4)?;
+                let action: Option<String> = row.get(5)?;
+                let at: i64 = row.get(6)?;
                 let field = |column| Field {
                     column,
                     key: &train,
@@ -138,12 +124,15 @@ mod tests {
     use gate_rules::Decision;
 
     use super::*;
-    use crate::store::testing::{change, new_train, t, temp_store, tid};
+    use crate::store::testing::{change, new_train, on_both_stores, t, tid};
     use crate::store::{OverrideAction, OverrideWrite};
 
-    #[test]
-    fn histories_hold_the_trains_started_in_range_with_changes_and_overrides_in_seq_order() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(
+        histories_hold_the_trains_started_in_range_with_changes_and_overrides_in_seq_order
+    );
+    fn histories_hold_the_trains_started_in_range_with_changes_and_overrides_in_seq_order(
+        store: Store,
+    ) {
         for (id, start) in [("early", 0), ("a", 100), ("b", 200), ("late", 900)] {
             let mut train = new_train(id);
             train.started_at = Some(t(start));
@@ -200,9 +189,8 @@ mod tests {
         assert!(store.histories(t(1000), t(2000)).unwrap().is_empty());
     }
 
-    #[test]
-    fn the_outcome_follows_the_lifecycle_and_a_stop_keeps_it() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(the_outcome_follows_the_lifecycle_and_a_stop_keeps_it);
+    fn the_outcome_follows_the_lifecycle_and_a_stop_keeps_it(store: Store) {
         for id in ["rolled", "open", "done", "resumed"] {
             store.register(&new_train(id), t(0)).unwrap();
         }
@@ -256,7 +244,7 @@ mod tests {
         let path = dir.path().join("gate.db");
         {
             let writer = crate::store::schema::open_writer_at_version(&path, 5).unwrap();
-            let old = Store::with_writer(&path, writer, None).unwrap();
+            let old = Store::with_sqlite_writer(&path, writer).unwrap();
             for id in ["rolled", "stopped", "done"] {
                 old.register(&new_train(id), t(0)).unwrap();
             }

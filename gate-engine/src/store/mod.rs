@@ -1,5 +1,5 @@
 //! The daemon's durable store: trains, their decisions, overrides and the webhook outbox, in
-//! one SQLite file.
+//! one SQLite file (the embedded default) or a PostgreSQL database ([`StoreAt`]).
 //!
 //! Neighbours: the scheduler writes one [`EvaluationWrite`] per train per cycle with
 //! [`Store::record_evaluations`]; the HTTP API registers, reads, overrides and stops trains;
@@ -8,7 +8,10 @@
 //!
 //! Design choices a newcomer may question:
 //!
-//! * **Synchronous API.** rusqlite is blocking, and so is this API. Async callers run it on
+//! * **Two databases, one store.** Every query is written once and runs on either database
+//!   through `sql.rs`; only the schema (`schema.rs` for SQLite, `pg.rs`) and the
+//!   connection set-up differ. The store's tests run against both.
+//! * **Synchronous API.** rusqlite and the `postgres` client are blocking, and so is this API. Async callers run it on
 //!   tokio's blocking pool (`tokio::task::spawn_blocking(move || store.train(&id))`);
 //!   [`Store`] is `Clone + Send + Sync` (an `Arc` inside) so a clone moves into the closure.
 //! * **One writer.** All writes go through one connection behind a mutex, each in one
@@ -26,29 +29,30 @@
 //!   (train, webhook) pair, so a later decision is never delivered before an earlier one, even
 //!   when the earlier one is backing off. A dead-lettered event no longer holds the line.
 //! * **Durability** (WAL, `synchronous = FULL`) and **migrations** are explained in
-//!   `schema.rs`. Times are stored as unix milliseconds.
+//!   `schema.rs` and `pg.rs`. Times are stored as unix milliseconds.
 //!
-//! A mutex poisoned by a panic is taken over: an unfinished transaction rolls back when it is
-//! dropped, so the connection is consistent.
 
 mod error;
 mod history;
 mod lock;
 mod model;
 mod outbox;
+mod pg;
 mod retention;
 mod schema;
+mod sql;
 #[cfg(test)]
 pub(crate) mod testing;
 mod trains;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -63,6 +67,61 @@ pub use model::{
 pub use retention::Pruned;
 
 use error::SqlContext;
+use sql::{pg_error, PgConnection, PgTx, Tx};
+
+/// Where a store lives: an SQLite file (the embedded default), or a PostgreSQL database
+/// given as a `postgres://` (or `postgresql://`) URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreAt {
+    /// An SQLite file, created if missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (libpq's URI form).
+    Postgres(String),
+}
+
+impl StoreAt {
+    /// Whether `text` names a PostgreSQL database rather than a file.
+    pub fn is_postgres_url(text: &str) -> bool {
+        text.starts_with("postgres://") || text.starts_with("postgresql://")
+    }
+}
+
+impl From<&Path> for StoreAt {
+    fn from(path: &Path) -> StoreAt {
+        match path.to_str() {
+            Some(text) if StoreAt::is_postgres_url(text) => StoreAt::Postgres(text.to_string()),
+            _ => StoreAt::Sqlite(path.to_path_buf()),
+        }
+    }
+}
+
+impl From<&PathBuf> for StoreAt {
+    fn from(path: &PathBuf) -> StoreAt {
+        StoreAt::from(path.as_path())
+    }
+}
+
+impl From<&str> for StoreAt {
+    fn from(text: &str) -> StoreAt {
+        StoreAt::from(Path::new(text))
+    }
+}
+
+/// The file's path, or the URL without its password.
+impl fmt::Display for StoreAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreAt::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreAt::Postgres(url) => f.write_str(&pg::redacted(url)),
+        }
+    }
+}
+
+impl fmt::Debug for StoreAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 /// The durable store. Cheap to clone; all clones share the same connections.
 #[derive(Clone)]
@@ -71,107 +130,204 @@ pub struct Store {
 }
 
 struct Inner {
-    path: PathBuf,
-    /// Held by a store opened with [`Store::open_exclusive`].
-    _lock: Option<WriterLock>,
-    writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    at: StoreAt,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite {
+        /// Held by a store opened with [`Store::open_exclusive`].
+        _lock: Option<WriterLock>,
+        writer: Mutex<Connection>,
+        reader: Mutex<Connection>,
+    },
+    Postgres {
+        url: String,
+        /// The writer connection holds the writer lock ([`Store::open_exclusive`]).
+        exclusive: bool,
+        writer: Mutex<PgConnection>,
+        reader: Mutex<PgConnection>,
+    },
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("at", &self.inner.at)
             .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` and migrates it to the current schema.
+    /// Opens (creating if needed) the store and migrates it to the current schema.
     ///
-    /// Refuses a file written by a newer gate ([`StoreError::NewerSchema`]) and an SQLite file
+    /// Refuses a store written by a newer gate ([`StoreError::NewerSchema`]) and a database
     /// that is not a gate store ([`StoreError::ForeignDatabase`]) without changing them.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let writer = schema::open_writer(path)?;
-        Self::with_writer(path, writer, None)
+    pub fn open(at: impl Into<StoreAt>) -> Result<Store, StoreError> {
+        Self::open_with(at.into(), false)
     }
 
     /// [`Store::open`] for the one process that writes the store (the daemon): refuses with
-    /// [`StoreError::InUse`] while another holds its [`WriterLock`], and holds it until the
-    /// last clone of the store is dropped.
-    pub fn open_exclusive(path: &Path) -> Result<Store, StoreError> {
-        let lock = WriterLock::acquire(path)?;
-        let writer = schema::open_writer(path)?;
-        Self::with_writer(path, writer, Some(lock))
+    /// [`StoreError::InUse`] while another holds the store (an SQLite file's [`WriterLock`],
+    /// a PostgreSQL database's writer lock), and holds it until the last clone of the store
+    /// is dropped.
+    pub fn open_exclusive(at: impl Into<StoreAt>) -> Result<Store, StoreError> {
+        Self::open_with(at.into(), true)
     }
 
-    fn with_writer(
-        path: &Path,
-        writer: Connection,
-        lock: Option<WriterLock>,
-    ) -> Result<Store, StoreError> {
-        let reader = schema::open_reader(path)?;
+    fn open_with(at: StoreAt, exclusive: bool) -> Result<Store, StoreError> {
+        let backend = match &at {
+            StoreAt::Sqlite(path) => {
+                let lock = exclusive.then(|| WriterLock::acquire(path)).transpose()?;
+                let writer = schema::open_writer(path)?;
+                let reader = schema::open_reader(path)?;
+                Backend::Sqlite {
+                    _lock: lock,
+                    writer: Mutex::new(writer),
+                    reader: Mutex::new(reader),
+                }
+            }
+            StoreAt::Postgres(url) => {
+                let mut writer = PgConnection::new(pg::connect(url)?);
+                pg::migrate(&mut writer.client, url)?;
+                if exclusive {
+                    pg::lock_writer(&mut writer.client, url)?;
+                }
+                let reader = PgConnection::new(pg::connect(url)?);
+                Backend::Postgres {
+                    url: url.clone(),
+                    exclusive,
+                    writer: Mutex::new(writer),
+                    reader: Mutex::new(reader),
+                }
+            }
+        };
         Ok(Store {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                _lock: lock,
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
-            }),
+            inner: Arc::new(Inner { at, backend }),
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Where the store lives.
+    pub fn at(&self) -> &StoreAt {
+        &self.inner.at
     }
 
     /// Checks that the store answers a query (readiness).
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.reader()
-            .query_row("SELECT count(*) FROM trains", [], |_| Ok(()))
-            .ctx("ping")
-    }
-
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        self.inner
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        self.inner
-            .reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.read("ping", |tx| {
+            tx.query_one("ping", "SELECT count(*) FROM trains", &[])
+                .map(|_| ())
+        })
     }
 
     /// Runs `f` in one write transaction and commits it if `f` succeeds.
+    ///
+    /// SQLite: `BEGIN IMMEDIATE` on the one writer connection, so writers never deadlock on
+    /// the lock upgrade. PostgreSQL: a read-committed transaction; rows read before they are
+    /// written are locked (`FOR UPDATE`). A lost PostgreSQL connection is opened again.
     fn write<T>(
         &self,
         context: &'static str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx(context)?;
-        let value = f(&tx)?;
-        tx.commit().ctx(context)?;
-        Ok(value)
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = lock(writer);
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .ctx(context)?;
+                let value = f(&Tx::Sqlite(&tx))?;
+                tx.commit().ctx(context)?;
+                Ok(value)
+            }
+            Backend::Postgres {
+                url,
+                exclusive,
+                writer,
+                ..
+            } => {
+                let mut conn = lock(writer);
+                pg::reconnect_if_closed(&mut conn, url, *exclusive)?;
+                let tx = PgTx::new(conn.begin(false).map_err(|e| pg_error(context, e))?);
+                let tx = Tx::Postgres(RefCell::new(tx));
+                let value = f(&tx)?;
+                let Tx::Postgres(tx) = tx else {
+                    unreachable!("a PostgreSQL transaction")
+                };
+                tx.into_inner()
+                    .tx
+                    .commit()
+                    .map_err(|e| pg_error(context, e))?;
+                Ok(value)
+            }
+        }
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot).
     fn read<T>(
         &self,
         context: &'static str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.reader();
-        let tx = conn.transaction().ctx(context)?;
-        f(&tx)
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => {
+                let mut conn = lock(reader);
+                let tx = conn.transaction().ctx(context)?;
+                let sql = Tx::Sqlite(&tx);
+                let value = f(&sql);
+                value
+            }
+            Backend::Postgres { url, reader, .. } => {
+                let mut conn = lock(reader);
+                pg::reconnect_if_closed(&mut conn, url, false)?;
+                let tx = PgTx::new(conn.begin(true).map_err(|e| pg_error(context, e))?);
+                let sql = Tx::Postgres(RefCell::new(tx));
+                let value = f(&sql);
+                value
+            }
+        }
     }
+
+    /// A store on an SQLite writer connection opened by the caller (tests simulate older
+    /// gates with it).
+    #[cfg(test)]
+    fn with_sqlite_writer(path: &Path, writer: Connection) -> Result<Store, StoreError> {
+        let reader = schema::open_reader(path)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                at: StoreAt::Sqlite(path.to_path_buf()),
+                backend: Backend::Sqlite {
+                    _lock: None,
+                    writer: Mutex::new(writer),
+                    reader: Mutex::new(reader),
+                },
+            }),
+        })
+    }
+
+    #[cfg(test)]
+    fn sqlite_writer(&self) -> MutexGuard<'_, Connection> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => lock(writer),
+            Backend::Postgres { .. } => panic!("not an SQLite store"),
+        }
+    }
+
+    #[cfg(test)]
+    fn sqlite_reader(&self) -> MutexGuard<'_, Connection> {
+        match &self.inner.backend {
+            Backend::Sqlite { reader, .. } => lock(reader),
+            Backend::Postgres { .. } => panic!("not an SQLite store"),
+        }
+    }
+}
+
+/// A mutex poisoned by a panic is taken over: an unfinished transaction rolls back when it is
+/// dropped, so the connection is consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A time as stored: unix milliseconds.
@@ -368,7 +524,7 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         let version: i64 = store
-            .reader()
+            .sqlite_reader()
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, schema::supported_version());
@@ -416,7 +572,7 @@ mod tests {
             let store = Store::open(&path).unwrap();
             store.register(&new_train("t-1"), t(0)).unwrap();
             store
-                .writer()
+                .sqlite_writer()
                 .pragma_update(None, "user_version", newer)
                 .unwrap();
         }

@@ -6,13 +6,12 @@
 //! the oldest pending event is ever due, which is what keeps delivery in order per train. The
 //! row id (insertion order) is that order: within a train, a later seq is always inserted later.
 
+use super::error::StoreError;
+use super::model::{Delivery, NewOutboxEvent, OutboxBacklog, OutboxEvent};
+use super::sql::{Param, Row, Tx};
+use super::{ms, Field, Store};
 use chrono::{DateTime, Utc};
 use gate_rules::TrainId;
-use rusqlite::{params, Connection, Row};
-
-use super::error::{SqlContext, StoreError};
-use super::model::{Delivery, NewOutboxEvent, OutboxBacklog, OutboxEvent};
-use super::{ms, Field, Store};
 
 impl Store {
     /// Pending events whose next attempt is due at `now`, at most `limit`, oldest first — only
@@ -25,44 +24,30 @@ impl Store {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read("list due webhook events", |tx| {
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT o.event_id, o.train, o.seq, o.webhook, o.payload_json, o.created_at, \
-                     o.attempts FROM outbox o \
-                     WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
-                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' \
-                         AND p.train = o.train AND p.webhook = o.webhook AND p.id < o.id) \
-                     ORDER BY o.next_attempt_at, o.id LIMIT ?2",
-                )
-                .ctx("list due webhook events")?;
-            let rows = st
-                .query_map(params![ms(now), limit], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, i64>(6)?,
-                    ))
-                })
-                .ctx("list due webhook events")?;
+            let rows = tx.query(
+                "list due webhook events",
+                "SELECT o.event_id, o.train, o.seq, o.webhook, o.payload_json, o.created_at, \
+                 o.attempts FROM outbox o \
+                 WHERE o.state = 'pending' AND o.next_attempt_at <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' \
+                     AND p.train = o.train AND p.webhook = o.webhook AND p.id < o.id) \
+                 ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+                &[&ms(now), &limit],
+            )?;
             let mut due = Vec::new();
             for row in rows {
-                let (event_id, train, seq, webhook, payload, created_at, attempts) =
-                    row.ctx("list due webhook events")?;
+                let event_id: String = row.get(0)?;
                 let field = |column| Field {
                     column,
                     key: &event_id,
                 };
                 due.push(OutboxEvent {
-                    train: field("outbox.train").parse(&train)?,
-                    seq: field("outbox.seq").count(seq)?,
-                    webhook,
-                    payload: field("outbox.payload_json").json(&payload)?,
-                    created_at: field("outbox.created_at").time(created_at)?,
-                    attempts: field("outbox.attempts").count(attempts)?,
+                    train: field("outbox.train").parse(&row.get::<String>(1)?)?,
+                    seq: field("outbox.seq").count(row.get::<i64>(2)?)?,
+                    webhook: row.get(3)?,
+                    payload: field("outbox.payload_json").json(&row.get::<String>(4)?)?,
+                    created_at: field("outbox.created_at").time(row.get(5)?)?,
+                    attempts: field("outbox.attempts").count(row.get::<i64>(6)?)?,
                     event_id,
                 });
             }
@@ -82,7 +67,7 @@ impl Store {
             event_id,
             "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_status = ?2, \
              delivered_at = ?3 WHERE event_id = ?1 AND state = 'pending'",
-            params![event_id, status, ms(at)],
+            &[&event_id, &i64::from(status), &ms(at)],
         )
     }
 
@@ -99,7 +84,12 @@ impl Store {
             event_id,
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, last_status = ?3, \
              next_attempt_at = ?4 WHERE event_id = ?1 AND state = 'pending'",
-            params![event_id, error, status, ms(next_attempt_at)],
+            &[
+                &event_id,
+                &error,
+                &status.map(i64::from),
+                &ms(next_attempt_at),
+            ],
         )
     }
 
@@ -117,7 +107,7 @@ impl Store {
             event_id,
             "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2, \
              last_status = ?3, dead_at = ?4 WHERE event_id = ?1 AND state = 'pending'",
-            params![event_id, error, status, ms(at)],
+            &[&event_id, &error, &status.map(i64::from), &ms(at)],
         )
     }
 
@@ -131,14 +121,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         self.write("redrive dead webhook events", |tx| {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2, \
-                     dead_at = NULL WHERE state = 'dead' AND (?1 IS NULL OR train = ?1)",
-                )
-                .and_then(|mut st| st.execute(params![train.map(TrainId::as_str), ms(now)]))
-                .ctx("redrive dead webhook events")?;
-            Ok(n as u64)
+            tx.execute(
+                "redrive dead webhook events",
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?2, \
+                 dead_at = NULL WHERE state = 'dead' AND (CAST(?1 AS TEXT) IS NULL OR train = ?1)",
+                &[&train.map(TrainId::as_str), &ms(now)],
+            )
         })
     }
 
@@ -147,9 +135,12 @@ impl Store {
         self.read("count the webhook backlog", |tx| {
             let count = |state: &str| -> Result<u64, StoreError> {
                 let n: i64 = tx
-                    .prepare_cached("SELECT count(*) FROM outbox WHERE state = ?1")
-                    .and_then(|mut st| st.query_row([state], |r| r.get(0)))
-                    .ctx("count the webhook backlog")?;
+                    .query_one(
+                        "count the webhook backlog",
+                        "SELECT count(*) FROM outbox WHERE state = ?1",
+                        &[&state],
+                    )?
+                    .get(0)?;
                 Ok(u64::try_from(n).unwrap_or(0))
             };
             Ok(OutboxBacklog {
@@ -175,13 +166,10 @@ impl Store {
         context: &'static str,
         event_id: &str,
         sql: &str,
-        params: &[&dyn rusqlite::ToSql],
+        params: &[&dyn Param],
     ) -> Result<(), StoreError> {
         self.write(context, |tx| {
-            let n = tx
-                .prepare_cached(sql)
-                .and_then(|mut st| st.execute(params))
-                .ctx(context)?;
+            let n = tx.execute(context, sql, params)?;
             if n == 0 {
                 return Err(StoreError::UnknownEvent(event_id.to_string()));
             }
@@ -193,57 +181,49 @@ impl Store {
 /// Queues webhook events for a decision change, inside the caller's transaction. `payloads`
 /// are the events' payloads, already encoded.
 pub(super) fn insert_events(
-    conn: &Connection,
+    tx: &Tx<'_>,
     train: &TrainId,
     seq: u64,
     at: i64,
     events: &[NewOutboxEvent],
     payloads: &[String],
 ) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut st = conn
-        .prepare_cached(
+    for (event, payload) in events.iter().zip(payloads) {
+        tx.execute(
+            "queue a webhook event",
             "INSERT INTO outbox (event_id, train, seq, webhook, payload_json, created_at, state, \
              attempts, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6)",
-        )
-        .ctx("queue a webhook event")?;
-    for (event, payload) in events.iter().zip(payloads) {
-        st.execute(params![
-            event.event_id,
-            train.as_str(),
-            super::seq_sql(seq),
-            event.webhook,
-            payload,
-            at,
-        ])
-        .ctx("queue a webhook event")?;
+            &[
+                &event.event_id,
+                &train.as_str(),
+                &super::seq_sql(seq),
+                &event.webhook,
+                payload,
+                &at,
+            ],
+        )?;
     }
     Ok(())
 }
 
 /// A train's webhook events with their row ids (queue order).
 pub(super) fn load_deliveries(
-    conn: &Connection,
+    tx: &Tx<'_>,
     train: &TrainId,
 ) -> Result<Vec<(i64, Delivery)>, StoreError> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT id, event_id, webhook, seq, state, attempts, created_at, next_attempt_at, \
-             last_error, last_status, delivered_at, dead_at FROM outbox WHERE train = ?1 \
-             ORDER BY id",
-        )
-        .ctx("read webhook deliveries")?;
-    let rows = st
-        .query_map([train.as_str()], RawDelivery::from_row)
-        .ctx("read webhook deliveries")?;
-    let mut deliveries = Vec::new();
-    for raw in rows {
-        let raw = raw.ctx("read webhook deliveries")?;
-        deliveries.push((raw.id, raw.decode()?));
-    }
-    Ok(deliveries)
+    tx.query(
+        "read webhook deliveries",
+        "SELECT id, event_id, webhook, seq, state, attempts, created_at, next_attempt_at, \
+         last_error, last_status, delivered_at, dead_at FROM outbox WHERE train = ?1 \
+         ORDER BY id",
+        &[&train.as_str()],
+    )?
+    .iter()
+    .map(|row| {
+        let raw = RawDelivery::from_row(row)?;
+        Ok((raw.id, raw.decode()?))
+    })
+    .collect()
 }
 
 struct RawDelivery {
@@ -262,7 +242,7 @@ struct RawDelivery {
 }
 
 impl RawDelivery {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawDelivery> {
+    fn from_row(r: &Row) -> Result<RawDelivery, StoreError> {
         Ok(RawDelivery {
             id: r.get(0)?,
             event_id: r.get(1)?,
@@ -320,7 +300,7 @@ impl RawDelivery {
 mod tests {
     use gate_rules::Decision;
 
-    use super::super::testing::{change, event, new_train, t, temp_store, tid};
+    use super::super::testing::{change, event, new_train, on_both_stores, t, tid};
     use super::*;
     use crate::store::{DeliveryState, StoreError};
 
@@ -334,8 +314,7 @@ mod tests {
     }
 
     /// Train `a` gets a1 then a2 (deployer and audit each), train `b` gets b1.
-    fn two_trains() -> (tempfile::TempDir, Store) {
-        let (dir, store) = temp_store();
+    fn two_trains(store: &Store) {
         store.register(&new_train("a"), t(0)).unwrap();
         store.register(&new_train("b"), t(0)).unwrap();
         change(
@@ -362,12 +341,11 @@ mod tests {
             t(15),
             vec![event("b1", "deployer")],
         );
-        (dir, store)
     }
 
-    #[test]
-    fn a_later_event_waits_for_the_earlier_one_of_its_train_and_webhook() {
-        let (_dir, store) = two_trains();
+    on_both_stores!(a_later_event_waits_for_the_earlier_one_of_its_train_and_webhook);
+    fn a_later_event_waits_for_the_earlier_one_of_its_train_and_webhook(store: Store) {
+        two_trains(&store);
         assert!(
             due_ids(&store, t(5)).is_empty(),
             "nothing is due before it was queued"
@@ -399,9 +377,9 @@ mod tests {
         assert_eq!(a1.delivered_at, Some(t(101)));
     }
 
-    #[test]
-    fn limit_caps_the_batch_oldest_first() {
-        let (_dir, store) = two_trains();
+    on_both_stores!(limit_caps_the_batch_oldest_first);
+    fn limit_caps_the_batch_oldest_first(store: Store) {
+        two_trains(&store);
         let due: Vec<String> = store
             .due_events(t(30), 2)
             .unwrap()
@@ -411,9 +389,9 @@ mod tests {
         assert_eq!(due, ["a1", "a1-audit"]);
     }
 
-    #[test]
-    fn dead_letters_release_the_line_and_can_be_redriven() {
-        let (_dir, store) = two_trains();
+    on_both_stores!(dead_letters_release_the_line_and_can_be_redriven);
+    fn dead_letters_release_the_line_and_can_be_redriven(store: Store) {
+        two_trains(&store);
         store.mark_dead("a1", "HTTP 500", Some(500), t(40)).unwrap();
         store.mark_dead("b1", "timeout", None, t(40)).unwrap();
         assert_eq!(
@@ -464,9 +442,9 @@ mod tests {
         assert!(due_ids(&store, t(60)).contains(&"b1".to_string()));
     }
 
-    #[test]
-    fn marking_an_unknown_event_is_an_error() {
-        let (_dir, store) = two_trains();
+    on_both_stores!(marking_an_unknown_event_is_an_error);
+    fn marking_an_unknown_event_is_an_error(store: Store) {
+        two_trains(&store);
         for result in [
             store.mark_delivered("nope", 200, t(1)),
             store.mark_failed("nope", "x", None, t(1)),

@@ -2,7 +2,7 @@
 //!
 //! [`Store::prune`] deletes, in one transaction, the webhook events delivered before the
 //! cutoff, then every finished train (`done` or `stopped`) whose last change (registration,
-//! evaluation, stop) is older than the cutoff, with its decisions and overrides. A finished
+//! evaluation, stop) is older than the cutoff, with its decisions, overrides and approvals. A finished
 //! train that still has webhook events (pending, dead-lettered, or delivered after the
 //! cutoff) is kept until they are gone too: nothing is pruned that a receiver has not seen.
 //! Active trains are never pruned, however old.
@@ -10,11 +10,10 @@
 //! The daemon prunes periodically and `gate store prune --db` does it offline; the cutoff is
 //! passed in (the store never reads the clock).
 
-use chrono::{DateTime, Utc};
-use rusqlite::params;
-
-use super::error::{SqlContext, StoreError};
+use super::error::StoreError;
+use super::sql::Param;
 use super::{ms, Store};
+use chrono::{DateTime, Utc};
 
 /// What one [`Store::prune`] deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,38 +33,48 @@ impl Store {
     pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<Pruned, StoreError> {
         let cutoff = ms(cutoff);
         self.write("prune the store", |tx| {
-            let events = tx
-                .execute(
-                    "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1",
-                    params![cutoff],
-                )
-                .ctx("prune delivered events")? as u64;
-            tx.execute(
+            let events = tx.execute(
+                "prune delivered events",
+                "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1",
+                &[&cutoff],
+            )?;
+            let run = |sql: &str, params: &[&dyn Param]| tx.execute("prune trains", sql, params);
+            run(
                 "CREATE TEMP TABLE IF NOT EXISTS pruned_trains (id TEXT PRIMARY KEY)",
-                [],
-            )
-            .ctx("prune trains")?;
-            tx.execute("DELETE FROM pruned_trains", [])
-                .ctx("prune trains")?;
-            tx.execute(
-                "INSERT INTO pruned_trains (id) \
-                 SELECT id FROM trains t \
-                 WHERE lifecycle IN ('done', 'stopped') \
-                   AND max(registered_at, coalesce(evaluated_at, 0), coalesce(stopped_at, 0), \
-                           coalesce((SELECT max(at) FROM overrides o WHERE o.train = t.id), 0)) < ?1 \
-                   AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.train = t.id)",
-                params![cutoff],
-            )
-            .ctx("prune trains")?;
-            let delete = |sql: &str| -> Result<u64, StoreError> {
-                Ok(tx.execute(sql, []).ctx("prune trains")? as u64)
-            };
-            let decisions =
-                delete("DELETE FROM decisions WHERE train IN (SELECT id FROM pruned_trains)")?;
-            let overrides =
-                delete("DELETE FROM overrides WHERE train IN (SELECT id FROM pruned_trains)")?;
-            let trains = delete("DELETE FROM trains WHERE id IN (SELECT id FROM pruned_trains)")?;
-            delete("DELETE FROM pruned_trains")?;
+                &[],
+            )?;
+            run("DELETE FROM pruned_trains", &[])?;
+            run(
+                &format!(
+                    "INSERT INTO pruned_trains (id) \
+                     SELECT id FROM trains t \
+                     WHERE lifecycle IN ('done', 'stopped') \
+                       AND {greatest}(registered_at, coalesce(evaluated_at, 0), \
+                               coalesce(stopped_at, 0), \
+                               coalesce((SELECT max(at) FROM overrides o WHERE o.train = t.id), 0)) \
+                           < ?1 \
+                       AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.train = t.id)",
+                    greatest = tx.dialect().greatest()
+                ),
+                &[&cutoff],
+            )?;
+            let decisions = run(
+                "DELETE FROM decisions WHERE train IN (SELECT id FROM pruned_trains)",
+                &[],
+            )?;
+            let overrides = run(
+                "DELETE FROM overrides WHERE train IN (SELECT id FROM pruned_trains)",
+                &[],
+            )?;
+            run(
+                "DELETE FROM approvals WHERE train IN (SELECT id FROM pruned_trains)",
+                &[],
+            )?;
+            let trains = run(
+                "DELETE FROM trains WHERE id IN (SELECT id FROM pruned_trains)",
+                &[],
+            )?;
+            run("DELETE FROM pruned_trains", &[])?;
             Ok(Pruned {
                 trains,
                 decisions,
@@ -81,12 +90,11 @@ mod tests {
     use gate_rules::Decision;
 
     use super::*;
-    use crate::store::testing::{eval, event, new_train, t, temp_store, tid};
+    use crate::store::testing::{eval, event, new_train, on_both_stores, t, tid};
     use crate::store::TrainFilter;
 
-    #[test]
-    fn old_finished_trains_and_delivered_events_go_active_and_undelivered_stay() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(old_finished_trains_and_delivered_events_go_active_and_undelivered_stay);
+    fn old_finished_trains_and_delivered_events_go_active_and_undelivered_stay(store: Store) {
         for id in [
             "old-stopped",
             "old-undelivered",

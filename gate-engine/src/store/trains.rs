@@ -9,13 +9,13 @@ use chrono::{DateTime, Utc};
 use gate_rules::decide::TrainState;
 use gate_rules::Decision;
 use gate_rules::TrainId;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::error::{ConflictReason, SqlContext, StoreError};
+use super::error::{ConflictReason, StoreError};
 use super::model::{
     ApprovalWrite, AuditEvent, EvaluationWrite, Evidence, GateLeg, Lifecycle, NewOutboxEvent,
     NewTrain, OverrideWrite, Registration, TrainFilter, TrainRecord, WriteOutcome,
 };
+use super::sql::{Param, Row, Tx};
 use super::{encode, ms, outbox, seq_sql, Field, Store};
 
 /// The columns [`RawTrain::from_row`] reads, in order.
@@ -56,14 +56,17 @@ impl Store {
         };
         self.write("register a train", |tx| {
             let id = train.id.as_str();
-            let existing: Option<(String, String)> = tx
-                .prepare_cached("SELECT registration_json, lifecycle FROM trains WHERE id = ?1")
-                .and_then(|mut st| {
-                    st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
-                .ctx("look up a train")?;
-            if let Some((stored_body, lifecycle)) = existing {
+            let existing = tx.query_opt(
+                "look up a train",
+                &format!(
+                    "SELECT registration_json, lifecycle FROM trains WHERE id = ?1{}",
+                    tx.dialect().for_update()
+                ),
+                &[&id],
+            )?;
+            if let Some(row) = existing {
+                let stored_body: String = row.get(0)?;
+                let lifecycle: String = row.get(1)?;
                 let field = |column| Field { column, key: id };
                 let lifecycle: Lifecycle = field("trains.lifecycle").parse(&lifecycle)?;
                 let stored: NewTrain = field("trains.registration_json").json(&stored_body)?;
@@ -80,28 +83,26 @@ impl Store {
                     reason,
                 });
             }
-            tx.prepare_cached(
+            tx.execute(
+                "insert a train",
                 "INSERT INTO trains (id, gate, started_at, baseline, labels_json, \
                  registration_json, registered_at, lifecycle, decision, seq, reason, state_json, \
                  gates_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?12)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    id,
-                    train.gate,
-                    ms(train.started_at.unwrap_or(now)),
-                    train.baseline.as_ref().map(TrainId::as_str),
-                    labels,
-                    body,
-                    ms(now),
-                    Lifecycle::Verifying.as_str(),
-                    Decision::Pending.as_str(),
-                    REGISTERED_REASON,
-                    state,
-                    gates,
-                ])
-            })
-            .ctx("insert a train")?;
+                &[
+                    &id,
+                    &train.gate,
+                    &ms(train.started_at.unwrap_or(now)),
+                    &train.baseline.as_ref().map(TrainId::as_str),
+                    &labels,
+                    &body,
+                    &ms(now),
+                    &Lifecycle::Verifying.as_str(),
+                    &Decision::Pending.as_str(),
+                    &REGISTERED_REASON,
+                    &state,
+                    &gates,
+                ],
+            )?;
             let record = load_train(tx, id)?.ok_or_else(|| not_found(&train.id))?;
             Ok(Registration::Created(record))
         })
@@ -193,7 +194,8 @@ impl Store {
                 gate_api::override_by(&write.actor, write.on_behalf_of.as_deref()),
                 write.reason
             );
-            tx.prepare_cached(
+            tx.execute(
+                "update the overridden train",
                 "UPDATE trains SET lifecycle = ?2, decision = ?3, seq = ?4, reason = ?5, \
                  rule = NULL, state_json = ?6, gates_json = coalesce(?8, gates_json), \
                  promoted_at = CASE WHEN ?3 = 'promote' AND decision <> 'promote' \
@@ -201,39 +203,34 @@ impl Store {
                  stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?7) \
                      ELSE stopped_at END \
                  WHERE id = ?1",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    write.train.as_str(),
-                    write.lifecycle.as_str(),
-                    write.decision.as_str(),
-                    seq_sql(seq),
-                    reason,
-                    state,
-                    at,
-                    gates,
-                ])
-            })
-            .ctx("update the overridden train")?;
-            tx.prepare_cached(
+                &[
+                    &write.train.as_str(),
+                    &write.lifecycle.as_str(),
+                    &write.decision.as_str(),
+                    &seq_sql(seq),
+                    &reason,
+                    &state,
+                    &at,
+                    &gates,
+                ],
+            )?;
+            tx.execute(
+                "insert an override",
                 "INSERT INTO overrides \
                  (train, seq, action, decision, previous, reason, actor, at, on_behalf_of) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    write.train.as_str(),
-                    seq_sql(seq),
-                    write.action.as_str(),
-                    write.decision.as_str(),
-                    current.decision.as_str(),
-                    write.reason,
-                    write.actor,
-                    at,
-                    write.on_behalf_of,
-                ])
-            })
-            .ctx("insert an override")?;
+                &[
+                    &write.train.as_str(),
+                    &seq_sql(seq),
+                    &write.action.as_str(),
+                    &write.decision.as_str(),
+                    &current.decision.as_str(),
+                    &write.reason,
+                    &write.actor,
+                    &at,
+                    &write.on_behalf_of,
+                ],
+            )?;
             outbox::insert_events(tx, &write.train, seq, at, &write.events, &events)?;
             Ok(seq)
         })
@@ -253,25 +250,23 @@ impl Store {
                 return Err(StoreError::TrainStopped(write.train.clone()));
             }
             let seq = current.seq + 1;
-            tx.prepare_cached(
+            tx.execute(
+                "update the approved train",
                 "UPDATE trains SET seq = ?2, state_json = ?3, gates_json = coalesce(?4, gates_json) \
                  WHERE id = ?1",
-            )
-            .and_then(|mut st| st.execute(params![write.train.as_str(), seq_sql(seq), state, gates]))
-                .ctx("update the approved train")?;
-            tx.prepare_cached(
+                &[&write.train.as_str(), &seq_sql(seq), &state, &gates],
+            )?;
+            tx.execute(
+                "insert an approval",
                 "INSERT INTO approvals (train, seq, reason, actor, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    write.train.as_str(),
-                    seq_sql(seq),
-                    write.reason,
-                    write.actor,
-                    ms(write.at),
-                ])
-            })
-            .ctx("insert an approval")?;
+                &[
+                    &write.train.as_str(),
+                    &seq_sql(seq),
+                    &write.reason,
+                    &write.actor,
+                    &ms(write.at),
+                ],
+            )?;
             Ok(seq)
         })
     }
@@ -280,13 +275,12 @@ impl Store {
     /// pending webhook events kept. Stopping a stopped train changes nothing.
     pub fn stop(&self, id: &TrainId, at: DateTime<Utc>) -> Result<TrainRecord, StoreError> {
         self.write("stop a train", |tx| {
-            let updated = tx
-                .prepare_cached(
-                    "UPDATE trains SET lifecycle = 'stopped', stopped_at = coalesce(stopped_at, ?2) \
-                     WHERE id = ?1",
-                )
-                .and_then(|mut st| st.execute(params![id.as_str(), ms(at)]))
-                .ctx("stop a train")?;
+            let updated = tx.execute(
+                "stop a train",
+                "UPDATE trains SET lifecycle = 'stopped', stopped_at = coalesce(stopped_at, ?2) \
+                 WHERE id = ?1",
+                &[&id.as_str(), &ms(at)],
+            )?;
             if updated == 0 {
                 return Err(not_found(id));
             }
@@ -301,16 +295,16 @@ impl Store {
         self.read("read a train's events", |tx| {
             let key = id.as_str();
             let field = |column| Field { column, key };
-            let head: Option<(String, i64, Option<i64>)> = tx
-                .prepare_cached(
+            let head = tx
+                .query_opt(
+                    "read a train",
                     "SELECT registration_json, registered_at, stopped_at FROM trains WHERE id = ?1",
-                )
-                .and_then(|mut st| {
-                    st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()
-                })
-                .ctx("read a train")?;
-            let (registration, registered_at, stopped_at) = head.ok_or_else(|| not_found(id))?;
+                    &[&key],
+                )?
+                .ok_or_else(|| not_found(id))?;
+            let registration: String = head.get(0)?;
+            let registered_at: i64 = head.get(1)?;
+            let stopped_at: Option<i64> = head.get(2)?;
 
             // (seq, rank within the seq, tie-break) → event
             let mut events: Vec<((u64, u8, i64), AuditEvent)> = vec![(
@@ -321,105 +315,62 @@ impl Store {
                 },
             )];
 
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT seq, decision, previous, reason, rule, evaluated_at, evidence_json \
-                     FROM decisions WHERE train = ?1",
-                )
-                .ctx("read decisions")?;
-            let rows = st
-                .query_map([key], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, String>(6)?,
-                    ))
-                })
-                .ctx("read decisions")?;
-            for row in rows {
-                let (seq, decision, previous, reason, rule, at, evidence) =
-                    row.ctx("read decisions")?;
-                let seq: u64 = field("decisions.seq").count(seq)?;
+            for row in tx.query(
+                "read decisions",
+                "SELECT seq, decision, previous, reason, rule, evaluated_at, evidence_json \
+                 FROM decisions WHERE train = ?1",
+                &[&key],
+            )? {
+                let seq: u64 = field("decisions.seq").count(row.get::<i64>(0)?)?;
                 events.push((
                     (seq, 1, 0),
                     AuditEvent::Decision {
                         seq,
-                        decision: field("decisions.decision").parse(&decision)?,
-                        previous: field("decisions.previous").parse(&previous)?,
-                        reason,
-                        rule,
-                        evaluated_at: field("decisions.evaluated_at").time(at)?,
-                        evidence: field("decisions.evidence_json").json(&evidence)?,
+                        decision: field("decisions.decision").parse(&row.get::<String>(1)?)?,
+                        previous: field("decisions.previous").parse(&row.get::<String>(2)?)?,
+                        reason: row.get(3)?,
+                        rule: row.get(4)?,
+                        evaluated_at: field("decisions.evaluated_at").time(row.get(5)?)?,
+                        evidence: field("decisions.evidence_json").json(&row.get::<String>(6)?)?,
                     },
                 ));
             }
 
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT seq, action, decision, previous, reason, actor, at, on_behalf_of \
-                     FROM overrides WHERE train = ?1",
-                )
-                .ctx("read overrides")?;
-            let rows = st
-                .query_map([key], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, i64>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                    ))
-                })
-                .ctx("read overrides")?;
-            for row in rows {
-                let (seq, action, decision, previous, reason, actor, at, on_behalf_of) =
-                    row.ctx("read overrides")?;
-                let seq: u64 = field("overrides.seq").count(seq)?;
+            for row in tx.query(
+                "read overrides",
+                "SELECT seq, action, decision, previous, reason, actor, at, on_behalf_of \
+                 FROM overrides WHERE train = ?1",
+                &[&key],
+            )? {
+                let seq: u64 = field("overrides.seq").count(row.get::<i64>(0)?)?;
                 events.push((
                     (seq, 1, 0),
                     AuditEvent::Override {
                         seq,
-                        action: field("overrides.action").parse(&action)?,
-                        decision: field("overrides.decision").parse(&decision)?,
-                        previous: field("overrides.previous").parse(&previous)?,
-                        reason,
-                        actor,
-                        on_behalf_of,
-                        at: field("overrides.at").time(at)?,
+                        action: field("overrides.action").parse(&row.get::<String>(1)?)?,
+                        decision: field("overrides.decision").parse(&row.get::<String>(2)?)?,
+                        previous: field("overrides.previous").parse(&row.get::<String>(3)?)?,
+                        reason: row.get(4)?,
+                        actor: row.get(5)?,
+                        on_behalf_of: row.get(7)?,
+                        at: field("overrides.at").time(row.get(6)?)?,
                     },
                 ));
             }
 
-            let mut st = tx
-                .prepare_cached("SELECT seq, reason, actor, at FROM approvals WHERE train = ?1")
-                .ctx("read approvals")?;
-            let rows = st
-                .query_map([key], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                })
-                .ctx("read approvals")?;
-            for row in rows {
-                let (seq, reason, actor, at) = row.ctx("read approvals")?;
-                let seq: u64 = field("approvals.seq").count(seq)?;
+            for row in tx.query(
+                "read approvals",
+                "SELECT seq, reason, actor, at FROM approvals WHERE train = ?1",
+                &[&key],
+            )? {
+                let seq: u64 = field("approvals.seq").count(row.get::<i64>(0)?)?;
                 events.push((
                     (seq, 1, 0),
                     AuditEvent::Approval {
                         seq,
-                        reason,
-                        actor,
-                        at: field("approvals.at").time(at)?,
+                        reason: row.get(1)?,
+                        actor: row.get(2)?,
+                        at: field("approvals.at").time(row.get(3)?)?,
                     },
                 ));
             }
@@ -474,22 +425,20 @@ fn encode_events(events: &[NewOutboxEvent]) -> Result<Vec<String>, StoreError> {
         .collect()
 }
 
-/// The stored values an evaluation or override is checked against.
+/// The stored values an evaluation or override is checked against; on PostgreSQL the row
+/// stays locked until the transaction ends.
 struct Current {
     decision: Decision,
     seq: u64,
     lifecycle: Lifecycle,
 }
 
-fn current(conn: &Connection, id: &TrainId) -> Result<Option<Current>, StoreError> {
-    let row: Option<(String, i64, String)> = conn
-        .prepare_cached("SELECT decision, seq, lifecycle FROM trains WHERE id = ?1")
-        .and_then(|mut st| {
-            st.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
-        })
-        .ctx("read a train's decision")?;
-    let Some((decision, seq, lifecycle)) = row else {
+fn current(tx: &Tx<'_>, id: &TrainId) -> Result<Option<Current>, StoreError> {
+    let sql = format!(
+        "SELECT decision, seq, lifecycle FROM trains WHERE id = ?1{}",
+        tx.dialect().for_update()
+    );
+    let Some(row) = tx.query_opt("read a train's decision", &sql, &[&id.as_str()])? else {
         return Ok(None);
     };
     let field = |column| Field {
@@ -497,18 +446,18 @@ fn current(conn: &Connection, id: &TrainId) -> Result<Option<Current>, StoreErro
         key: id.as_str(),
     };
     Ok(Some(Current {
-        decision: field("trains.decision").parse(&decision)?,
-        seq: field("trains.seq").count(seq)?,
-        lifecycle: field("trains.lifecycle").parse(&lifecycle)?,
+        decision: field("trains.decision").parse(&row.get::<String>(0)?)?,
+        seq: field("trains.seq").count(row.get::<i64>(1)?)?,
+        lifecycle: field("trains.lifecycle").parse(&row.get::<String>(2)?)?,
     }))
 }
 
 fn write_evaluation(
-    conn: &Connection,
+    tx: &Tx<'_>,
     write: &EvaluationWrite,
     encoded: &EncodedEvaluation,
 ) -> Result<WriteOutcome, StoreError> {
-    let Some(current) = current(conn, &write.train)? else {
+    let Some(current) = current(tx, &write.train)? else {
         return Ok(WriteOutcome::UnknownTrain);
     };
     if current.lifecycle == Lifecycle::Stopped {
@@ -520,31 +469,30 @@ fn write_evaluation(
     let id = write.train.as_str();
     let at = ms(write.evaluated_at);
     if current.decision == write.decision {
-        conn.prepare_cached(
+        tx.execute(
+            "update a train's evaluation",
             "UPDATE trains SET lifecycle = ?2, reason = ?3, rule = ?4, evaluated_at = ?5, \
              state_json = ?6, evaluation_json = ?7, gates_json = coalesce(?8, gates_json), \
              stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?5) \
                  ELSE stopped_at END \
              WHERE id = ?1",
-        )
-        .and_then(|mut st| {
-            st.execute(params![
-                id,
-                write.lifecycle.as_str(),
-                write.reason,
-                write.rule,
-                at,
-                encoded.state,
-                write.evidence.as_str(),
-                encoded.gates,
-            ])
-        })
-        .ctx("update a train's evaluation")?;
+            &[
+                &id,
+                &write.lifecycle.as_str(),
+                &write.reason,
+                &write.rule,
+                &at,
+                &encoded.state,
+                &write.evidence.as_str(),
+                &encoded.gates,
+            ],
+        )?;
         return Ok(WriteOutcome::Unchanged);
     }
 
     let seq = current.seq + 1;
-    conn.prepare_cached(
+    tx.execute(
+        "update a train's decision",
         "UPDATE trains SET lifecycle = ?2, decision = ?3, seq = ?4, reason = ?5, rule = ?6, \
          evaluated_at = ?7, state_json = ?8, evaluation_json = ?9, \
          gates_json = coalesce(?10, gates_json), \
@@ -553,68 +501,60 @@ fn write_evaluation(
          stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?7) \
              ELSE stopped_at END \
          WHERE id = ?1",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            id,
-            write.lifecycle.as_str(),
-            write.decision.as_str(),
-            seq_sql(seq),
-            write.reason,
-            write.rule,
-            at,
-            encoded.state,
-            write.evidence.as_str(),
-            encoded.gates,
-        ])
-    })
-    .ctx("update a train's decision")?;
-    conn.prepare_cached(
+        &[
+            &id,
+            &write.lifecycle.as_str(),
+            &write.decision.as_str(),
+            &seq_sql(seq),
+            &write.reason,
+            &write.rule,
+            &at,
+            &encoded.state,
+            &write.evidence.as_str(),
+            &encoded.gates,
+        ],
+    )?;
+    tx.execute(
+        "insert a decision",
         "INSERT INTO decisions (train, seq, decision, previous, reason, rule, evaluated_at, \
          evidence_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            id,
-            seq_sql(seq),
-            write.decision.as_str(),
-            current.decision.as_str(),
-            write.reason,
-            write.rule,
-            at,
-            write.evidence.as_str(),
-        ])
-    })
-    .ctx("insert a decision")?;
-    outbox::insert_events(conn, &write.train, seq, at, &write.events, &encoded.events)?;
+        &[
+            &id,
+            &seq_sql(seq),
+            &write.decision.as_str(),
+            &current.decision.as_str(),
+            &write.reason,
+            &write.rule,
+            &at,
+            &write.evidence.as_str(),
+        ],
+    )?;
+    outbox::insert_events(tx, &write.train, seq, at, &write.events, &encoded.events)?;
     Ok(WriteOutcome::Changed { seq })
 }
 
-fn load_train(conn: &Connection, id: &str) -> Result<Option<TrainRecord>, StoreError> {
-    let raw = conn
-        .prepare_cached(&format!("SELECT {TRAIN_COLUMNS} FROM trains WHERE id = ?1"))
-        .and_then(|mut st| st.query_row([id], RawTrain::from_row).optional())
-        .ctx("read a train")?;
-    raw.map(RawTrain::decode).transpose()
+fn load_train(tx: &Tx<'_>, id: &str) -> Result<Option<TrainRecord>, StoreError> {
+    let row = tx.query_opt(
+        "read a train",
+        &format!("SELECT {TRAIN_COLUMNS} FROM trains WHERE id = ?1"),
+        &[&id],
+    )?;
+    row.map(|row| RawTrain::from_row(&row)?.decode())
+        .transpose()
 }
 
 fn load_trains(
-    conn: &Connection,
+    tx: &Tx<'_>,
     sql: &str,
-    params: &[&dyn rusqlite::ToSql],
+    params: &[&dyn Param],
 ) -> Result<Vec<TrainRecord>, StoreError> {
-    let mut st = conn.prepare_cached(sql).ctx("list trains")?;
-    let rows = st
-        .query_map(params, RawTrain::from_row)
-        .ctx("list trains")?;
-    let mut trains = Vec::new();
-    for raw in rows {
-        trains.push(raw.ctx("list trains")?.decode()?);
-    }
-    Ok(trains)
+    tx.query("list trains", sql, params)?
+        .iter()
+        .map(|row| RawTrain::from_row(row)?.decode())
+        .collect()
 }
 
-/// A `trains` row as SQLite returns it, before the store's own decoding.
+/// A `trains` row as the database returns it, before the store's own decoding.
 struct RawTrain {
     id: String,
     gate: String,
@@ -636,7 +576,7 @@ struct RawTrain {
 }
 
 impl RawTrain {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<RawTrain> {
+    fn from_row(r: &Row) -> Result<RawTrain, StoreError> {
         Ok(RawTrain {
             id: r.get(0)?,
             gate: r.get(1)?,
@@ -724,9 +664,8 @@ mod tests {
         DeliveryState, Lifecycle, OverrideAction, StoreError, TrainFilter, WriteOutcome,
     };
 
-    #[test]
-    fn register_creates_pending_seq_0_and_is_idempotent() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(register_creates_pending_seq_0_and_is_idempotent);
+    fn register_creates_pending_seq_0_and_is_idempotent(store: Store) {
         let mut body = new_train("t-1");
         body.started_at = None;
         let created = store.register(&body, t(0)).unwrap();
@@ -748,9 +687,8 @@ mod tests {
         assert_eq!(store.train(&tid("t-1")).unwrap(), Some(rec));
     }
 
-    #[test]
-    fn register_with_a_different_body_conflicts() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(register_with_a_different_body_conflicts);
+    fn register_with_a_different_body_conflicts(store: Store) {
         let body = new_train("t-1");
         store.register(&body, t(0)).unwrap();
         let variants = [
@@ -791,9 +729,8 @@ mod tests {
         assert_eq!(store.train(&body.id).unwrap().unwrap().gate, "checkout");
     }
 
-    #[test]
-    fn a_stopped_train_id_is_not_reused() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(a_stopped_train_id_is_not_reused);
+    fn a_stopped_train_id_is_not_reused(store: Store) {
         let body = new_train("t-1");
         store.register(&body, t(0)).unwrap();
         let stopped = store.stop(&body.id, t(10)).unwrap();
@@ -818,9 +755,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn seq_moves_only_on_changes_and_overrides() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(seq_moves_only_on_changes_and_overrides);
+    fn seq_moves_only_on_changes_and_overrides(store: Store) {
         store.register(&new_train("t-1"), t(0)).unwrap();
 
         let same = eval(
@@ -920,9 +856,8 @@ mod tests {
         assert_eq!(seqs, [1, 2, 3]);
     }
 
-    #[test]
-    fn a_change_its_history_and_its_events_appear_together() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(a_change_its_history_and_its_events_appear_together);
+    fn a_change_its_history_and_its_events_appear_together(store: Store) {
         store.register(&new_train("t-1"), t(0)).unwrap();
         let write = eval(
             "t-1",
@@ -952,9 +887,8 @@ mod tests {
         assert_eq!(due[0].payload, write.events[0].payload);
     }
 
-    #[test]
-    fn a_failing_write_leaves_nothing_behind() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(a_failing_write_leaves_nothing_behind);
+    fn a_failing_write_leaves_nothing_behind(store: Store) {
         store.register(&new_train("t-1"), t(0)).unwrap();
         store.register(&new_train("t-2"), t(0)).unwrap();
         change(
@@ -979,7 +913,7 @@ mod tests {
         );
         assert!(matches!(
             store.record_evaluation(&single),
-            Err(StoreError::Sqlite { .. })
+            Err(StoreError::Sqlite { .. } | StoreError::Postgres { .. })
         ));
         assert_eq!(store.train(&tid("t-1")).unwrap(), before_1);
         assert_eq!(decision_rows(&store, "t-1"), 0);
@@ -1012,9 +946,8 @@ mod tests {
         assert_eq!(change(&store, "t-1", 0, Decision::Pause, t(50), vec![]), 1);
     }
 
-    #[test]
-    fn a_cycle_reports_each_write() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(a_cycle_reports_each_write);
+    fn a_cycle_reports_each_write(store: Store) {
         for id in ["a", "b", "c", "d"] {
             store.register(&new_train(id), t(0)).unwrap();
         }
@@ -1075,9 +1008,8 @@ mod tests {
         assert_eq!(ids, ["b1"]);
     }
 
-    #[test]
-    fn active_filters_skip_done_and_stopped_trains() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(active_filters_skip_done_and_stopped_trains);
+    fn active_filters_skip_done_and_stopped_trains(store: Store) {
         for (id, gate) in [
             ("a", "checkout"),
             ("b", "checkout"),
@@ -1111,9 +1043,8 @@ mod tests {
         assert_eq!(ids(store.active_trains_of_gate("checkout").unwrap()), ["a"]);
     }
 
-    #[test]
-    fn overrides_need_a_live_train() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(overrides_need_a_live_train);
+    fn overrides_need_a_live_train(store: Store) {
         let ov = override_write("t-1", OverrideAction::Pause, Decision::Pause);
         assert!(matches!(
             store.record_override(&ov),
@@ -1129,9 +1060,8 @@ mod tests {
         assert_eq!(outbox_rows(&store), 0);
     }
 
-    #[test]
-    fn audit_trail_is_in_seq_order_and_serializes() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(audit_trail_is_in_seq_order_and_serializes);
+    fn audit_trail_is_in_seq_order_and_serializes(store: Store) {
         store.register(&new_train("t-1"), t(0)).unwrap();
         change(
             &store,
@@ -1186,16 +1116,17 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn corrupt_rows_are_reported_not_panicked() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(corrupt_rows_are_reported_not_panicked);
+    fn corrupt_rows_are_reported_not_panicked(store: Store) {
         store.register(&new_train("t-1"), t(0)).unwrap();
         store
-            .writer()
-            .execute(
-                "UPDATE trains SET state_json = '{not json' WHERE id = 't-1'",
-                [],
-            )
+            .write("corrupt a row", |tx| {
+                tx.execute(
+                    "corrupt a row",
+                    "UPDATE trains SET state_json = '{not json' WHERE id = 't-1'",
+                    &[],
+                )
+            })
             .unwrap();
         let err = store.train(&tid("t-1")).unwrap_err();
         assert!(
@@ -1204,9 +1135,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_train_of_several_gates_keeps_each_gates_part() {
-        let (_dir, store) = temp_store();
+    on_both_stores!(a_train_of_several_gates_keeps_each_gates_part);
+    fn a_train_of_several_gates_keeps_each_gates_part(store: Store) {
         let body = NewTrain {
             gates: vec!["checkout".into(), "pricing".into()],
             ..new_train("t-1")
@@ -1274,9 +1204,13 @@ mod tests {
         // A train of one gate has no parts stored.
         store.register(&new_train("t-2"), t(0)).unwrap();
         let gates_json: Option<String> = store
-            .reader()
-            .query_row("SELECT gates_json FROM trains WHERE id = 't-2'", [], |r| {
-                r.get(0)
+            .read("read gates_json", |tx| {
+                tx.query_one(
+                    "read gates_json",
+                    "SELECT gates_json FROM trains WHERE id = 't-2'",
+                    &[],
+                )?
+                .get(0)
             })
             .unwrap();
         assert_eq!(gates_json, None);
