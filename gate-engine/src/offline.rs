@@ -39,13 +39,15 @@ pub fn redrive(
     train: Option<&TrainId>,
     now: DateTime<Utc>,
 ) -> Result<u64, OfflineError> {
-    Ok(Store::open_exclusive(existing(db)?)?.redrive_dead(train, now)?)
+    let db = existing(db)?;
+    apart(|| Ok(Store::open_exclusive(db)?.redrive_dead(train, now)?))
 }
 
 /// Every train in the store at `db`, without evaluations. `evaluating` says whether the
 /// train's state is one the daemon evaluates (the config is not consulted).
 pub fn trains(db: &Path) -> Result<Vec<gate_api::Train>, OfflineError> {
-    let records = Store::open(existing(db)?)?.trains(TrainFilter::All)?;
+    let db = existing(db)?;
+    let records = apart(|| Store::open(db)?.trains(TrainFilter::All))?;
     Ok(records
         .iter()
         .map(|r| train_with(r, is_evaluated(r.lifecycle), None))
@@ -61,7 +63,8 @@ pub fn report(
     now: DateTime<Utc>,
 ) -> Result<gate_api::Report, OfflineError> {
     let from = crate::review::range_start(since, now);
-    let histories = Store::open(existing(db)?)?.histories(from, now)?;
+    let db = existing(db)?;
+    let histories = apart(|| Store::open(db)?.histories(from, now))?;
     Ok(crate::review::build(
         &histories,
         &since.to_string(),
@@ -74,7 +77,19 @@ pub fn report(
 /// Prunes the store at `db` of what is older than `cutoff` ([`Store::prune`]). Works while a
 /// daemon runs on the file: SQLite serializes the two writers.
 pub fn prune(db: &Path, cutoff: DateTime<Utc>) -> Result<crate::store::Pruned, OfflineError> {
-    Ok(Store::open(existing(db)?)?.prune(cutoff)?)
+    let db = existing(db)?;
+    apart(|| Ok(Store::open(db)?.prune(cutoff)?))
+}
+
+/// Runs `f` on a thread of its own: PostgreSQL's blocking client runs a runtime of its own,
+/// which cannot start on a thread that drives async tasks (the CLI's commands are async).
+fn apart<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// `db`, if there is a file there (opening a store creates a missing one), or a PostgreSQL

@@ -115,7 +115,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
 
     // The store's error names the file and why (exit 1).
-    let store = gate_engine::daemon::open_store(&args.db)?;
+    let db = args.db.clone();
+    let store = tokio::task::spawn_blocking(move || gate_engine::daemon::open_store(&db))
+        .await
+        .context("open the store")??;
     let store_at = store.at().to_string();
 
     let mut registry = Registry::default();

@@ -189,9 +189,9 @@ impl Store {
             }
             StoreAt::Postgres(url) => {
                 let mut writer = PgConnection::new(pg::connect(url)?);
-                pg::migrate(&mut writer.client, url)?;
+                pg::migrate(writer.client(), url)?;
                 if exclusive {
-                    pg::lock_writer(&mut writer.client, url)?;
+                    pg::lock_writer(writer.client(), url)?;
                 }
                 let reader = PgConnection::new(pg::connect(url)?);
                 Backend::Postgres {
@@ -248,17 +248,9 @@ impl Store {
             } => {
                 let mut conn = lock(writer);
                 pg::reconnect_if_closed(&mut conn, url, *exclusive)?;
-                let tx = PgTx::new(conn.begin(false).map_err(|e| pg_error(context, e))?);
-                let tx = Tx::Postgres(RefCell::new(tx));
-                let value = f(&tx)?;
-                let Tx::Postgres(tx) = tx else {
-                    unreachable!("a PostgreSQL transaction")
-                };
-                tx.into_inner()
-                    .tx
-                    .commit()
-                    .map_err(|e| pg_error(context, e))?;
-                Ok(value)
+                let result = pg_write(&mut conn, context, f);
+                conn.observe(&result);
+                result
             }
         }
     }
@@ -278,12 +270,20 @@ impl Store {
                 value
             }
             Backend::Postgres { url, reader, .. } => {
+                // A read is retried once on a new connection when the old one was lost (a
+                // server restart): reading twice changes nothing.
                 let mut conn = lock(reader);
                 pg::reconnect_if_closed(&mut conn, url, false)?;
-                let tx = PgTx::new(conn.begin(true).map_err(|e| pg_error(context, e))?);
-                let sql = Tx::Postgres(RefCell::new(tx));
-                let value = f(&sql);
-                value
+                let mut f = Some(f);
+                let result = pg_read(&mut conn, context, &mut f);
+                conn.observe(&result);
+                if result.as_ref().is_err_and(sql::connection_lost) && f.is_some() {
+                    pg::reconnect_if_closed(&mut conn, url, false)?;
+                    let result = pg_read(&mut conn, context, &mut f);
+                    conn.observe(&result);
+                    return result;
+                }
+                result
             }
         }
     }
@@ -320,6 +320,43 @@ impl Store {
             Backend::Postgres { .. } => panic!("not an SQLite store"),
         }
     }
+}
+
+/// [`Store::write`] on PostgreSQL: `f` in a read-committed transaction, committed if it
+/// succeeds.
+fn pg_write<T>(
+    conn: &mut PgConnection,
+    context: &'static str,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = PgTx::new(conn.begin(false).map_err(|e| pg_error(context, e))?);
+    let tx = Tx::Postgres(RefCell::new(tx));
+    let value = f(&tx)?;
+    let Tx::Postgres(tx) = tx else {
+        unreachable!("a PostgreSQL transaction")
+    };
+    tx.into_inner()
+        .tx
+        .commit()
+        .map_err(|e| pg_error(context, e))?;
+    Ok(value)
+}
+
+/// [`Store::read`] on PostgreSQL: `f` (taken from the option once the snapshot is open, so
+/// that a failure to open it leaves `f` for a retry) in a read-only snapshot.
+fn pg_read<T, F>(
+    conn: &mut PgConnection,
+    context: &'static str,
+    f: &mut Option<F>,
+) -> Result<T, StoreError>
+where
+    F: FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+{
+    let tx = PgTx::new(conn.begin(true).map_err(|e| pg_error(context, e))?);
+    let sql = Tx::Postgres(RefCell::new(tx));
+    let f = f.take().expect("a read runs once per attempt");
+    let value = f(&sql);
+    value
 }
 
 /// A mutex poisoned by a panic is taken over: an unfinished transaction rolls back when it is

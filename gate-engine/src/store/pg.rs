@@ -201,7 +201,7 @@ pub(crate) fn reconnect_if_closed(
     url: &str,
     exclusive: bool,
 ) -> Result<(), StoreError> {
-    if !conn.client.is_closed() {
+    if !conn.needs_reconnect() {
         return Ok(());
     }
     let mut client = connect(url)?;
@@ -303,7 +303,137 @@ pub(crate) fn lock_writer(client: &mut Client, url: &str) -> Result<(), StoreErr
 
 #[cfg(test)]
 mod tests {
+    use gate_rules::Decision;
+
     use super::*;
+    use crate::store::testing::{change, event, new_train, pg_database, t, tid};
+    use crate::store::{Store, StoreAt};
+
+    fn admin(url: &str) -> Client {
+        Client::connect(url, NoTls).unwrap()
+    }
+
+    #[test]
+    fn a_new_database_gets_every_step_and_keeps_what_is_written() {
+        let (_db, url) = pg_database();
+        let store = Store::open(url.as_str()).unwrap();
+        assert_eq!(store.at(), &StoreAt::Postgres(url.clone()));
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        change(
+            &store,
+            "t-1",
+            0,
+            Decision::Rollback,
+            t(30),
+            vec![event("e1", "deployer")],
+        );
+        drop(store);
+        let version: i64 = admin(&url)
+            .query_one("SELECT version FROM gate_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(version, supported_version());
+        // Opened again (a restart, another replica): migrations are not re-run, data stays.
+        let store = Store::open(url.as_str()).unwrap();
+        let rec = store.train(&tid("t-1")).unwrap().unwrap();
+        assert_eq!((rec.decision, rec.seq), (Decision::Rollback, 1));
+        assert_eq!(store.due_events(t(30), 10).unwrap()[0].event_id, "e1");
+    }
+
+    #[test]
+    fn a_database_with_other_tables_is_refused_untouched() {
+        let (_db, url) = pg_database();
+        admin(&url)
+            .batch_execute("CREATE TABLE invoices (id BIGINT PRIMARY KEY)")
+            .unwrap();
+        let err = Store::open(url.as_str()).unwrap_err();
+        assert!(matches!(err, StoreError::ForeignDatabase { .. }), "{err:?}");
+        let tables: Vec<String> = admin(&url)
+            .query(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(tables, ["invoices"]);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_gate_is_refused_untouched() {
+        let (_db, url) = pg_database();
+        Store::open(url.as_str()).unwrap();
+        let newer = supported_version() + 1;
+        admin(&url)
+            .execute("UPDATE gate_schema SET version = $1", &[&newer])
+            .unwrap();
+        let err = Store::open(url.as_str()).unwrap_err();
+        match &err {
+            StoreError::NewerSchema {
+                found, supported, ..
+            } => assert_eq!((*found, *supported), (newer, supported_version())),
+            other => panic!("expected NewerSchema, got {other:?}"),
+        }
+        assert!(err.to_string().contains("upgrade gate"), "{err}");
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_until_the_first_is_gone() {
+        let (_db, url) = pg_database();
+        let first = Store::open_exclusive(url.as_str()).unwrap();
+        let err = Store::open_exclusive(url.as_str()).unwrap_err();
+        match &err {
+            StoreError::InUse { pid, .. } => assert_eq!(*pid, Some(std::process::id())),
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("in use by another gate serve"),
+            "{err}"
+        );
+        // Readers (reports, replays) are not writers.
+        Store::open(url.as_str()).unwrap();
+        drop(first);
+        Store::open_exclusive(url.as_str()).unwrap();
+    }
+
+    #[test]
+    fn a_lost_connection_fails_one_call_and_is_opened_again() {
+        let (_db, url) = pg_database();
+        let store = Store::open_exclusive(url.as_str()).unwrap();
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        // What a server restart does to the store's sessions.
+        admin(&url)
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1",
+                &[&format!("gate (pid {})", std::process::id())],
+            )
+            .unwrap();
+        let mut failures = 0;
+        let mut registered = None;
+        for _ in 0..3 {
+            match store.register(&new_train("t-2"), t(1)) {
+                Ok(r) => {
+                    registered = Some(r);
+                    break;
+                }
+                Err(StoreError::Postgres { .. }) => failures += 1,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(registered.is_some_and(|r| r.is_created()));
+        assert!(failures <= 1, "{failures} failed writes");
+        assert_eq!(
+            store.trains(crate::store::TrainFilter::All).unwrap().len(),
+            2
+        );
+        // The reconnected writer holds the writer lock again.
+        assert!(matches!(
+            Store::open_exclusive(url.as_str()),
+            Err(StoreError::InUse { .. })
+        ));
+    }
 
     #[test]
     fn passwords_are_not_shown() {

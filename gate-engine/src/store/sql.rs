@@ -62,15 +62,19 @@ impl Dialect {
 
 /// A PostgreSQL connection with its prepared statements.
 pub(crate) struct PgConnection {
-    pub(crate) client: postgres::Client,
+    /// Always `Some` until dropped.
+    client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
+    /// A call on it failed because the connection was lost: open a new one before the next.
+    pub(crate) lost: bool,
 }
 
 impl PgConnection {
     pub(crate) fn new(client: postgres::Client) -> PgConnection {
         PgConnection {
-            client,
+            client: Some(client),
             statements: HashMap::new(),
+            lost: false,
         }
     }
 
@@ -85,7 +89,11 @@ impl PgConnection {
         ),
         postgres::Error,
     > {
-        let mut builder = self.client.build_transaction();
+        let client = self
+            .client
+            .as_mut()
+            .expect("a connection is open until dropped");
+        let mut builder = client.build_transaction();
         if read_only {
             // One consistent snapshot for everything the read looks at.
             builder = builder
@@ -97,8 +105,50 @@ impl PgConnection {
 
     /// Forgets prepared statements (after the connection was replaced).
     pub(crate) fn reset(&mut self, client: postgres::Client) {
-        self.client = client;
+        self.drop_client();
+        self.client = Some(client);
         self.statements.clear();
+        self.lost = false;
+    }
+
+    /// Whether a new connection is needed before the next call.
+    pub(crate) fn needs_reconnect(&self) -> bool {
+        self.lost || self.client.as_ref().is_none_or(postgres::Client::is_closed)
+    }
+
+    pub(crate) fn client(&mut self) -> &mut postgres::Client {
+        self.client
+            .as_mut()
+            .expect("a connection is open until dropped")
+    }
+
+    /// Closes the client. Its `Drop` runs the client's own runtime to say goodbye to the
+    /// server, which may not happen on a thread that drives async tasks (the daemon drops its
+    /// store there): then it is closed on a thread of its own.
+    fn drop_client(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::spawn(move || drop(client));
+        } else {
+            drop(client);
+        }
+    }
+
+    /// Notes a failed call's error: one that lost the connection marks it for reopening.
+    pub(crate) fn observe<T>(&mut self, result: &Result<T, StoreError>) {
+        if let Err(err) = result {
+            if connection_lost(err) {
+                self.lost = true;
+            }
+        }
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        self.drop_client();
     }
 }
 
@@ -276,6 +326,24 @@ impl Row {
             }
             Values::Postgres(row) => row.try_get(i).map_err(|source| pg_error(context, source)),
         }
+    }
+}
+
+/// Whether `err` says the PostgreSQL connection is gone (closed, an I/O error, the server
+/// shutting down or terminating the session) rather than that a statement failed.
+pub(crate) fn connection_lost(err: &StoreError) -> bool {
+    let (StoreError::Postgres { source, .. } | StoreError::Connect { source, .. }) = err else {
+        return false;
+    };
+    if source.is_closed() {
+        return true;
+    }
+    match source.code() {
+        // Not an error the server answered with: the connection itself failed.
+        None => true,
+        // Class 08 (connection exception) and 57 (operator intervention: shutdown,
+        // terminated session).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57"),
     }
 }
 

@@ -1,0 +1,199 @@
+//! `gate serve` on PostgreSQL: a real cluster (`initdb` + `pg_ctl`, tests/common/postgres.rs),
+//! a real Prometheus backfilled around the test's start, the real binary.
+//!
+//! It checks what a team moving its store to PostgreSQL relies on: trains registered through
+//! the API are evaluated and decided as on SQLite; a second `gate serve` on the same database
+//! is refused (exit 1, naming the first one's pid); after a SIGKILL the next daemon carries on
+//! with every decision, seq and webhook event the first one committed; the offline commands
+//! (`gate report --db`) read the same database; and the URL's password never reaches the log.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use common::daemon::{Api, Daemon};
+use common::fixtures::{Scenario, Traffic};
+use common::postgres::pg_database;
+use common::prometheus::TestPrometheus;
+use serde_json::{json, Value};
+
+const MINUTE: i64 = 60;
+const AHEAD: i64 = 30 * MINUTE;
+const WAIT: Duration = Duration::from_secs(60);
+
+fn config(prometheus_url: &str) -> String {
+    format!(
+        r#"
+prometheus:
+  url: {prometheus_url}
+  timeout: 5s
+train_label: train_id
+slos:
+  - name: checkout-availability
+    objective: 99.9
+    errors: http_requests_total{{service="checkout", code=~"5.."}}
+    total: http_requests_total{{service="checkout"}}
+gates:
+  - name: checkout
+    slos: [checkout-availability]
+    interval: 1s
+    verify_for: 10s
+    watch_for: 2h
+    min_requests: 100
+    baseline: none
+    on_inconclusive: pending
+    rules:
+      - name: fast-burn
+        when: burn_rate("checkout-availability", "1h") > 14.4 && burn_rate("checkout-availability", "5m") > 14.4
+        then: rollback
+"#
+    )
+}
+
+/// 0.05 % errors (burn 0.5) and 5 % (burn 50), serving since 30 minutes before now.
+fn scenario() -> Scenario {
+    Scenario::new(vec![
+        Traffic::new("checkout", "pg-healthy", -AHEAD - 30 * MINUTE, 0)
+            .code(200, 23_988)
+            .code(500, 12),
+        Traffic::new("checkout", "pg-fastburn", -AHEAD - 30 * MINUTE, 0)
+            .code(200, 1_140)
+            .code(500, 60),
+    ])
+}
+
+fn gate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gate"))
+        .args(args)
+        .env_remove("GATE_API_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gate")
+}
+
+fn decision(list: &Value, id: &str) -> Option<(String, u64)> {
+    list["trains"]
+        .as_array()?
+        .iter()
+        .find(|t| t["train"] == id)
+        .map(|t| {
+            (
+                t["decision"].as_str().unwrap().to_string(),
+                t["seq"].as_u64().unwrap(),
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_on_postgres_decides_refuses_a_second_and_survives_sigkill() {
+    let now = Utc::now();
+    let end = now.timestamp() + AHEAD;
+    let prometheus = TestPrometheus::start_rendered(&scenario(), end - AHEAD - 60 * MINUTE, end, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("gate.yaml");
+    std::fs::write(&config_path, config(prometheus.url())).unwrap();
+    let (_db, url) = pg_database();
+    // Trust authentication ignores the password; it is here to be kept out of the log.
+    let url = url.replacen("postgres://gate@", "postgres://gate:s3cret-pw@", 1);
+    let db = std::path::Path::new(&url);
+
+    let mut first = Daemon::start(&config_path, db, dir.path().join("first.log"));
+    let api = Api::default();
+    let started = (now - chrono::Duration::minutes(30)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    for id in ["pg-healthy", "pg-fastburn"] {
+        let (status, body) = api
+            .post(
+                &first.url("/v1/trains"),
+                json!({"id": id, "gate": "checkout", "started_at": started}),
+            )
+            .await;
+        assert_eq!(status, 201, "{id}: {body}");
+    }
+    let decided = api
+        .until(&first.url("/v1/trains"), "both decided", WAIT, |b| {
+            decision(b, "pg-healthy").is_some_and(|(d, _)| d == "promote")
+                && decision(b, "pg-fastburn").is_some_and(|(d, _)| d == "rollback")
+        })
+        .await;
+
+    // One writer per database.
+    let second = gate(&[
+        "serve",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--db",
+        &url,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is in use by another gate serve, pid {}",
+            first.pid()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pw"), "the password in: {stderr}");
+
+    // SIGKILL: the next daemon has every committed decision, with its seq and events.
+    let before: Vec<Value> = {
+        let mut trains = Vec::new();
+        for id in ["pg-healthy", "pg-fastburn"] {
+            trains.push(
+                api.get(&first.url(&format!("/v1/trains/{id}/events")))
+                    .await,
+            );
+        }
+        trains
+    };
+    first.sigkill();
+    let log = first.log();
+    assert!(log.contains("gate:***@"), "the store is logged: {log}");
+    assert!(!log.contains("s3cret-pw"), "the password in the log: {log}");
+
+    let mut next = Daemon::start(&config_path, db, dir.path().join("next.log"));
+    let list = api.get(&next.url("/v1/trains")).await;
+    for id in ["pg-healthy", "pg-fastburn"] {
+        let (was, seq) = decision(&decided, id).unwrap();
+        let (now_, seq_now) = decision(&list, id).unwrap();
+        assert_eq!(now_, was, "{id}");
+        assert!(
+            seq_now >= seq,
+            "{id}: seq went back from {seq} to {seq_now}"
+        );
+    }
+    for (id, before) in ["pg-healthy", "pg-fastburn"].iter().zip(&before) {
+        let after = api.get(&next.url(&format!("/v1/trains/{id}/events"))).await;
+        let changes = |events: &Value| -> Vec<Value> {
+            events["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "decision")
+                .map(|e| json!([e["seq"], e["decision"]]))
+                .collect()
+        };
+        assert!(!changes(before).is_empty(), "{id}: {before}");
+        assert_eq!(
+            changes(&after)[..changes(before).len()],
+            changes(before)[..],
+            "{id}: the history survives"
+        );
+    }
+
+    // Offline readers use the same database while the daemon runs.
+    let report = gate(&["report", "--db", &url, "--since", "1d", "--format", "json"]);
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["overall"]["started"], 2, "{report}");
+    assert_eq!(next.sigterm(), 0, "{}", next.log());
+}
