@@ -127,6 +127,17 @@ pub enum StoreError {
         reason: ConflictReason,
     },
     /// No train with this ID.
+    /// A leader-only write by a replica whose lease another replica has taken since.
+    #[error(
+        "replica {replica} no longer holds the leader lease (epoch {epoch}); another replica \
+         leads, so this write was refused"
+    )]
+    Fenced {
+        /// The replica that tried to write.
+        replica: String,
+        /// The epoch it held.
+        epoch: u64,
+    },
     #[error("train {0} not found")]
     NotFound(TrainId),
     /// The train is stopped and cannot take this write.

@@ -34,6 +34,7 @@
 
 mod error;
 mod history;
+mod lease;
 mod lock;
 mod model;
 mod outbox;
@@ -57,6 +58,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use error::{ConflictReason, StoreError};
+pub use lease::{Claim, Fence, Lease};
 pub use lock::{lock_path, WriterLock};
 pub use model::{
     ApprovalWrite, AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, GateLeg,
@@ -132,6 +134,8 @@ pub struct Store {
 struct Inner {
     at: StoreAt,
     backend: Backend,
+    /// Checked by every leader-only write (`lease.rs`).
+    fence: Mutex<Option<Fence>>,
 }
 
 enum Backend {
@@ -203,7 +207,11 @@ impl Store {
             }
         };
         Ok(Store {
-            inner: Arc::new(Inner { at, backend }),
+            inner: Arc::new(Inner {
+                at,
+                backend,
+                fence: Mutex::new(None),
+            }),
         })
     }
 
@@ -301,6 +309,7 @@ impl Store {
                     writer: Mutex::new(writer),
                     reader: Mutex::new(reader),
                 },
+                fence: Mutex::new(None),
             }),
         })
     }
