@@ -21,11 +21,13 @@
 //!
 //! Design choices a newcomer may question:
 //!
-//! * **Store first, then memory.** Every change (evaluation, registration, override, stop)
-//!   is committed before it is published, under one async write lock held across
-//!   commit-and-publish. A client never sees a decision that a crash could take back, and
-//!   publishes happen in commit order, so a slow evaluation can never overwrite a newer
-//!   override in memory.
+//! * **Store first, then memory.** Every change (decision, lifecycle, registration,
+//!   override, stop) is committed before it is published, under one async write lock held
+//!   across commit-and-publish. A client never sees a decision that a crash could take back,
+//!   and publishes happen in commit order, so a slow evaluation can never overwrite a newer
+//!   override in memory. An evaluation that changes no decision is published at once and
+//!   written at the next checkpoint (see [`scheduler`]): a crash can take back its reason and
+//!   evidence, not a decision.
 //! * **Reads never touch the store** for trains the daemon holds (every active train), so the
 //!   decision endpoint is a map lookup and a pre-rendered body.
 //! * **A reload swaps config, client and webhook targets together** ([`Runtime`]); a gate
@@ -507,8 +509,8 @@ impl Daemon {
         }
     }
 
-    /// Begins shutdown if needed and waits until every gate task has finished its cycle in
-    /// flight and committed it.
+    /// Begins shutdown if needed, waits until every gate task has finished its cycle in
+    /// flight and committed it, then writes the evaluations the scheduler deferred.
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         let handle = self
@@ -520,6 +522,9 @@ impl Daemon {
             if let Err(e) = handle.await {
                 tracing::error!("the scheduler failed: {e}");
             }
+        }
+        if let Err(e) = self.shared.blocking(|store| store.checkpoint()).await {
+            tracing::error!("cannot write the deferred evaluations at shutdown: {e}");
         }
     }
 }

@@ -166,7 +166,7 @@ fn read(tx: &Tx<'_>, for_update: bool) -> Result<Lease, StoreError> {
 }
 
 /// The fence check, inside the write's transaction.
-fn check(tx: &Tx<'_>, fence: &Fence) -> Result<(), StoreError> {
+pub(super) fn check(tx: &Tx<'_>, fence: &Fence) -> Result<(), StoreError> {
     let held = tx.query_opt(
         "check the leader lease",
         &format!(

@@ -1,8 +1,10 @@
 //! The daemon's durable store: trains, their decisions, overrides and the webhook outbox, in
 //! one SQLite file (the embedded default) or a PostgreSQL database ([`StoreAt`]).
 //!
-//! Neighbours: the scheduler writes one [`EvaluationWrite`] per train per cycle with
-//! [`Store::record_evaluations`]; the HTTP API registers, reads, overrides and stops trains;
+//! Neighbours: the scheduler writes the evaluations of a cycle that change a decision,
+//! lifecycle or rule with [`Store::record_evaluations`] and defers the others
+//! ([`Store::defer_evaluations`], written by [`Store::checkpoint`]: see `deferred.rs`, which
+//! also says what a SIGKILL can lose); the HTTP API registers, reads, overrides and stops trains;
 //! the webhook sender drains the outbox ([`Store::due_events`], [`Store::mark_delivered`], …).
 //! The store never reads the clock: every time is passed in by the caller.
 //!
@@ -24,7 +26,9 @@
 //!   change seq 1) and history and webhook events written. Overrides always bump `seq`.
 //!   Evaluations carry the seq they started from and are skipped as
 //!   [`WriteOutcome::Stale`] when an override landed meanwhile, so an override's state is never
-//!   overwritten by an evaluation computed before it.
+//!   overwritten by an evaluation computed before it. The check is the write itself
+//!   (`UPDATE … WHERE id = ? AND seq = ?` and its changed-row count), not a read before it;
+//!   only a refused write reads the row, to say why.
 //! * **Outbox order.** [`Store::due_events`] hands out only the oldest pending event of each
 //!   (train, webhook) pair, so a later decision is never delivered before an earlier one, even
 //!   when the earlier one is backing off. A dead-lettered event no longer holds the line.
@@ -32,6 +36,7 @@
 //!   `schema.rs` and `pg.rs`. Times are stored as unix milliseconds.
 //!
 
+mod deferred;
 mod error;
 mod history;
 mod lease;
@@ -57,6 +62,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use deferred::Checkpointed;
 pub use error::{ConflictReason, StoreError};
 pub use lease::{Claim, Fence, Lease};
 pub use lock::{lock_path, WriterLock};
@@ -136,6 +142,8 @@ struct Inner {
     backend: Backend,
     /// Checked by every leader-only write (`lease.rs`).
     fence: Mutex<Option<Fence>>,
+    /// Evaluations that changed no decision, until the next checkpoint (`deferred.rs`).
+    deferred: deferred::Deferred,
 }
 
 enum Backend {
@@ -211,6 +219,7 @@ impl Store {
                 at,
                 backend,
                 fence: Mutex::new(None),
+                deferred: deferred::Deferred::default(),
             }),
         })
     }
@@ -310,8 +319,16 @@ impl Store {
                     reader: Mutex::new(reader),
                 },
                 fence: Mutex::new(None),
+                deferred: deferred::Deferred::default(),
             }),
         })
+    }
+
+    /// Rows changed by an SQLite store's writer since it was opened (tests count writes with
+    /// it).
+    #[cfg(test)]
+    pub(crate) fn total_changes(&self) -> u64 {
+        self.sqlite_writer().total_changes()
     }
 
     #[cfg(test)]
@@ -644,8 +661,9 @@ mod tests {
     /// Set for the child process of [`a_commit_survives_sigkill`]: the store file to write.
     const SIGKILL_DB_ENV: &str = "GATE_STORE_TEST_SIGKILL_DB";
 
-    /// The child half of [`a_commit_survives_sigkill`]: commits a decision change, says so,
-    /// and waits to be killed. Does nothing when run on its own.
+    /// The child half of [`a_commit_survives_sigkill`]: commits a decision change, defers a
+    /// later evaluation that changes nothing, says so, and waits to be killed. Does nothing
+    /// when run on its own.
     #[test]
     #[ignore = "run by a_commit_survives_sigkill in a child process"]
     fn sigkill_child() {
@@ -661,6 +679,14 @@ mod tests {
             Decision::Rollback,
             t(30),
             vec![event("e1", "deployer")],
+        );
+        store.defer_evaluations(
+            vec![eval("t-1", 1, Decision::Rollback, t(60), vec![])],
+            t(60),
+        );
+        assert_eq!(
+            store.train(&tid("t-1")).unwrap().unwrap().evaluated_at,
+            Some(t(60))
         );
         println!("committed seq={seq}");
         loop {
@@ -699,6 +725,8 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let rec = store.train(&tid("t-1")).unwrap().unwrap();
         assert_eq!((rec.decision, rec.seq), (Decision::Rollback, 1));
+        // What a SIGKILL loses: the evaluation deferred after the change, nothing else.
+        assert_eq!(rec.evaluated_at, Some(t(30)));
         let due = store.due_events(t(30), 10).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].event_id, "e1");

@@ -16,7 +16,9 @@
 //! A decision may already have been served to a pipeline or sent to a webhook when it is
 //! committed, so it must not be forgotten by any crash; `FULL` fsyncs the WAL at each commit
 //! and closes that window. The price is one fsync per transaction, and transactions are few:
-//! one per evaluation cycle (all trains), one per override, one per webhook delivery.
+//! one per evaluation cycle that changes a decision, lifecycle or rule (all such trains), one
+//! per checkpoint of the evaluations that changed nothing (every minute, `deferred.rs`), one
+//! per override, one per webhook delivery.
 
 use std::path::Path;
 use std::time::Duration;

@@ -178,3 +178,12 @@ pub(crate) fn pg_store() -> (PgDatabase, Store) {
     let store = Store::open(url.as_str()).unwrap();
     (db, store)
 }
+
+/// Rows changed by an SQLite store's writer since it was opened (tests count writes with it);
+/// `None` on PostgreSQL, which has no such count per connection.
+pub(crate) fn sqlite_changes(store: &Store) -> Option<u64> {
+    match store.at() {
+        super::StoreAt::Sqlite(_) => Some(store.total_changes()),
+        super::StoreAt::Postgres(_) => None,
+    }
+}

@@ -3,13 +3,21 @@
 //! Every write here runs in one transaction on the writer connection; the history rows
 //! (`decisions`, `overrides`) and webhook events (`outbox`) of a decision change are written in
 //! the same transaction as the train row they explain. Unchanged evaluations only update the
-//! train row: history holds changes, not every cycle.
+//! train row: history holds changes, not every cycle (and the daemon defers most of them:
+//! `deferred.rs`).
+//!
+//! An evaluation is written without reading the row first: its history row is inserted only
+//! if the stored decision at the seq it started from differs (`INSERT … SELECT … WHERE id = ?
+//! AND seq = ? AND decision <> ?`, taking `previous` from the row), then the row is updated
+//! under `WHERE id = ? AND seq = ?`; a changed-row count of 0 means unknown, stopped or stale,
+//! and only then is the row read to say which.
 
 use chrono::{DateTime, Utc};
 use gate_rules::decide::TrainState;
 use gate_rules::Decision;
 use gate_rules::TrainId;
 
+use super::deferred::overlay;
 use super::error::{ConflictReason, StoreError};
 use super::model::{
     ApprovalWrite, AuditEvent, EvaluationWrite, Evidence, GateLeg, Lifecycle, NewOutboxEvent,
@@ -109,8 +117,15 @@ impl Store {
     }
 
     /// The train with this ID, if registered.
+    ///
+    /// In this process, with its deferred evaluation applied (see `deferred.rs`).
     pub fn train(&self, id: &TrainId) -> Result<Option<TrainRecord>, StoreError> {
-        self.read("read a train", |tx| load_train(tx, id.as_str()))
+        let deferred = self.inner.deferred.get(id);
+        let record = self.read("read a train", |tx| load_train(tx, id.as_str()))?;
+        Ok(match (record, deferred) {
+            (Some(record), Some(deferred)) => Some(overlay(record, &deferred)),
+            (record, _) => record,
+        })
     }
 
     /// Trains by start time, all or only the active ones (those the daemon evaluates; this is
@@ -125,7 +140,28 @@ impl Store {
                  ORDER BY started_at, id"
             ),
         };
-        self.read("list trains", |tx| load_trains(tx, &sql, &[]))
+        self.read_trains("list trains", &sql, &[])
+    }
+
+    /// The trains `sql` selects, each with its deferred evaluation applied.
+    fn read_trains(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Vec<TrainRecord>, StoreError> {
+        let deferred = self.inner.deferred.snapshot();
+        let trains = self.read(context, |tx| load_trains(tx, sql, params))?;
+        if deferred.is_empty() {
+            return Ok(trains);
+        }
+        Ok(trains
+            .into_iter()
+            .map(|record| match deferred.get(&record.id) {
+                Some(write) => overlay(record, write),
+                None => record,
+            })
+            .collect())
     }
 
     /// The active trains of one gate, by start time.
@@ -134,17 +170,17 @@ impl Store {
             "SELECT {TRAIN_COLUMNS} FROM trains WHERE gate = ?1 AND lifecycle NOT IN {INACTIVE} \
              ORDER BY started_at, id"
         );
-        self.read("list the trains of a gate", |tx| {
-            load_trains(tx, &sql, &[&gate])
-        })
+        self.read_trains("list the trains of a gate", &sql, &[&gate])
     }
 
     /// Writes one evaluation; see [`Store::record_evaluations`].
     pub fn record_evaluation(&self, write: &EvaluationWrite) -> Result<WriteOutcome, StoreError> {
         let encoded = EncodedEvaluation::new(write)?;
-        self.leader_write("record an evaluation", |tx| {
+        let outcome = self.leader_write("record an evaluation", |tx| {
             write_evaluation(tx, write, &encoded)
-        })
+        })?;
+        self.inner.deferred.supersede([&write.train]);
+        Ok(outcome)
     }
 
     /// Writes a cycle of evaluations in one transaction.
@@ -154,7 +190,8 @@ impl Store {
     /// Otherwise the train row takes the latest evaluation, state, reason and lifecycle; if the
     /// decision differs from the stored one, seq is bumped, the change is added to the history
     /// and the write's webhook events are queued under the new seq. If anything fails, nothing
-    /// of the cycle is written.
+    /// of the cycle is written. A deferred evaluation of a train written here is dropped (it
+    /// is older).
     pub fn record_evaluations(
         &self,
         writes: &[EvaluationWrite],
@@ -163,13 +200,18 @@ impl Store {
             .iter()
             .map(EncodedEvaluation::new)
             .collect::<Result<Vec<_>, _>>()?;
-        self.leader_write("record evaluations", |tx| {
+        let outcomes = self.leader_write("record evaluations", |tx| {
             writes
                 .iter()
                 .zip(&encoded)
                 .map(|(write, encoded)| write_evaluation(tx, write, encoded))
-                .collect()
-        })
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        // What was deferred for these trains is older than what was just written.
+        self.inner
+            .deferred
+            .supersede(writes.iter().map(|w| &w.train));
+        Ok(outcomes)
     }
 
     /// Writes an operator override and returns the train's new seq.
@@ -181,7 +223,8 @@ impl Store {
         let state = encode(&write.state, "train state")?;
         let gates = encode_gates(write.gates.as_deref())?;
         let events = encode_events(&write.events)?;
-        self.write("record an override", |tx| {
+        let (seq, deferred) = self.write("record an override", |tx| {
+            let deferred = self.write_deferred_of(tx, &write.train)?;
             let current = current(tx, &write.train)?.ok_or_else(|| not_found(&write.train))?;
             if current.lifecycle == Lifecycle::Stopped {
                 return Err(StoreError::TrainStopped(write.train.clone()));
@@ -232,8 +275,10 @@ impl Store {
                 ],
             )?;
             outbox::insert_events(tx, &write.train, seq, at, &write.events, &events)?;
-            Ok(seq)
-        })
+            Ok((seq, deferred))
+        })?;
+        self.inner.deferred.forget(&deferred);
+        Ok(seq)
     }
 
     /// Writes an approval and returns the train's new seq.
@@ -244,7 +289,8 @@ impl Store {
     pub fn record_approval(&self, write: &ApprovalWrite) -> Result<u64, StoreError> {
         let state = encode(&write.state, "train state")?;
         let gates = encode_gates(write.gates.as_deref())?;
-        self.write("record an approval", |tx| {
+        let (seq, deferred) = self.write("record an approval", |tx| {
+            let deferred = self.write_deferred_of(tx, &write.train)?;
             let current = current(tx, &write.train)?.ok_or_else(|| not_found(&write.train))?;
             if current.lifecycle == Lifecycle::Stopped {
                 return Err(StoreError::TrainStopped(write.train.clone()));
@@ -267,14 +313,17 @@ impl Store {
                     &ms(write.at),
                 ],
             )?;
-            Ok(seq)
-        })
+            Ok((seq, deferred))
+        })?;
+        self.inner.deferred.forget(&deferred);
+        Ok(seq)
     }
 
     /// Stops watching a train (`DELETE /v1/trains/{id}`): lifecycle `stopped`, history and
     /// pending webhook events kept. Stopping a stopped train changes nothing.
     pub fn stop(&self, id: &TrainId, at: DateTime<Utc>) -> Result<TrainRecord, StoreError> {
-        self.write("stop a train", |tx| {
+        let (record, deferred) = self.write("stop a train", |tx| {
+            let deferred = self.write_deferred_of(tx, id)?;
             let updated = tx.execute(
                 "stop a train",
                 "UPDATE trains SET lifecycle = 'stopped', stopped_at = coalesce(stopped_at, ?2) \
@@ -284,8 +333,11 @@ impl Store {
             if updated == 0 {
                 return Err(not_found(id));
             }
-            load_train(tx, id.as_str())?.ok_or_else(|| not_found(id))
-        })
+            let record = load_train(tx, id.as_str())?.ok_or_else(|| not_found(id))?;
+            Ok((record, deferred))
+        })?;
+        self.inner.deferred.forget(&deferred);
+        Ok(record)
     }
 
     /// The train's audit trail: registration, decision changes with their evidence,
@@ -397,10 +449,10 @@ fn not_found(id: &TrainId) -> StoreError {
 }
 
 /// JSON encoded before the writer lock is taken (the evidence is already JSON text).
-struct EncodedEvaluation {
-    state: String,
-    events: Vec<String>,
-    gates: Option<String>,
+pub(super) struct EncodedEvaluation {
+    pub(super) state: String,
+    pub(super) events: Vec<String>,
+    pub(super) gates: Option<String>,
 }
 
 impl EncodedEvaluation {
@@ -414,7 +466,7 @@ impl EncodedEvaluation {
 }
 
 /// The gates' parts of a train of several gates as JSON; `None` for a train of one gate.
-fn encode_gates(gates: Option<&[GateLeg]>) -> Result<Option<String>, StoreError> {
+pub(super) fn encode_gates(gates: Option<&[GateLeg]>) -> Result<Option<String>, StoreError> {
     gates.map(|g| encode(&g, "gates")).transpose()
 }
 
@@ -427,10 +479,10 @@ fn encode_events(events: &[NewOutboxEvent]) -> Result<Vec<String>, StoreError> {
 
 /// The stored values an evaluation or override is checked against; on PostgreSQL the row
 /// stays locked until the transaction ends.
-struct Current {
-    decision: Decision,
-    seq: u64,
-    lifecycle: Lifecycle,
+pub(super) struct Current {
+    pub(super) decision: Decision,
+    pub(super) seq: u64,
+    pub(super) lifecycle: Lifecycle,
 }
 
 fn current(tx: &Tx<'_>, id: &TrainId) -> Result<Option<Current>, StoreError> {
@@ -438,18 +490,19 @@ fn current(tx: &Tx<'_>, id: &TrainId) -> Result<Option<Current>, StoreError> {
         "SELECT decision, seq, lifecycle FROM trains WHERE id = ?1{}",
         tx.dialect().for_update()
     );
-    let Some(row) = tx.query_opt("read a train's decision", &sql, &[&id.as_str()])? else {
-        return Ok(None);
-    };
-    let field = |column| Field {
-        column,
-        key: id.as_str(),
-    };
-    Ok(Some(Current {
+    tx.query_opt("read a train's decision", &sql, &[&id.as_str()])?
+        .map(|row| current_from_row(&row, id.as_str()))
+        .transpose()
+}
+
+/// [`Current`] from a row whose first columns are `decision, seq, lifecycle` of train `key`.
+pub(super) fn current_from_row(row: &Row, key: &str) -> Result<Current, StoreError> {
+    let field = |column| Field { column, key };
+    Ok(Current {
         decision: field("trains.decision").parse(&row.get::<String>(0)?)?,
         seq: field("trains.seq").count(row.get::<i64>(1)?)?,
         lifecycle: field("trains.lifecycle").parse(&row.get::<String>(2)?)?,
-    }))
+    })
 }
 
 fn write_evaluation(
@@ -457,55 +510,47 @@ fn write_evaluation(
     write: &EvaluationWrite,
     encoded: &EncodedEvaluation,
 ) -> Result<WriteOutcome, StoreError> {
-    let Some(current) = current(tx, &write.train)? else {
-        return Ok(WriteOutcome::UnknownTrain);
-    };
-    if current.lifecycle == Lifecycle::Stopped {
-        return Ok(WriteOutcome::Stopped);
-    }
-    if current.seq != write.based_on_seq {
-        return Ok(WriteOutcome::Stale { seq: current.seq });
-    }
     let id = write.train.as_str();
+    let based_on = seq_sql(write.based_on_seq);
     let at = ms(write.evaluated_at);
-    if current.decision == write.decision {
-        tx.execute(
-            "update a train's evaluation",
-            "UPDATE trains SET lifecycle = ?2, reason = ?3, rule = ?4, evaluated_at = ?5, \
-             state_json = ?6, evaluation_json = ?7, gates_json = coalesce(?8, gates_json), \
-             stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?5) \
-                 ELSE stopped_at END \
-             WHERE id = ?1",
-            &[
-                &id,
-                &write.lifecycle.as_str(),
-                &write.reason,
-                &write.rule,
-                &at,
-                &encoded.state,
-                &write.evidence.as_str(),
-                &encoded.gates,
-            ],
-        )?;
-        return Ok(WriteOutcome::Unchanged);
-    }
-
-    let seq = current.seq + 1;
-    tx.execute(
-        "update a train's decision",
-        "UPDATE trains SET lifecycle = ?2, decision = ?3, seq = ?4, reason = ?5, rule = ?6, \
-         evaluated_at = ?7, state_json = ?8, evaluation_json = ?9, \
-         gates_json = coalesce(?10, gates_json), \
-         promoted_at = CASE WHEN ?3 = 'promote' AND decision <> 'promote' \
-             THEN ?7 ELSE promoted_at END, \
-         stopped_at = CASE WHEN ?2 = 'stopped' THEN coalesce(stopped_at, ?7) \
-             ELSE stopped_at END \
-         WHERE id = ?1",
+    // The history row of a decision change, if it is one: the stored decision at the seq the
+    // evaluation started from differs (and becomes `previous`). On PostgreSQL the row is
+    // locked if it is one, so the update below cannot then be refused by a concurrent write.
+    let changed = tx.execute(
+        "insert a decision",
+        &format!(
+            "INSERT INTO decisions (train, seq, decision, previous, reason, rule, evaluated_at, \
+             evidence_json) \
+             SELECT id, seq + 1, ?3, decision, ?4, ?5, ?6, ?7 FROM trains \
+             WHERE id = ?1 AND seq = ?2 AND lifecycle <> 'stopped' AND decision <> ?3{}",
+            tx.dialect().for_update()
+        ),
         &[
             &id,
+            &based_on,
+            &write.decision.as_str(),
+            &write.reason,
+            &write.rule,
+            &at,
+            &write.evidence.as_str(),
+        ],
+    )? == 1;
+    let updated = tx.execute(
+        "update a train's evaluation",
+        "UPDATE trains SET lifecycle = ?3, decision = ?4, seq = seq + ?5, reason = ?6, \
+         rule = ?7, evaluated_at = ?8, state_json = ?9, evaluation_json = ?10, \
+         gates_json = coalesce(?11, gates_json), \
+         promoted_at = CASE WHEN ?4 = 'promote' AND decision <> 'promote' \
+             THEN ?8 ELSE promoted_at END, \
+         stopped_at = CASE WHEN ?3 = 'stopped' THEN coalesce(stopped_at, ?8) \
+             ELSE stopped_at END \
+         WHERE id = ?1 AND seq = ?2 AND lifecycle <> 'stopped'",
+        &[
+            &id,
+            &based_on,
             &write.lifecycle.as_str(),
             &write.decision.as_str(),
-            &seq_sql(seq),
+            &i64::from(changed),
             &write.reason,
             &write.rule,
             &at,
@@ -514,23 +559,25 @@ fn write_evaluation(
             &encoded.gates,
         ],
     )?;
-    tx.execute(
-        "insert a decision",
-        "INSERT INTO decisions (train, seq, decision, previous, reason, rule, evaluated_at, \
-         evidence_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        &[
-            &id,
-            &seq_sql(seq),
-            &write.decision.as_str(),
-            &current.decision.as_str(),
-            &write.reason,
-            &write.rule,
-            &at,
-            &write.evidence.as_str(),
-        ],
-    )?;
+    if updated == 0 {
+        return refused(tx, &write.train);
+    }
+    if !changed {
+        return Ok(WriteOutcome::Unchanged);
+    }
+    let seq = write.based_on_seq + 1;
     outbox::insert_events(tx, &write.train, seq, at, &write.events, &encoded.events)?;
     Ok(WriteOutcome::Changed { seq })
+}
+
+/// Why an evaluation's guarded update changed no row: no such train, a stopped one, or one
+/// whose seq moved on.
+fn refused(tx: &Tx<'_>, id: &TrainId) -> Result<WriteOutcome, StoreError> {
+    Ok(match current(tx, id)? {
+        None => WriteOutcome::UnknownTrain,
+        Some(current) if current.lifecycle == Lifecycle::Stopped => WriteOutcome::Stopped,
+        Some(current) => WriteOutcome::Stale { seq: current.seq },
+    })
 }
 
 fn load_train(tx: &Tx<'_>, id: &str) -> Result<Option<TrainRecord>, StoreError> {
@@ -854,6 +901,43 @@ mod tests {
             })
             .collect();
         assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    on_both_stores!(a_refused_evaluation_changes_no_row);
+    fn a_refused_evaluation_changes_no_row(store: Store) {
+        store.register(&new_train("t-1"), t(0)).unwrap();
+        store
+            .record_override(&override_write(
+                "t-1",
+                OverrideAction::Pause,
+                Decision::Pause,
+            ))
+            .unwrap();
+        let before = store.train(&tid("t-1")).unwrap();
+        let outbox = outbox_rows(&store);
+        let changes = sqlite_changes(&store);
+        let cycle = [
+            eval(
+                "t-1",
+                0,
+                Decision::Rollback,
+                t(30),
+                vec![event("late", "deployer")],
+            ),
+            eval("nope", 0, Decision::Rollback, t(30), vec![]),
+        ];
+        assert_eq!(
+            store.record_evaluations(&cycle).unwrap(),
+            [WriteOutcome::Stale { seq: 1 }, WriteOutcome::UnknownTrain]
+        );
+        assert_eq!(
+            sqlite_changes(&store),
+            changes,
+            "the seq guard refused the writes: no history row, no update, no event"
+        );
+        assert_eq!(decision_rows(&store, "t-1"), 0);
+        assert_eq!(outbox_rows(&store), outbox);
+        assert_eq!(store.train(&tid("t-1")).unwrap(), before);
     }
 
     on_both_stores!(a_change_its_history_and_its_events_appear_together);
