@@ -2,11 +2,19 @@
 //! by side, in one run.
 //!
 //! For each database it registers N trains (one transaction each, as `POST /v1/trains` does),
-//! then writes cycles of N evaluations with [`Store::record_evaluations`], one transaction per
-//! cycle as the daemon does: first a cycle in which every train's decision changes (a history
-//! row each), then cycles in which none does. It reports, per cycle kind, the wall time and
-//! this process's CPU time (getrusage), medians with min–max over `--cycles` cycles; and the
-//! time to load every train back (what the daemon does at start). PostgreSQL runs in a private
+//! then writes cycles of N evaluations as the daemon does:
+//!
+//! * cycles in which every train's decision changes (promote and pause in turn: a history row
+//!   and a webhook event each), written with [`Store::record_evaluations`] in one transaction;
+//! * cycles in which none changes, as the daemon writes them: deferred
+//!   ([`Store::defer_evaluations`], no write), and the checkpoint that writes them once a
+//!   minute ([`Store::checkpoint`], one transaction for all);
+//! * for comparison, cycles in which none changes written with `record_evaluations` (every
+//!   row every cycle, what the daemon did before deferring).
+//!
+//! It reports, per kind, the wall time and this process's CPU time (getrusage), medians with
+//! min–max over `--cycles` cycles; and the time to load every train back (what the daemon
+//! does at start). PostgreSQL runs in a private
 //! cluster on loopback (`tests/common/postgres.rs`: initdb + pg_ctl, `fsync=off` is *not*
 //! set here: commits are durable as in production).
 //!
@@ -25,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use gate_engine::store::{
-    EvaluationWrite, Evidence, Lifecycle, NewTrain, Store, TrainFilter, WriteOutcome,
+    EvaluationWrite, Evidence, Lifecycle, NewOutboxEvent, NewTrain, Store, TrainFilter,
+    WriteOutcome,
 };
 use gate_rules::decide::TrainState;
 use gate_rules::Decision;
@@ -109,7 +118,9 @@ fn write(i: usize, seq: u64, decision: Decision, t: i64, evidence: &Evidence) ->
 
 struct Figures {
     register: Duration,
-    changed: (Duration, Duration),
+    changed: Vec<(Duration, Duration)>,
+    deferred: Vec<(Duration, Duration)>,
+    checkpoint: Vec<(Duration, Duration)>,
     unchanged: Vec<(Duration, Duration)>,
     load: Vec<Duration>,
 }
@@ -139,19 +150,56 @@ fn run(store: &Store, trains: usize, cycles: usize) -> Figures {
         }
     });
     let promote = evidence(Decision::Promote);
-    let writes: Vec<_> = (0..trains)
-        .map(|i| write(i, 0, Decision::Promote, 15, &promote))
-        .collect();
-    let (outcomes, wall, cpu_time) = timed(|| store.record_evaluations(&writes).unwrap());
-    assert!(outcomes
-        .iter()
-        .all(|o| matches!(o, WriteOutcome::Changed { seq: 1 })));
-    let changed = (wall, cpu_time);
-    let mut unchanged = Vec::new();
+    let pause = evidence(Decision::Pause);
+    let mut seq = 0;
+    let mut t = 0;
+    let mut changed = Vec::new();
     for cycle in 0..cycles {
-        let t = 30 + 15 * cycle as i64;
+        t += 15;
+        let (decision, evidence) = if cycle % 2 == 0 {
+            (Decision::Promote, &promote)
+        } else {
+            (Decision::Pause, &pause)
+        };
+        // Each change queues one webhook event, as a train with one webhook does.
         let writes: Vec<_> = (0..trains)
-            .map(|i| write(i, 1, Decision::Promote, t, &promote))
+            .map(|i| EvaluationWrite {
+                events: vec![NewOutboxEvent {
+                    event_id: format!("bench-{i:05}-{}", seq + 1),
+                    webhook: "deployer".to_string(),
+                    payload: serde_json::json!({"train": id(i).as_str(), "seq": seq + 1}),
+                }],
+                ..write(i, seq, decision, t, evidence)
+            })
+            .collect();
+        let (outcomes, wall, cpu_time) = timed(|| store.record_evaluations(&writes).unwrap());
+        seq += 1;
+        assert!(outcomes.iter().all(|o| *o == WriteOutcome::Changed { seq }));
+        changed.push((wall, cpu_time));
+    }
+    let last = if cycles % 2 == 1 {
+        (Decision::Promote, &promote)
+    } else {
+        (Decision::Pause, &pause)
+    };
+    let mut deferred = Vec::new();
+    let mut checkpoint = Vec::new();
+    for _ in 0..cycles {
+        t += 15;
+        let writes: Vec<_> = (0..trains)
+            .map(|i| write(i, seq, last.0, t, last.1))
+            .collect();
+        let (_, wall, cpu_time) = timed(|| store.defer_evaluations(writes, at(t)));
+        deferred.push((wall, cpu_time));
+        let (done, wall, cpu_time) = timed(|| store.checkpoint().unwrap());
+        assert_eq!(done.written, trains as u64);
+        checkpoint.push((wall, cpu_time));
+    }
+    let mut unchanged = Vec::new();
+    for _ in 0..cycles {
+        t += 15;
+        let writes: Vec<_> = (0..trains)
+            .map(|i| write(i, seq, last.0, t, last.1))
             .collect();
         let (outcomes, wall, cpu_time) = timed(|| store.record_evaluations(&writes).unwrap());
         assert!(outcomes.iter().all(|o| *o == WriteOutcome::Unchanged));
@@ -167,6 +215,8 @@ fn run(store: &Store, trains: usize, cycles: usize) -> Figures {
     Figures {
         register,
         changed,
+        deferred,
+        checkpoint,
         unchanged,
         load,
     }
@@ -210,25 +260,33 @@ fn main() {
         ms(sqlite.register),
         ms(postgres.register)
     );
-    println!(
-        "| a cycle in which every decision changes: wall / CPU | {} / {} | {} / {} |",
-        ms(sqlite.changed.0),
-        ms(sqlite.changed.1),
-        ms(postgres.changed.0),
-        ms(postgres.changed.1)
-    );
-    let walls = |f: &Figures| f.unchanged.iter().map(|u| u.0).collect::<Vec<_>>();
-    let cpus = |f: &Figures| f.unchanged.iter().map(|u| u.1).collect::<Vec<_>>();
-    println!(
-        "| a cycle in which none changes (n={cycles}): wall | {} | {} |",
-        spread(walls(&sqlite)),
-        spread(walls(&postgres))
-    );
-    println!(
-        "| the same: CPU of gate's process | {} | {} |",
-        spread(cpus(&sqlite)),
-        spread(cpus(&postgres))
-    );
+    let rows: [(&str, fn(&Figures) -> &Vec<(Duration, Duration)>); 4] = [
+        ("a cycle in which every decision changes", |f| &f.changed),
+        (
+            "a cycle in which none changes, deferred (the daemon)",
+            |f| &f.deferred,
+        ),
+        ("the checkpoint of every train's deferred evaluation", |f| {
+            &f.checkpoint
+        }),
+        ("a cycle in which none changes, every row written", |f| {
+            &f.unchanged
+        }),
+    ];
+    for (what, kind) in rows {
+        let walls = |f: &Figures| kind(f).iter().map(|u| u.0).collect::<Vec<_>>();
+        let cpus = |f: &Figures| kind(f).iter().map(|u| u.1).collect::<Vec<_>>();
+        println!(
+            "| {what} (n={cycles}): wall | {} | {} |",
+            spread(walls(&sqlite)),
+            spread(walls(&postgres))
+        );
+        println!(
+            "| the same: CPU of gate's process | {} | {} |",
+            spread(cpus(&sqlite)),
+            spread(cpus(&postgres))
+        );
+    }
     println!(
         "| load every active train (start-up; n={cycles}) | {} | {} |",
         spread(sqlite.load),

@@ -46,9 +46,9 @@ use gate_rules::TrainId;
 
 use super::error::StoreError;
 use super::model::{EvaluationWrite, TrainRecord};
-use super::sql::Tx;
+use super::sql::{Dialect, Tx};
 use super::trains::encode_gates;
-use super::{encode, lease, ms, seq_sql, Store};
+use super::{encode, lease, ms, pg_batch, seq_sql, Store};
 
 /// What one [`Store::checkpoint`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -165,6 +165,11 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let done = self.leader_write("checkpoint deferred evaluations", |tx| {
             let mut done = Checkpointed::default();
+            if tx.dialect() == Dialect::Postgres {
+                done.written = pg_batch::checkpoint(tx, &writes, &encoded)?;
+                done.skipped = writes.len() as u64 - done.written;
+                return Ok(done);
+            }
             for (write, encoded) in writes.iter().zip(&encoded) {
                 if write_deferred(tx, write, encoded)? {
                     done.written += 1;

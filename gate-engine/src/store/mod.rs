@@ -12,7 +12,9 @@
 //!
 //! * **Two databases, one store.** Every query is written once and runs on either database
 //!   through `sql.rs`; only the schema (`schema.rs` for SQLite, `pg.rs`) and the
-//!   connection set-up differ. The store's tests run against both.
+//!   connection set-up differ, and a cycle's writes, which PostgreSQL takes as one statement
+//!   per table for all trains (`pg_batch.rs`: a round trip per train was most of its cost).
+//!   The store's tests run against both.
 //! * **Synchronous API.** rusqlite and the `postgres` client are blocking, and so is this API. Async callers run it on
 //!   tokio's blocking pool (`tokio::task::spawn_blocking(move || store.train(&id))`);
 //!   [`Store`] is `Clone + Send + Sync` (an `Arc` inside) so a clone moves into the closure.
@@ -44,6 +46,7 @@ mod lock;
 mod model;
 mod outbox;
 mod pg;
+mod pg_batch;
 mod retention;
 mod schema;
 mod sql;

@@ -6,8 +6,10 @@
 //! placeholders become `$1`, `$2`, … and each statement is prepared once per connection (as
 //! rusqlite's statement cache does for SQLite). The few places where the dialects differ ask
 //! [`Tx::dialect`]: a row lock taken before a read-then-write (`FOR UPDATE`, PostgreSQL only:
-//! SQLite's writer already holds the whole database) and the largest of several values
-//! (`max(a, b)` in SQLite, `greatest(a, b)` in PostgreSQL).
+//! SQLite's writer already holds the whole database), the largest of several values
+//! (`max(a, b)` in SQLite, `greatest(a, b)` in PostgreSQL), and the writes of a whole cycle,
+//! which PostgreSQL takes as one statement per table over arrays (`pg_batch.rs`:
+//! [`Tx::execute_pg`], [`Tx::query_pg`]) where SQLite, in process, runs one per train.
 //!
 //! Values cross as the types both drivers map the same way: `i64` (SQLite `INTEGER`,
 //! PostgreSQL `BIGINT`), `f64`, `String`/`&str` (`TEXT`) and `Option`s of them for NULL.
@@ -269,6 +271,48 @@ impl Tx<'_> {
                     .collect())
             }
         }
+    }
+
+    /// Runs a statement written for PostgreSQL alone (`$N` placeholders), with parameters
+    /// only PostgreSQL binds (arrays, for one statement over many rows); returns the number of
+    /// rows it changed. Callers ask [`Tx::dialect`] first: on SQLite this is a bug.
+    pub(crate) fn execute_pg(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let Tx::Postgres(pg) = self else {
+            unreachable!("a PostgreSQL statement on SQLite: {context}")
+        };
+        let mut pg = pg.borrow_mut();
+        pg.statement(sql)
+            .and_then(|st| pg.tx.execute(&st, params))
+            .map_err(|source| pg_error(context, source))
+    }
+
+    /// [`Tx::execute_pg`] for a query: its rows.
+    pub(crate) fn query_pg(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let Tx::Postgres(pg) = self else {
+            unreachable!("a PostgreSQL query on SQLite: {context}")
+        };
+        let mut pg = pg.borrow_mut();
+        let rows = pg
+            .statement(sql)
+            .and_then(|st| pg.tx.query(&st, params))
+            .map_err(|source| pg_error(context, source))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Row {
+                context,
+                values: Values::Postgres(row),
+            })
+            .collect())
     }
 
     /// Runs a query and returns its first row, if any.

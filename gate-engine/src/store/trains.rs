@@ -24,7 +24,7 @@ use super::model::{
     NewTrain, OverrideWrite, Registration, TrainFilter, TrainRecord, WriteOutcome,
 };
 use super::sql::{Param, Row, Tx};
-use super::{encode, ms, outbox, seq_sql, Field, Store};
+use super::{encode, ms, outbox, pg_batch, seq_sql, Field, Store};
 
 /// The columns [`RawTrain::from_row`] reads, in order.
 const TRAIN_COLUMNS: &str = "id, gate, started_at, baseline, labels_json, lifecycle, decision, \
@@ -201,6 +201,9 @@ impl Store {
             .map(EncodedEvaluation::new)
             .collect::<Result<Vec<_>, _>>()?;
         let outcomes = self.leader_write("record evaluations", |tx| {
+            if pg_batch::applies(tx, writes) {
+                return pg_batch::write_evaluations(tx, writes, &encoded);
+            }
             writes
                 .iter()
                 .zip(&encoded)
@@ -1090,6 +1093,80 @@ mod tests {
             .map(|e| e.event_id)
             .collect();
         assert_eq!(ids, ["b1"]);
+    }
+
+    on_both_stores!(a_cycle_writes_history_and_events_in_its_order);
+    fn a_cycle_writes_history_and_events_in_its_order(store: Store) {
+        for id in ["a", "b", "c"] {
+            store.register(&new_train(id), t(0)).unwrap();
+        }
+        let cycle = [
+            eval(
+                "c",
+                0,
+                Decision::Rollback,
+                t(30),
+                vec![event("c1", "deployer")],
+            ),
+            eval(
+                "a",
+                0,
+                Decision::Pause,
+                t(30),
+                vec![event("a1", "deployer"), event("a2", "audit")],
+            ),
+            eval("b", 0, Decision::Pending, t(30), vec![]),
+        ];
+        assert_eq!(
+            store.record_evaluations(&cycle).unwrap(),
+            [
+                WriteOutcome::Changed { seq: 1 },
+                WriteOutcome::Changed { seq: 1 },
+                WriteOutcome::Unchanged,
+            ]
+        );
+        let due: Vec<String> = store
+            .due_events(t(30), 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(due, ["c1", "a1", "a2"], "queued in the cycle's order");
+        let a = store.train(&tid("a")).unwrap().unwrap();
+        assert_eq!(
+            (a.decision, a.seq, a.lifecycle, a.evaluated_at),
+            (Decision::Pause, 1, Lifecycle::Paused, Some(t(30)))
+        );
+        assert!(store.events(&tid("a")).unwrap().iter().any(|e| matches!(
+            e,
+            AuditEvent::Decision {
+                seq: 1,
+                decision: Decision::Pause,
+                previous: Decision::Pending,
+                ..
+            }
+        )));
+        let b = store.train(&tid("b")).unwrap().unwrap();
+        assert_eq!((b.seq, b.evaluated_at), (0, Some(t(30))));
+        assert_eq!(decision_rows(&store, "b"), 0);
+
+        // A cycle that names a train twice: the second write saw the seq the first moved.
+        let twice = [
+            eval("b", 0, Decision::Promote, t(60), vec![]),
+            eval("b", 0, Decision::Promote, t(61), vec![]),
+        ];
+        assert_eq!(
+            store.record_evaluations(&twice).unwrap(),
+            [
+                WriteOutcome::Changed { seq: 1 },
+                WriteOutcome::Stale { seq: 1 }
+            ]
+        );
+        let b = store.train(&tid("b")).unwrap().unwrap();
+        assert_eq!(
+            (b.decision, b.seq, b.promoted_at),
+            (Decision::Promote, 1, Some(t(60)))
+        );
     }
 
     on_both_stores!(active_filters_skip_done_and_stopped_trains);
