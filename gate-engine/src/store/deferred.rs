@@ -151,6 +151,15 @@ impl Store {
         self.inner.deferred.lock().writes.len()
     }
 
+    /// Forgets every deferred evaluation without writing it: for a replica that lost the
+    /// leader lease (its checkpoints are refused, [`StoreError::Fenced`]; the replica that
+    /// leads now evaluates the trains). Returns how many were dropped.
+    pub fn discard_deferred(&self) -> usize {
+        let mut buffer = self.inner.deferred.lock();
+        buffer.since = None;
+        std::mem::take(&mut buffer.writes).len()
+    }
+
     /// Writes every deferred evaluation in one transaction, each under the guard of the
     /// module docs, and forgets them. If the transaction fails, they stay deferred.
     pub fn checkpoint(&self) -> Result<Checkpointed, StoreError> {
@@ -481,6 +490,21 @@ mod tests {
         assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
         assert_eq!(old.deferred_len(), 1, "kept: nothing was written");
         assert_eq!(row(&new, "t-1").2, Some(ms(t(30))));
+        // Told it follows, the old leader drops them; until then its reads show them.
+        assert_eq!(
+            old.train(&tid("t-1")).unwrap().unwrap().evaluated_at,
+            Some(t(40))
+        );
+        let kept = eval("t-1", 1, Decision::Pause, t(45), vec![]);
+        old.defer_evaluations(vec![kept], t(45));
+        assert_eq!(old.discard_deferred(), 1);
+        assert_eq!((old.deferred_len(), old.deferred_since()), (0, None));
+        assert_eq!(
+            old.train(&tid("t-1")).unwrap().unwrap().evaluated_at,
+            Some(t(30))
+        );
+        assert_eq!(old.checkpoint().unwrap(), Checkpointed::default());
+        old.defer_evaluations(vec![eval("t-1", 1, Decision::Pause, t(46), vec![])], t(46));
 
         // An override is anyone's write; the old leader's deferred evaluation is not.
         let seq = old
