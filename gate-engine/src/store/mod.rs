@@ -32,6 +32,7 @@
 //!   `schema.rs` and `pg.rs`. Times are stored as unix milliseconds.
 //!
 
+mod changes;
 mod error;
 mod history;
 mod lease;
@@ -57,6 +58,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use changes::{Heard, TrainMark};
 pub use error::{ConflictReason, StoreError};
 pub use lease::{Claim, Fence, Lease};
 pub use lock::{lock_path, WriterLock};
