@@ -4,9 +4,10 @@
 //!
 //! It checks what a team running replicas behind a load balancer relies on: one replica leads
 //! and every `/readyz` agrees which; a train registered through a follower is evaluated by
-//! the leader and every replica answers for it; when the leader is SIGKILLed a follower takes
-//! over, and `gate wait` against a follower rides the failover out; every decision change
-//! reaches the receiver under one event ID (a redelivery repeats the ID, never a new one);
+//! the leader and every replica answers for it; when the leader is SIGKILLed (mid-cycle, then
+//! again with a webhook in flight) a follower takes over, and `gate wait` against a follower
+//! rides the failover out; every decision change reaches the receiver under one event ID (a
+//! redelivery repeats the ID, never a new one);
 //! and a leader frozen past its lease (SIGSTOP) and woken again (SIGCONT) writes nothing and
 //! follows.
 //!
@@ -221,7 +222,7 @@ async fn hook_receiver() -> wiremock::MockServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_one_leader_and_a_killed_leader_is_replaced() {
-    let healthy = ["ha-healthy", "ha-late"];
+    let healthy = ["ha-healthy", "ha-late", "ha-slow"];
     let burning = ["ha-fastburn"];
     let now = Utc::now();
     let end = now.timestamp() + AHEAD;
@@ -316,14 +317,79 @@ async fn three_replicas_one_leader_and_a_killed_leader_is_replaced() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let new_leader = kill_leader(&api, &mut replicas, &leader).await;
+    let waited = tokio::task::spawn_blocking(move || waiting.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        waited.status.code(),
+        Some(0),
+        "gate wait across the failover: {}{}",
+        String::from_utf8_lossy(&waited.stdout),
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let log = replicas[&new_leader].log();
+    assert!(
+        log.contains(&format!("replica {new_leader} leads")),
+        "{log}"
+    );
+
+    // Killed again while a webhook is in flight (the receiver holds it for 3 s): the last
+    // replica sends it again under the same event ID.
+    wiremock::Mock::given(wiremock::matchers::body_string_contains("ha-slow"))
+        .respond_with(wiremock::ResponseTemplate::new(204).set_delay(Duration::from_secs(3)))
+        .with_priority(1)
+        .mount(&receiver)
+        .await;
+    let follower = replicas.keys().find(|n| **n != new_leader).unwrap().clone();
+    let (status, body) = api
+        .post(
+            &replicas[&follower].url("/v1/trains"),
+            json!({"id": "ha-slow", "gate": "checkout", "started_at": started()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + WAIT;
+    while !received(&receiver)
+        .await
+        .0
+        .values()
+        .any(|(train, _, _)| train == "ha-slow")
+    {
+        assert!(Instant::now() < deadline, "ha-slow's webhook never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = kill_leader(&api, &mut replicas, &new_leader).await;
+    assert_eq!(last, follower);
+
+    // Every change the store holds reached the receiver under exactly one event ID.
+    let ids = ["ha-healthy", "ha-fastburn", "ha-late", "ha-slow"];
+    let want = changes(&api, &replicas[&last], &ids).await;
+    assert_eq!(
+        want.iter()
+            .filter(|(_, _, d)| d == "promote" || d == "rollback")
+            .count(),
+        4,
+        "{want:?}"
+    );
+    delivered(&receiver, &want).await;
+    for mut daemon in replicas.into_values() {
+        assert_eq!(daemon.sigterm(), 0, "{}", daemon.log());
+    }
+}
+
+/// SIGKILLs `leader`, waits until another replica leads and every remaining replica says so;
+/// returns the new leader.
+async fn kill_leader(api: &Api, replicas: &mut BTreeMap<String, Daemon>, leader: &str) -> String {
     let killed_at = Instant::now();
-    replicas.get_mut(&leader).unwrap().sigkill();
-    let old = replicas.remove(&leader).unwrap();
+    let mut old = replicas.remove(leader).unwrap();
+    old.sigkill();
     let deadline = Instant::now() + WAIT;
     let new_leader = loop {
         let mut leading = None;
-        for (name, daemon) in &replicas {
-            if role(&api, daemon).await["role"] == "leader" {
+        for (name, daemon) in replicas.iter() {
+            if role(api, daemon).await["role"] == "leader" {
                 leading = Some(name.clone());
             }
         }
@@ -337,40 +403,10 @@ async fn three_replicas_one_leader_and_a_killed_leader_is_replaced() {
         "failover: {new_leader} leads {:.1} s after {leader} was killed",
         killed_at.elapsed().as_secs_f64()
     );
-    let waited = tokio::task::spawn_blocking(move || waiting.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        waited.status.code(),
-        Some(0),
-        "gate wait across the failover: {}{}",
-        String::from_utf8_lossy(&waited.stdout),
-        String::from_utf8_lossy(&waited.stderr)
-    );
     for daemon in replicas.values() {
-        assert_eq!(leader_seen_by(&api, daemon, WAIT).await, new_leader);
+        assert_eq!(leader_seen_by(api, daemon, WAIT).await, new_leader);
     }
-
-    // Every change the store holds reached the receiver under exactly one event ID.
-    let ids = ["ha-healthy", "ha-fastburn", "ha-late"];
-    let want = changes(&api, &replicas[&new_leader], &ids).await;
-    assert_eq!(
-        want.iter()
-            .filter(|(_, _, d)| d == "promote" || d == "rollback")
-            .count(),
-        3,
-        "{want:?}"
-    );
-    delivered(&receiver, &want).await;
-    let log = replicas[&new_leader].log();
-    assert!(
-        log.contains(&format!("replica {new_leader} leads")),
-        "{log}"
-    );
-    for mut daemon in replicas.into_values() {
-        assert_eq!(daemon.sigterm(), 0, "{}", daemon.log());
-    }
+    new_leader
 }
 
 fn signal(pid: u32, sig: &str) {
