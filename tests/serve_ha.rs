@@ -403,8 +403,12 @@ async fn kill_leader(api: &Api, replicas: &mut BTreeMap<String, Daemon>, leader:
         "failover: {new_leader} leads {:.1} s after {leader} was killed",
         killed_at.elapsed().as_secs_f64()
     );
+    // The others learn it at their next claim.
     for daemon in replicas.values() {
-        assert_eq!(leader_seen_by(api, daemon, WAIT).await, new_leader);
+        api.until(&daemon.url("/readyz"), "the new leader", WAIT, |b| {
+            b["leader"] == new_leader.as_str()
+        })
+        .await;
     }
     new_leader
 }
