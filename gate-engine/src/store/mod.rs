@@ -38,6 +38,7 @@
 //!   `schema.rs` and `pg.rs`. Times are stored as unix milliseconds.
 //!
 
+mod changes;
 mod deferred;
 mod error;
 mod history;
@@ -65,6 +66,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use changes::{Heard, TrainMark};
 pub use deferred::Checkpointed;
 pub use error::{ConflictReason, StoreError};
 pub use lease::{Claim, Fence, Lease};

@@ -146,6 +146,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO lease (name, holder, epoch, expires_at) VALUES ('leader', '', 0, 0);
     "#,
+    // 3: every replica hears of train changes (`changes.rs`): NOTIFY gate_trains with the ID.
+    r#"
+    CREATE FUNCTION gate_trains_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('gate_trains', NEW.id);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER trains_notify_insert AFTER INSERT ON trains
+    FOR EACH ROW EXECUTE FUNCTION gate_trains_notify();
+    CREATE TRIGGER trains_notify_update AFTER UPDATE ON trains
+    FOR EACH ROW WHEN (NEW.seq IS DISTINCT FROM OLD.seq OR NEW.lifecycle IS DISTINCT FROM OLD.lifecycle)
+    EXECUTE FUNCTION gate_trains_notify();
+    "#,
 ];
 
 /// The newest schema version this build knows.
