@@ -150,11 +150,7 @@ pub(crate) async fn daemon_scenario(
     text.push_str("\nmetrics:\n  per_train: false\n");
     std::fs::write(&config_path, text)?;
     let reload = http.post(format!("{base}/v1/reload")).send().await?;
-    anyhow::ensure!(
-        reload.status().is_success(),
-        "reload: {}",
-        reload.status()
-    );
+    anyhow::ensure!(reload.status().is_success(), "reload: {}", reload.status());
     cycle_end(&http, &decision_url, &mut last_seen, patience).await?;
     let scrape_aggregates = scrape_cost(&http, &base, pid, SCRAPES).await?;
     println!("daemon /metrics without per-train series: {scrape_aggregates}");
