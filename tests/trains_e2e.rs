@@ -135,6 +135,7 @@ impl Harness {
                 registry: Arc::new(registry),
                 api: ApiOptions::default(),
                 webhooks: None,
+                ha: Default::default(),
             })
             .await
             .unwrap(),

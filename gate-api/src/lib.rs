@@ -29,7 +29,7 @@ pub mod train;
 pub use calendar::{Calendar, GateCalendar};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Delivery, DeliveryState, Event, EventList};
-pub use ops::{Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
+pub use ops::{Health, Readiness, RedriveReport, RedriveRequest, ReloadReport, Role};
 pub use overrides::{override_by, ApproveRequest, OverrideAction, OverrideRequest};
 pub use report::{Figures, Report, TimeToVerdict};
 pub use train::{

@@ -26,7 +26,7 @@ pub struct Health {
     pub status: String,
 }
 
-/// `GET /readyz` when not ready (`503`): what failed.
+/// `GET /readyz`: whether the replica is ready, what failed if not, and its role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Readiness {
@@ -36,6 +36,24 @@ pub struct Readiness {
     pub store: String,
     /// `ok`, or why Prometheus is not reachable.
     pub prometheus: String,
+    /// `leader` (evaluates trains, delivers webhooks) or `follower` (serves the API from the
+    /// shared store). A daemon on an SQLite file always leads.
+    pub role: Role,
+    /// The ID of the replica that leads, when one holds the lease.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// This replica's ID (`--replica`).
+    pub replica: String,
+}
+
+/// A replica's role in `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Holds the lease: evaluates trains and delivers webhooks.
+    Leader,
+    /// Serves the API; takes over when the leader's lease lapses.
+    Follower,
 }
 
 /// `POST /v1/outbox/redrive`: which dead-lettered webhook events to queue again.

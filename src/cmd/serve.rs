@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use gate_engine::daemon::api::auth::{all_scopes, SHARED_TOKEN_NAME};
+use gate_engine::daemon::role::HaOptions;
 use gate_engine::daemon::{
     limits, ApiOptions, ClientFactory, Daemon, Metrics, Options, Registry, SystemClock,
 };
@@ -76,6 +77,15 @@ pub struct Args {
     /// before the process exits anyway.
     #[arg(long, default_value = "30s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
     pub shutdown_timeout: std::time::Duration,
+    /// This replica's ID among the replicas of one PostgreSQL store (default:
+    /// `<host name>:<pid>`). Shown in /readyz, the `gate_leader` metric and the lease; a
+    /// replica restarted with the same ID takes its lease back at once.
+    #[arg(long, env = "GATE_REPLICA", value_name = "ID")]
+    pub replica: Option<String>,
+    /// How long the leader's lease lasts unless renewed (every third of it). A failed leader
+    /// is replaced within this plus a third of it plus one interval.
+    #[arg(long, default_value = "15s", value_parser = super::wait::parse_timeout, value_name = "DURATION")]
+    pub lease_ttl: std::time::Duration,
     /// Log lines on stderr: `text` for people, `json` (one object per line) for log
     /// collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -145,6 +155,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 },
             },
             webhooks: None,
+            ha: HaOptions {
+                replica: replica_id(args.replica.as_deref()),
+                lease_ttl: args.lease_ttl,
+            },
         })
         .await
         .context("cannot start the daemon")?,
@@ -162,9 +176,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let delivery = tokio::spawn(Arc::clone(&daemon).deliver_webhooks(webhook_metrics));
     tokio::spawn(handle_signals(Arc::clone(&daemon), args.shutdown_timeout));
 
+    let role = daemon.role();
     tracing::info!(
         %addr,
         store = %store_at,
+        replica = %replica_id(args.replica.as_deref()),
+        role = if role.leading { "leader" } else { "follower (until it claims the lease)" },
         trains = daemon.trains().filter(|v| v.record.lifecycle.is_active()).len(),
         "gate serve ready"
     );
@@ -180,6 +197,20 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     served.context("the HTTP server failed")?;
     tracing::info!("gate serve stopped");
     Ok(exit::OK)
+}
+
+/// `--replica`, or `<host name>:<pid>`: two processes never share an ID by default, since two
+/// replicas with one ID would take the lease from each other.
+fn replica_id(given: Option<&str>) -> String {
+    if let Some(id) = given.map(str::trim).filter(|id| !id.is_empty()) {
+        return id.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gate".to_string());
+    format!("{host}:{}", std::process::id())
 }
 
 /// The tokens of `--tokens` and `GATE_API_TOKEN` (named `GATE_API_TOKEN`, every scope).

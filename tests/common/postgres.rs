@@ -18,12 +18,53 @@ use std::sync::OnceLock;
 /// `/usr/lib/postgresql/<version>/bin` (`apt-get install postgresql`; scripts/test does).
 pub struct PgCluster {
     port: u16,
+    data: PathBuf,
+    options: String,
+    log: PathBuf,
 }
 
 impl PgCluster {
     /// A URL for database `db` of the cluster.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://gate@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: sessions are cut, as in a restart).
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "stop"]);
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_again(&self) {
+        self.pg_ctl(&[
+            "-o",
+            &self.options,
+            "-l",
+            &self.log.display().to_string(),
+            "start",
+        ]);
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let mut cmd = if running_as_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(pg_bin("pg_ctl"));
+            cmd
+        } else {
+            Command::new(pg_bin("pg_ctl"))
+        };
+        let out = cmd
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-w")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn start() -> PgCluster {
@@ -121,7 +162,12 @@ impl PgCluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        PgCluster { port }
+        PgCluster {
+            port,
+            data,
+            options,
+            log,
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The webhook deliverer of a running daemon: the outbox worker of [`crate::webhook`], fed
-//! the targets of the config in force and restarted when a reload changes them.
+//! the targets of the config in force and restarted when a reload changes them. It runs only
+//! while this replica leads ([`super::role`]): a replica that loses the lease lets its
+//! attempts in flight finish (their outcomes are fenced) and stops claiming events.
 
 use std::sync::Arc;
 
@@ -15,7 +17,11 @@ impl Daemon {
         let store = daemon.shared.store.clone();
         let mut runtime = daemon.runtime();
         let shutdown = daemon.shutdown_receiver();
+        let mut role = daemon.shared.role.subscribe();
         loop {
+            if !super::role::leading(&mut role, &mut shutdown.clone()).await {
+                return;
+            }
             let targets = runtime.borrow_and_update().webhooks.clone();
             let deliverer = match Deliverer::with_metrics(
                 store.clone(),
@@ -34,11 +40,13 @@ impl Daemon {
             daemon.set_webhook_nudger(deliverer.nudger());
             let mut changes = runtime.clone();
             let mut down = shutdown.clone();
+            let mut lost = role.clone();
             deliverer
                 .run(async move {
                     let reloaded = tokio::select! {
                         changed = changes.changed() => changed.is_ok(),
                         _ = down.wait_for(|d| *d) => true,
+                        _ = lost.wait_for(|r| !r.leading) => true,
                     };
                     if !reloaded {
                         // The daemon is going away: deliver until its shutdown.
@@ -48,6 +56,10 @@ impl Daemon {
                 .await;
             if *shutdown.borrow() {
                 return;
+            }
+            if !role.borrow().leading {
+                tracing::info!("webhook deliverer stopped: this replica no longer leads");
+                continue;
             }
             tracing::info!("config reloaded: webhook deliverer restarted with the new webhooks");
         }

@@ -18,6 +18,9 @@
 //! | `gate_trains` | gauge | `state` — trains by lifecycle state, counted at scrape |
 //! | `gate_trains_finished_total` | counter | `gate`, `outcome` — trains that finished: `promoted` (watched to the end), `rolled_back`, `stopped` ([`crate::store::Outcome`]) |
 //! | `gate_time_to_verdict_seconds` | histogram | `gate` — from a train's start to its first `promote` or `rollback` |
+//! | `gate_leader` | gauge | `replica` — 1 while this replica leads (evaluates and delivers), 0 while it follows |
+//! | `gate_lease_renewals_total` | counter | — leader lease claims that succeeded (taken or renewed) |
+//! | `gate_lease_failures_total` | counter | — leader lease claims that failed (store unreachable) |
 //! | `gate_train_decision` | gauge | `train`, `gate`, `decision` — 1 for the current decision |
 //! | `gate_train_burn_rate` | gauge | `train`, `slo`, `window` — the burn rates the rules read |
 //! | `gate_train_would_have` | gauge | `train`, `gate`, `decision`, `dry_run="true"` — 1 for the decision the train's dry-run rules would have made, while it differs from the actual one |
@@ -79,6 +82,11 @@ struct OutcomeLabels {
 struct GateOutcomeLabels {
     gate: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    replica: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -170,6 +178,9 @@ pub struct Metrics {
     trains: Family<StateLabels, Gauge>,
     finished: Family<GateOutcomeLabels, Counter>,
     time_to_verdict: GateHistograms,
+    leader: Family<ReplicaLabels, Gauge>,
+    lease_renewals: Counter,
+    lease_failures: Counter,
     train_decision: Family<TrainDecisionLabels, Gauge>,
     train_would_have: Family<WouldHaveLabels, Gauge>,
     train_burn_rate: Family<BurnRateLabels, Gauge<f64, AtomicU64>>,
@@ -195,6 +206,9 @@ impl Metrics {
             trains: Family::default(),
             finished: Family::default(),
             time_to_verdict: Family::new_with_constructor(verdict_histogram as fn() -> Histogram),
+            leader: Family::default(),
+            lease_renewals: Counter::default(),
+            lease_failures: Counter::default(),
             train_decision: Family::default(),
             train_would_have: Family::default(),
             train_burn_rate: Family::default(),
@@ -272,6 +286,21 @@ impl Metrics {
             metrics.time_to_verdict.clone(),
         );
         registry.register(
+            "gate_leader",
+            "1 while this replica leads (evaluates trains and delivers webhooks), 0 while it follows",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "gate_lease_renewals",
+            "Leader lease claims that succeeded (taken or renewed)",
+            metrics.lease_renewals.clone(),
+        );
+        registry.register(
+            "gate_lease_failures",
+            "Leader lease claims that failed (the store did not answer)",
+            metrics.lease_failures.clone(),
+        );
+        registry.register(
             "gate_train_decision",
             "1 for the current decision of each active train",
             metrics.train_decision.clone(),
@@ -288,6 +317,24 @@ impl Metrics {
             metrics.train_burn_rate.clone(),
         );
         metrics
+    }
+
+    /// Whether `replica` leads now.
+    pub fn set_leader(&self, replica: &str, leading: bool) {
+        self.leader
+            .get_or_create(&ReplicaLabels {
+                replica: replica.to_string(),
+            })
+            .set(i64::from(leading));
+    }
+
+    /// A lease claim succeeded (`true`: this replica leads, or still does) or failed.
+    pub fn lease_claimed(&self, ok: bool) {
+        if ok {
+            self.lease_renewals.inc();
+        } else {
+            self.lease_failures.inc();
+        }
     }
 
     /// `n` trains of `gate` were evaluated, `errors` of them failed.

@@ -13,6 +13,8 @@
 //! * [`metrics`] — the daemon's own metrics;
 //! * [`limits`] — the bounds on open long-polls and active trains;
 //! * `retention` — the hourly prune of old history (`store.retention`);
+//! * [`role`] — on a PostgreSQL store shared by replicas: the leader lease (only the leader
+//!   evaluates, delivers and prunes) and following the changes other replicas write;
 //! * `delivery` — the webhook deliverer, restarted with the targets of each reload;
 //!
 //! This file holds what they share ([`Shared`]): the store, the clock, the trains, the
@@ -41,6 +43,7 @@ pub mod list;
 pub mod live;
 pub mod metrics;
 mod retention;
+pub mod role;
 pub mod scheduler;
 pub mod series;
 pub mod state;
@@ -115,6 +118,8 @@ pub struct Options {
     /// Wakes the webhook deliverer after a commit that queued events (see also
     /// [`Daemon::set_webhook_nudger`]).
     pub webhooks: Option<Nudger>,
+    /// The replica's ID and lease (used on a shared store; see [`role`]).
+    pub ha: role::HaOptions,
 }
 
 /// The daemon could not start.
@@ -197,6 +202,9 @@ pub struct Shared {
     config_path: Option<PathBuf>,
     client_factory: ClientFactory,
     reload_lock: tokio::sync::Mutex<()>,
+    pub(crate) ha: role::HaOptions,
+    /// Whether this replica leads (always, on SQLite), and who does.
+    pub(crate) role: watch::Sender<role::Role>,
 }
 
 impl Shared {
@@ -364,10 +372,14 @@ fn resolve_webhooks(config: &Config) -> Result<Vec<WebhookTarget>, WebhookError>
 }
 
 /// Opens (or creates) the store at `path` (a file, or a `postgres://` URL) for
-/// [`Options::store`], as its one writer: a second daemon on the same store is refused
-/// ([`StoreError::InUse`], naming the first one's pid).
+/// [`Options::store`]. An SQLite file is opened as its one writer: a second daemon on the
+/// same file is refused ([`StoreError::InUse`], naming the first one's pid). A PostgreSQL
+/// store is shared by the replicas, one of which leads ([`role`]).
 pub fn open_store(path: &std::path::Path) -> Result<Store, StoreError> {
-    Store::open_exclusive(path)
+    match crate::store::StoreAt::from(path) {
+        at @ crate::store::StoreAt::Sqlite(_) => Store::open_exclusive(at),
+        at @ crate::store::StoreAt::Postgres(_) => Store::open(at),
+    }
 }
 
 /// The running daemon: its shared state and its scheduler.
@@ -386,6 +398,18 @@ impl Daemon {
             .map_err(DaemonError::Client)?;
         let webhooks = resolve_webhooks(&config).map_err(DaemonError::Webhooks)?;
         let (shutdown, _) = watch::channel(false);
+        // The only writer of an SQLite file leads from the start; replicas of a shared store
+        // learn their role from the lease.
+        let role = if opts.store.is_shared() {
+            role::Role::unknown()
+        } else {
+            role::Role {
+                leading: true,
+                leader: Some(opts.ha.replica.clone()),
+                epoch: 0,
+            }
+        };
+        opts.metrics.set_leader(&opts.ha.replica, role.leading);
         let shared = Arc::new(Shared {
             store: opts.store,
             clock: opts.clock,
@@ -406,6 +430,8 @@ impl Daemon {
             config_path: opts.config_path,
             client_factory: opts.client_factory,
             reload_lock: tokio::sync::Mutex::new(()),
+            ha: opts.ha,
+            role: watch::Sender::new(role),
         });
         let records = shared
             .blocking(|store| store.trains(TrainFilter::Active))
@@ -435,8 +461,14 @@ impl Daemon {
         })
     }
 
-    /// Starts one evaluation task per gate (and follows reloads).
+    /// Starts one evaluation task per gate (and follows reloads); on a shared store also the
+    /// lease and the following of other replicas' changes ([`role`]): the gate tasks evaluate
+    /// only while this replica leads.
     pub fn spawn_scheduler(&self) {
+        if self.shared.store.is_shared() {
+            tokio::spawn(role::run(Arc::clone(&self.shared)));
+            tokio::spawn(role::follow(Arc::clone(&self.shared)));
+        }
         let handle = tokio::spawn(scheduler::run(Arc::clone(&self.shared)));
         *self.scheduler.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
     }
@@ -525,6 +557,14 @@ impl Daemon {
                 tracing::error!("the scheduler failed: {e}");
             }
         }
+        if self.shared.store.is_shared() {
+            role::release(&self.shared).await;
+        }
+    }
+
+    /// This replica's role: whether it leads, and who does.
+    pub fn role(&self) -> role::Role {
+        self.shared.role.borrow().clone()
     }
 }
 
@@ -725,6 +765,7 @@ webhooks:
             registry: Arc::new(registry),
             api,
             webhooks: None,
+            ha: Default::default(),
         })
         .await
         .unwrap();

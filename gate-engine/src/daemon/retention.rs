@@ -31,7 +31,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = evictions.tick() => false,
         };
         if prune {
-            prune_once(&shared).await;
+            // Only the leader prunes (its deletes are fenced like its other writes).
+            if shared.role.borrow().leading {
+                prune_once(&shared).await;
+            }
         } else {
             evict_once(&shared);
         }

@@ -134,12 +134,23 @@ async fn gate_task(shared: Arc<Shared>, gate: String, mut stop: watch::Receiver<
     let interval_of = |rt: &super::Runtime| rt.config.gate(&gate).map(|g| g.interval.as_duration());
     let mut period = interval_of(&runtime.borrow_and_update()).unwrap_or(Duration::from_secs(30));
     let mut ticks = ticker(period, Instant::now());
+    let mut role = shared.role.subscribe();
     let mut panics = 0u32;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|down| *down) => break,
             _ = stop.wait_for(|stop| *stop) => break,
+            changed = role.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                // A replica that just took the lease evaluates at once, then every period.
+                if !role.borrow_and_update().leading {
+                    continue;
+                }
+                ticks = ticker(period, Instant::now() + period);
+            }
             changed = runtime.changed() => {
                 if changed.is_err() {
                     break;
@@ -153,6 +164,10 @@ async fn gate_task(shared: Arc<Shared>, gate: String, mut stop: watch::Receiver<
                 continue;
             }
             _ = ticks.tick() => {}
+        }
+        // Only the leader evaluates (see `role.rs`); a follower keeps the beat.
+        if !role.borrow_and_update().leading {
+            continue;
         }
         // The cycle runs in its own task so that a panic in it is caught here: logged,
         // counted, and the gate evaluates again after a backoff instead of going silent.

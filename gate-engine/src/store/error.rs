@@ -126,6 +126,17 @@ pub enum StoreError {
         /// Why.
         reason: ConflictReason,
     },
+    /// A leader-only write by a replica whose lease another replica has taken since.
+    #[error(
+        "replica {replica} no longer holds the leader lease (epoch {epoch}); another replica \
+         leads, so this write was refused"
+    )]
+    Fenced {
+        /// The replica that tried to write.
+        replica: String,
+        /// The epoch it held.
+        epoch: u64,
+    },
     /// No train with this ID.
     #[error("train {0} not found")]
     NotFound(TrainId),
@@ -163,5 +174,13 @@ pub(crate) trait SqlContext<T> {
 impl<T> SqlContext<T> for rusqlite::Result<T> {
     fn ctx(self, context: &'static str) -> Result<T, StoreError> {
         self.map_err(|source| StoreError::Sqlite { context, source })
+    }
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (PostgreSQL down or restarting, the
+    /// connection lost): the request may succeed when retried.
+    pub fn is_unavailable(&self) -> bool {
+        super::sql::connection_lost(self)
     }
 }

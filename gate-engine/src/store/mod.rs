@@ -32,8 +32,10 @@
 //!   `schema.rs` and `pg.rs`. Times are stored as unix milliseconds.
 //!
 
+mod changes;
 mod error;
 mod history;
+mod lease;
 mod lock;
 mod model;
 mod outbox;
@@ -56,7 +58,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use changes::{Heard, TrainMark};
 pub use error::{ConflictReason, StoreError};
+pub use lease::{Claim, Fence, Lease};
 pub use lock::{lock_path, WriterLock};
 pub use model::{
     ApprovalWrite, AuditEvent, Delivery, DeliveryState, EvaluationWrite, Evidence, GateLeg,
@@ -132,6 +136,8 @@ pub struct Store {
 struct Inner {
     at: StoreAt,
     backend: Backend,
+    /// Checked by every leader-only write (`lease.rs`).
+    fence: Mutex<Option<Fence>>,
 }
 
 enum Backend {
@@ -203,7 +209,11 @@ impl Store {
             }
         };
         Ok(Store {
-            inner: Arc::new(Inner { at, backend }),
+            inner: Arc::new(Inner {
+                at,
+                backend,
+                fence: Mutex::new(None),
+            }),
         })
     }
 
@@ -301,6 +311,7 @@ impl Store {
                     writer: Mutex::new(writer),
                     reader: Mutex::new(reader),
                 },
+                fence: Mutex::new(None),
             }),
         })
     }

@@ -168,7 +168,7 @@ impl Store {
         sql: &str,
         params: &[&dyn Param],
     ) -> Result<(), StoreError> {
-        self.write(context, |tx| {
+        self.leader_write(context, |tx| {
             let n = tx.execute(context, sql, params)?;
             if n == 0 {
                 return Err(StoreError::UnknownEvent(event_id.to_string()));

@@ -37,7 +37,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema, one step per version: step `i` takes the database from version `i` to `i + 1`.
 /// Append-only, as for SQLite.
 pub(crate) const MIGRATIONS: &[&str] = &[
-    // 1: the schema of SQLite's six steps at once.
+    // 1: the schema of SQLite's first six steps at once.
     r#"
     CREATE TABLE trains (
         id                TEXT   NOT NULL PRIMARY KEY,
@@ -135,6 +135,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER trains_outcome BEFORE UPDATE OF lifecycle ON trains
     FOR EACH ROW WHEN (NEW.lifecycle IS DISTINCT FROM OLD.lifecycle)
     EXECUTE FUNCTION gate_trains_outcome();
+    "#,
+    // 2: the leader lease (`lease.rs`): one row, nobody's (epoch 0) until claimed.
+    r#"
+    CREATE TABLE lease (
+        name       TEXT   NOT NULL PRIMARY KEY,
+        holder     TEXT   NOT NULL,
+        epoch      BIGINT NOT NULL CHECK (epoch >= 0),
+        expires_at BIGINT NOT NULL
+    );
+    INSERT INTO lease (name, holder, epoch, expires_at) VALUES ('leader', '', 0, 0);
+    "#,
+    // 3: every replica hears of train changes (`changes.rs`): NOTIFY gate_trains with the ID.
+    r#"
+    CREATE FUNCTION gate_trains_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('gate_trains', NEW.id);
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER trains_notify_insert AFTER INSERT ON trains
+    FOR EACH ROW EXECUTE FUNCTION gate_trains_notify();
+    CREATE TRIGGER trains_notify_update AFTER UPDATE ON trains
+    FOR EACH ROW WHEN (NEW.seq IS DISTINCT FROM OLD.seq OR NEW.lifecycle IS DISTINCT FROM OLD.lifecycle)
+    EXECUTE FUNCTION gate_trains_notify();
     "#,
 ];
 

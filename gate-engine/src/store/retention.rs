@@ -32,7 +32,7 @@ impl Store {
     /// Deletes what is older than `cutoff` (see the module docs).
     pub fn prune(&self, cutoff: DateTime<Utc>) -> Result<Pruned, StoreError> {
         let cutoff = ms(cutoff);
-        self.write("prune the store", |tx| {
+        self.leader_write("prune the store", |tx| {
             let events = tx.execute(
                 "prune delivered events",
                 "DELETE FROM outbox WHERE state = 'delivered' AND delivered_at < ?1",

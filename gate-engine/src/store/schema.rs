@@ -156,6 +156,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     END;
     CREATE INDEX trains_by_start ON trains (started_at);
     "#,
+    // 7: the leader lease (`lease.rs`): one row, nobody's (epoch 0) until claimed.
+    r#"
+    CREATE TABLE lease (
+        name       TEXT    NOT NULL PRIMARY KEY,
+        holder     TEXT    NOT NULL,
+        epoch      INTEGER NOT NULL CHECK (epoch >= 0),
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO lease (name, holder, epoch, expires_at) VALUES ('leader', '', 0, 0);
+    "#,
 ];
 
 /// The newest schema version this build knows.

@@ -51,6 +51,15 @@ impl Dialect {
         }
     }
 
+    /// Appended to a `SELECT` of a row that must not change until the transaction ends (the
+    /// lease a leader's write is fenced by).
+    pub(crate) fn for_share(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+        }
+    }
+
     /// The function giving the largest of its arguments.
     pub(crate) fn greatest(self) -> &'static str {
         match self {

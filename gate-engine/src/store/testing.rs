@@ -168,7 +168,9 @@ macro_rules! on_both_stores {
 pub(crate) use on_both_stores;
 
 /// The private PostgreSQL cluster of the end-to-end tests, shared with the store's tests.
+/// (The end-to-end tests also restart it; the store's tests do not.)
 #[path = "../../../tests/common/postgres.rs"]
+#[allow(dead_code)]
 mod cluster;
 pub(crate) use cluster::{pg_database, PgDatabase};
 

@@ -142,7 +142,7 @@ impl Store {
     /// Writes one evaluation; see [`Store::record_evaluations`].
     pub fn record_evaluation(&self, write: &EvaluationWrite) -> Result<WriteOutcome, StoreError> {
         let encoded = EncodedEvaluation::new(write)?;
-        self.write("record an evaluation", |tx| {
+        self.leader_write("record an evaluation", |tx| {
             write_evaluation(tx, write, &encoded)
         })
     }
@@ -163,7 +163,7 @@ impl Store {
             .iter()
             .map(EncodedEvaluation::new)
             .collect::<Result<Vec<_>, _>>()?;
-        self.write("record evaluations", |tx| {
+        self.leader_write("record evaluations", |tx| {
             writes
                 .iter()
                 .zip(&encoded)

@@ -66,6 +66,17 @@ impl From<BlockingError> for ApiError {
             BlockingError::Store(e @ StoreError::TrainStopped(_)) => {
                 ApiError::new(StatusCode::CONFLICT, "train_stopped", e.to_string())
             }
+            BlockingError::Store(e) if e.is_unavailable() => {
+                tracing::warn!("store unavailable: {}", gate_rules::error_chain(&e));
+                ApiError::overloaded(
+                    "store_unavailable",
+                    format!(
+                        "the store cannot be reached, retry shortly: {}",
+                        gate_rules::error_chain(&e)
+                    ),
+                    1,
+                )
+            }
             other => {
                 tracing::error!("store: {}", gate_rules::error_chain(&other));
                 ApiError::internal(gate_rules::error_chain(&other))

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gate_api::{ErrorBody, Health, Readiness, RedriveReport, RedriveRequest, ReloadReport};
+use gate_api::{ErrorBody, Health, Readiness, RedriveReport, RedriveRequest, ReloadReport, Role};
 
 use super::extract::train_id;
 use super::{json_body, ApiError, ApiJson, AppState};
@@ -143,7 +143,7 @@ pub(crate) async fn healthz() -> Response {
 
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
-    description = "200 when the store answers and Prometheus was reachable (the last query within 30 s succeeded, or a `vector(1)` probe with a 2 s timeout does). Needs no token.",
+    description = "200 when the store answers and Prometheus was reachable (the last query within 30 s succeeded, or a `vector(1)` probe with a 2 s timeout does). Says the replica's role (`leader` or `follower`) and which replica leads. Needs no token.",
     responses(
         (status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "Not ready, or shutting down", body = Readiness),
@@ -157,6 +157,7 @@ pub(crate) async fn readyz(State(shared): AppState) -> Response {
                 ready: false,
                 store: "shutting down".to_string(),
                 prometheus: "shutting down".to_string(),
+                ..role_of(&shared)
             },
         );
     }
@@ -195,8 +196,26 @@ pub(crate) async fn readyz(State(shared): AppState) -> Response {
             ready,
             store: show(&store),
             prometheus: show(&prometheus),
+            ..role_of(&shared)
         },
     )
+}
+
+/// The role part of [`Readiness`].
+fn role_of(shared: &crate::daemon::Shared) -> Readiness {
+    let role = shared.role.borrow().clone();
+    Readiness {
+        ready: false,
+        store: String::new(),
+        prometheus: String::new(),
+        role: if role.leading {
+            Role::Leader
+        } else {
+            Role::Follower
+        },
+        leader: role.leader,
+        replica: shared.ha.replica.clone(),
+    }
 }
 
 #[cfg(test)]
