@@ -62,10 +62,14 @@ use serde::Serialize;
 pub const REGEX_TRAIN_LIMIT: usize = 200;
 
 /// Trains per anchored baseline query. Prometheus' cost for one query grows with the square
-/// of its `or` terms (10,000 terms: about 37 s of CPU per query with Prometheus 2.42; 40
-/// queries of 250 terms: about 1 s in all), so baselines are fetched in queries of this many
-/// trains each.
-pub const ANCHORED_TERMS_PER_QUERY: usize = 250;
+/// of its `or` terms (10,000 terms: about 37 s of CPU per query with Prometheus 2.42), so
+/// baselines are fetched in queries of this many trains each, sent [`MAX_CONCURRENT_QUERIES`]
+/// at a time. At 10,000 trains both counters' terms took 2.15 s in queries of 50, 2.81 s of
+/// 100, 3.12 s of 250 and 2.72 s of 25 (`scripts/bench-or-terms --parallel`, BENCHMARKS.md
+/// §2.3).
+///
+/// [`MAX_CONCURRENT_QUERIES`]: crate::evaluate::MAX_CONCURRENT_QUERIES
+pub const ANCHORED_TERMS_PER_QUERY: usize = 50;
 
 /// Seconds per step of the range-read `before_start` baseline. Each step needs two samples of
 /// a series within its minute to count that series, so the baseline expects scrape intervals
