@@ -666,3 +666,66 @@ fn wait_rides_out_a_daemon_restart() {
         "{rest:?}"
     );
 }
+
+/// `gate status` of every train is one request, however many trains there are: the table
+/// (and the JSON with every train's evidence) comes from `GET /v1/trains` alone. The server
+/// here answers only that request; any other would fail the command, and the count is read
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_every_train_is_one_request() {
+    const TRAINS: usize = 2_000;
+    let trains: Vec<serde_json::Value> = (0..TRAINS)
+        .map(|i| {
+            serde_json::json!({
+                "train": format!("t-{i:05}"), "gate": "checkout", "state": "verifying",
+                "decision": "pending", "reason": "verifying for 30m", "rule": null,
+                "seq": 1, "evaluated_at": "2026-01-01T10:00:00Z",
+                "started_at": "2026-01-01T09:50:00Z", "baseline": null, "labels": {},
+                "registered_at": "2026-01-01T09:50:00Z", "promoted_at": null,
+                "stopped_at": null, "pinned": null, "consecutive_errors": 0,
+                "evaluating": true, "evaluation": null,
+                "worst_burn": {"signal": "burn_rate(\"availability\", \"5m\")", "value": 0.5,
+                               "threshold": 14.4, "rule": "fast-burn"},
+            })
+        })
+        .collect();
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/v1/trains"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"trains": trains, "next_cursor": null})),
+        )
+        .mount(&server)
+        .await;
+    for (n, format) in ["human", "json"].into_iter().enumerate() {
+        let url = server.uri();
+        let out = tokio::task::spawn_blocking(move || gate(&url, &["status", "--format", format]))
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{format}: {}", text(&out.stderr));
+        // Requests so far: one per command.
+        let requests = server.received_requests().await.unwrap();
+        assert_eq!(requests.len(), n + 1, "{format}: {requests:?}");
+        assert_eq!(
+            requests[n].url.query(),
+            Some(if format == "json" {
+                "state=active&evaluation=true"
+            } else {
+                "state=active"
+            })
+        );
+        let shown = text(&out.stdout);
+        let rows = match format {
+            "json" => serde_json::from_str::<TrainList>(&shown)
+                .expect("status list JSON")
+                .trains
+                .len(),
+            _ => shown
+                .lines()
+                .filter(|l| l.trim_start().starts_with("t-"))
+                .count(),
+        };
+        assert_eq!(rows, TRAINS, "{format}");
+    }
+}

@@ -1,5 +1,12 @@
 //! `--daemon`: the real `gate serve` with every train registered over the API; its cycle,
-//! memory, long-polls and decision API measured from outside.
+//! memory, `/metrics` scrape, long-polls and decision API measured from outside.
+//!
+//! The phases, in order: registration; `--cycles` full cycles (per-train series on, the
+//! default); ten `/metrics` scrapes; a reload with `metrics.per_train: false`, one cycle to
+//! drop the per-train series, ten scrapes again; `wrk` on the decision API; `--long-polls`
+//! long-polls held open. CPU figures are the daemon's own (all its threads, from
+//! `/proc/<pid>/task/*/schedstat`, nanoseconds; a cycle's from `/proc/<pid>/stat`, whose
+//! 10 ms ticks are fine at that size), memory is its VmRSS.
 
 use super::*;
 
@@ -96,22 +103,8 @@ pub(crate) async fn daemon_scenario(
     let mut last_seen: Option<String> = None;
     let mut previous: Option<(Snapshot, u64)> = None;
     let patience = Duration::from_secs(3 * args.interval as u64 + 60);
-    let mut deadline = Instant::now() + patience;
     while cycles.len() < args.cycles {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no full cycles seen; see gate.log"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let body: serde_json::Value = http.get(&decision_url).send().await?.json().await?;
-        let seen = body["evaluated_at"].as_str().map(str::to_string);
-        if seen.is_none() || seen == last_seen {
-            continue;
-        }
-        last_seen = seen;
-        deadline = Instant::now() + patience;
-        // The cycle's counters are updated around its publication: let it finish.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        cycle_end(&http, &decision_url, &mut last_seen, patience).await?;
         let cpu_before = stat_cpu_ticks(&format!("/proc/{pid}/stat"));
         let text = http
             .get(format!("{base}/metrics"))
@@ -149,6 +142,19 @@ pub(crate) async fn daemon_scenario(
     let (scrape_cpu_ms, metrics_bytes) = scrapes.last().copied().unwrap_or_default();
     println!("daemon /metrics: {metrics_bytes} bytes, {scrape_cpu_ms} ms CPU a scrape");
 
+    // The scrape's CPU, finely, with the per-train series and without them (a reload with
+    // `metrics.per_train: false`, then a cycle that publishes every train again).
+    let scrape_per_train = scrape_cost(&http, &base, pid, SCRAPES).await?;
+    println!("daemon /metrics with per-train series: {scrape_per_train}");
+    let mut text = std::fs::read_to_string(&config_path)?;
+    text.push_str("\nmetrics:\n  per_train: false\n");
+    std::fs::write(&config_path, text)?;
+    let reload = http.post(format!("{base}/v1/reload")).send().await?;
+    anyhow::ensure!(reload.status().is_success(), "reload: {}", reload.status());
+    cycle_end(&http, &decision_url, &mut last_seen, patience).await?;
+    let scrape_aggregates = scrape_cost(&http, &base, pid, SCRAPES).await?;
+    println!("daemon /metrics without per-train series: {scrape_aggregates}");
+
     let wrk = wrk(&format!(
         "{base}/v1/trains/{}/decision",
         trains[trains.len() / 2].id
@@ -171,10 +177,89 @@ pub(crate) async fn daemon_scenario(
         "cycles": cycles,
         "metrics_bytes": metrics_bytes,
         "metrics_scrape_cpu_ms": scrape_cpu_ms,
+        "metrics_scrape": {"per_train": scrape_per_train, "aggregates_only": scrape_aggregates},
         "wrk": wrk,
         "long_polls": long_polls,
         "vm_hwm_mb": status_kb(&format!("/proc/{pid}/status"), "VmHWM:") as f64 / 1024.0,
     }))
+}
+
+/// Scrapes of `/metrics` measured one by one.
+const SCRAPES: usize = 10;
+
+/// Waits until the train behind `decision_url` shows a new `evaluated_at` (a cycle
+/// published it), then 300 ms more for the cycle's counters.
+async fn cycle_end(
+    http: &reqwest::Client,
+    decision_url: &str,
+    last_seen: &mut Option<String>,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no cycle ended in {patience:?}; see gate.log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let body: serde_json::Value = http.get(decision_url).send().await?.json().await?;
+        let seen = body["evaluated_at"].as_str().map(str::to_string);
+        if seen.is_some() && seen != *last_seen {
+            *last_seen = seen;
+            break;
+        }
+    }
+    // The cycle's counters are updated around its publication: let it finish.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// `n` scrapes of `/metrics`, one after another: the daemon's CPU for each (median, min,
+/// max, ms) and the body's size.
+async fn scrape_cost(
+    http: &reqwest::Client,
+    base: &str,
+    pid: u32,
+    n: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let (mut cpu_ms, mut bytes, mut series) = (Vec::new(), 0, 0);
+    for _ in 0..n {
+        let before = cpu_ns(pid);
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        cpu_ms.push(cpu_ns(pid).saturating_sub(before) as f64 / 1e6);
+        bytes = text.len();
+        series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
+    }
+    cpu_ms.sort_by(f64::total_cmp);
+    Ok(json!({
+        "bytes": bytes,
+        "samples": series,
+        "cpu_ms_median": cpu_ms[n / 2],
+        "cpu_ms_min": cpu_ms[0],
+        "cpu_ms_max": cpu_ms[n - 1],
+        "n": n,
+    }))
+}
+
+/// The CPU time of every live thread of `pid`, nanoseconds: the first field of each
+/// `/proc/<pid>/task/*/schedstat` (the scheduler's own accounting, not 10 ms ticks).
+pub(crate) fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// `wrk -t2 -c50 -d10s --latency` against `url`: requests/s and latency percentiles, or
@@ -203,9 +288,9 @@ pub(crate) fn wrk(url: &str) -> Option<serde_json::Value> {
     }))
 }
 
-/// Opens `n` long-polls (`?wait=60s&after_seq=<current>`, one per train, cycling through
-/// the trains), waits until the daemon holds them all (its open sockets), reads its memory,
-/// then drops them.
+/// Opens `n` long-polls (`?wait=5m&after_seq=10¹²`, one per train, cycling
+/// through the trains), waits until the daemon holds them all (its `gate_long_polls` gauge),
+/// reads its memory, then drops them and reads its memory again once it has let them go.
 pub(crate) async fn hold_long_polls(
     http: &reqwest::Client,
     base: &str,
@@ -218,21 +303,16 @@ pub(crate) async fn hold_long_polls(
     }
     let rss_before = status_kb(&format!("/proc/{pid}/status"), "VmRSS:");
     let fds_before = open_fds(pid);
+    let opened = Instant::now();
     let mut polls = JoinSet::new();
     for i in 0..n {
         let train = &trains[i % trains.len()];
         let url = format!("{base}/v1/trains/{}/decision", train.id);
         let http = http.clone();
+        // No train's seq gets near 10¹²: each waits for its whole `wait`, on a connection of
+        // its own (no earlier request leaves an idle keep-alive connection behind).
         polls.spawn(async move {
-            let seq = http
-                .get(&url)
-                .send()
-                .await?
-                .json::<serde_json::Value>()
-                .await?["seq"]
-                .as_u64()
-                .unwrap_or(0);
-            http.get(format!("{url}?wait=60s&after_seq={}", seq + 1_000_000))
+            http.get(format!("{url}?wait=5m&after_seq=1000000000000"))
                 .send()
                 .await?
                 .bytes()
@@ -240,28 +320,57 @@ pub(crate) async fn hold_long_polls(
             anyhow::Ok(())
         });
     }
-    let deadline = Instant::now() + Duration::from_secs(50);
+    let waiting = |http: reqwest::Client| async move {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        anyhow::Ok(gauge(&text, "gate_long_polls") as usize)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut held = 0;
     while Instant::now() < deadline {
-        held = open_fds(pid).saturating_sub(fds_before);
+        held = waiting(http.clone()).await?;
         if held >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Give the last requests time to reach their wait.
+    let open_s = opened.elapsed().as_secs_f64();
+    // Let the allocator and the kernel settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = status_kb(&format!("/proc/{pid}/status"), "VmRSS:");
     let hwm = status_kb(&format!("/proc/{pid}/status"), "VmHWM:");
+    let sockets = open_fds(pid).saturating_sub(fds_before);
     polls.abort_all();
+    while polls.join_next().await.is_some() {}
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && waiting(http.clone()).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = status_kb(&format!("/proc/{pid}/status"), "VmRSS:");
     Ok(Some(json!({
         "requested": n,
-        "sockets_held": held,
+        "held": held,
+        "sockets_held": sockets,
+        "open_s": open_s,
         "rss_before_mb": rss_before as f64 / 1024.0,
         "rss_with_polls_mb": rss as f64 / 1024.0,
+        "rss_after_release_mb": rss_after as f64 / 1024.0,
         "vm_hwm_mb": hwm as f64 / 1024.0,
         "kb_per_poll": (rss.saturating_sub(rss_before)) as f64 / n as f64,
     })))
+}
+
+/// The value of an unlabelled gauge in a `/metrics` text (0 when absent).
+fn gauge(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 pub(crate) fn open_fds(pid: u32) -> usize {

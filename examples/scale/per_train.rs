@@ -23,10 +23,27 @@ pub(crate) async fn per_train_cycle(
         for (qi, q) in plan.queries.iter().enumerate() {
             let client = Arc::clone(client);
             let limit = Arc::clone(&limit);
-            let promql = q.promql.clone();
+            let q = q.clone();
+            let plan_at = plan.at;
+            let train = trains[ti].clone();
+            let label = config.train_label.clone();
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-                (ti, qi, client.query(&promql, at).await)
+                let answer = match q.range {
+                    None => client
+                        .query(&q.promql, plan_at)
+                        .await
+                        .map(|r| samples(r.data, &label)),
+                    // The stepped baseline: a range query, summed over the train's window.
+                    Some(range) => evaluate::read_range(&client, &q.promql, range, &label)
+                        .await
+                        .map(|read| {
+                            read.and_then(|series| {
+                                planner::range_samples(plan_at, &q, &[train], &series)
+                            })
+                        }),
+                };
+                (ti, qi, answer)
             });
         }
     }
@@ -35,7 +52,7 @@ pub(crate) async fn per_train_cycle(
     while let Some(joined) = tasks.join_next().await {
         let (ti, qi, result) = joined?;
         answers[ti][qi] = Some(match result {
-            Ok(r) => samples(r.data, &config.train_label),
+            Ok(answer) => answer,
             Err(e) => anyhow::bail!("per-train query failed: {e}"),
         });
     }

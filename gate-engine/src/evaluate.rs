@@ -4,7 +4,10 @@
 //! a gate, with state) go through [`fetch`] and [`decide_train`], so a single train and ten
 //! thousand trains are evaluated by the same code, with the same number of queries.
 //!
-//! Queries run concurrently, at most [`MAX_CONCURRENT_QUERIES`] at a time. A query that
+//! Queries run concurrently, at most [`MAX_CONCURRENT_QUERIES`] at a time. Most are instant
+//! queries at the evaluation time; a planned range query (the stepped `before_start`
+//! baseline) is read with [`read_range`] and turned into per-train values by
+//! [`planner::range_samples`], the same functions `gate replay` uses. A query that
 //! fails — including one whose answer carries warnings, which Thanos and Mimir use to flag
 //! partial data — fails the whole batch: the evaluation is a telemetry error for every train
 //! of the gate, never a decision on partial evidence.
@@ -18,7 +21,10 @@ use gate_rules::signals::{Resolver, Signals};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::planner::{self, Plan, PlanError, ResultSample, TrainSignals, TrainSpec};
+use crate::planner::{
+    self, Plan, PlanError, PlannedQuery, RangeRead, RangeSeries, ResultSample, TrainSignals,
+    TrainSpec, MAX_RANGE_POINTS,
+};
 use crate::prometheus::{PromError, PrometheusClient, QueryData};
 use crate::report::{self, EvaluationReport, ReportInput};
 
@@ -48,13 +54,14 @@ pub async fn fetch(
     let label = config.train_label.clone();
     // The same PromQL can serve two targets (a 1h window and the events since start of a
     // train that is exactly 1h old): each distinct query is sent once.
-    let mut distinct: Vec<&str> = Vec::new();
+    let mut distinct: Vec<&PlannedQuery> = Vec::new();
     let mut slot_of: Vec<usize> = Vec::with_capacity(plan.queries.len());
     for q in &plan.queries {
-        let slot = match distinct.iter().position(|d| *d == q.promql) {
+        let same = |d: &&PlannedQuery| d.promql == q.promql && d.range == q.range;
+        let slot = match distinct.iter().position(same) {
             Some(i) => i,
             None => {
-                distinct.push(&q.promql);
+                distinct.push(q);
                 distinct.len() - 1
             }
         };
@@ -62,38 +69,48 @@ pub async fn fetch(
     }
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES));
     let mut tasks = JoinSet::new();
-    for (i, promql) in distinct.iter().enumerate() {
+    for (i, q) in distinct.iter().enumerate() {
         let client = Arc::clone(client);
         let limit = Arc::clone(&limit);
-        let promql = promql.to_string();
+        let promql = q.promql.clone();
+        let range = q.range;
+        let label = label.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            (i, client.query(&promql, at).await)
+            let read = match range {
+                None => client
+                    .query(&promql, at)
+                    .await
+                    .map(|r| usable(r, &promql).and_then(|d| instant(d, &label, &promql))),
+                Some(range) => read_range(&client, &promql, range, &label)
+                    .await
+                    .map(|r| r.map(Read::Range)),
+            };
+            (i, read)
         });
     }
-    let mut answers: Vec<Option<Result<Vec<ResultSample>, String>>> = vec![None; distinct.len()];
+    let mut answers: Vec<Option<Result<Read, String>>> =
+        (0..distinct.len()).map(|_| None).collect();
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         let (i, result) = joined.expect("query task panicked");
-        answers[i] = Some(match result {
-            Ok(r) if r.warnings.is_empty() => {
-                samples(r.data, &label).map_err(|e| format!("{e}; query: {}", distinct[i]))
-            }
-            Ok(r) => Err(format!(
-                "Prometheus answered with warnings (the data may be partial): {}; query: {}",
-                r.warnings.join("; "),
-                distinct[i]
-            )),
-            Err(e) => {
-                let msg = e.to_string();
-                failure.get_or_insert(e);
-                Err(msg)
-            }
-        });
+        answers[i] = Some(result.unwrap_or_else(|e| {
+            let msg = e.to_string();
+            failure.get_or_insert(e);
+            Err(msg)
+        }));
     }
-    let results = slot_of
+    let results = plan
+        .queries
         .iter()
-        .map(|&slot| answers[slot].clone().expect("every query joined"))
+        .zip(&slot_of)
+        .map(
+            |(q, &slot)| match answers[slot].as_ref().expect("every query joined") {
+                Ok(Read::Instant(samples)) => Ok(samples.clone()),
+                Ok(Read::Range(series)) => planner::range_samples(plan.at, q, trains, series),
+                Err(msg) => Err(msg.clone()),
+            },
+        )
         .collect();
     let signals = planner::assemble(config, gate, trains, &plan, results);
     Ok(Fetched {
@@ -101,6 +118,86 @@ pub async fn fetch(
         signals,
         failure,
     })
+}
+
+/// One query's answer as read.
+enum Read {
+    /// An instant query's samples.
+    Instant(Vec<ResultSample>),
+    /// A range query's series.
+    Range(Vec<RangeSeries>),
+}
+
+/// A response's data, or why it is unusable: warnings mean the data may be partial.
+fn usable(response: crate::prometheus::QueryResponse, promql: &str) -> Result<QueryData, String> {
+    if response.warnings.is_empty() {
+        Ok(response.data)
+    } else {
+        Err(format!(
+            "Prometheus answered with warnings (the data may be partial): {}; query: {promql}",
+            response.warnings.join("; ")
+        ))
+    }
+}
+
+fn instant(data: QueryData, label: &str, promql: &str) -> Result<Read, String> {
+    samples(data, label)
+        .map(Read::Instant)
+        .map_err(|e| format!("{e}; query: {promql}"))
+}
+
+/// Reads a range query on the grid `range`, in requests of at most [`MAX_RANGE_POINTS`]
+/// points (Prometheus' limit per series), its series keyed by the train label's value.
+/// `Err` when Prometheus failed; `Ok(Err(message))` when it answered with warnings or
+/// something other than a range vector (the message names the query).
+pub async fn read_range(
+    client: &PrometheusClient,
+    promql: &str,
+    range: RangeRead,
+    label: &str,
+) -> Result<Result<Vec<RangeSeries>, String>, PromError> {
+    let time = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or_default();
+    let step = range.step.max(1);
+    let per_request = (MAX_RANGE_POINTS as i64 - 1) * step;
+    // By the series' full label set: requests of one range continue the same series.
+    let mut series: std::collections::BTreeMap<_, RangeSeries> = Default::default();
+    let mut start = range.start;
+    while start <= range.end {
+        let end = (start + per_request).min(range.end);
+        let response = client
+            .query_range(
+                promql,
+                time(start),
+                time(end),
+                std::time::Duration::from_secs(step as u64),
+            )
+            .await?;
+        let data = match usable(response, promql) {
+            Ok(QueryData::Matrix(data)) => data,
+            Ok(other) => {
+                return Ok(Err(format!(
+                    "expected a range vector, Prometheus returned a {}; query: {promql}",
+                    other.kind()
+                )))
+            }
+            Err(e) => return Ok(Err(e)),
+        };
+        for s in data {
+            let points = s
+                .values
+                .iter()
+                .map(|p| (p.timestamp.round() as i64, p.value));
+            let entry = series
+                .entry(s.metric.clone())
+                .or_insert_with(|| RangeSeries {
+                    train: s.metric.get(label).cloned(),
+                    points: Vec::new(),
+                });
+            entry.points.extend(points);
+        }
+        start = end + step;
+    }
+    Ok(Ok(series.into_values().collect()))
 }
 
 /// Reduces a query's data to samples keyed by train label.

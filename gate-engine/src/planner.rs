@@ -3,16 +3,26 @@
 //!
 //! The plan issues one query per (SLI counter, window) for *all* trains of the gate, grouped
 //! `by (<train_label>)`, never one per train: a cycle over 10,000 trains costs the same number
-//! of queries as a cycle over one. The exception is the `error_delta` baseline, whose window
-//! differs per train: one term per train, [`ANCHORED_TERMS_PER_QUERY`] terms per query,
-//! because Prometheus evaluates a query of n `or` terms in time growing with n².
+//! of queries as a cycle over one. The `error_delta` baseline's window differs per train (the
+//! train's age, ending at its start), which no single instant query expresses:
+//!
+//! - `before_start` (service-wide) reads one **range query** per counter,
+//!   `sum(increase(sel[1m]))` at every whole minute ([`BASELINE_STEP_SECS`]) over the span of
+//!   all the trains' baseline windows, and sums each train's window out of those steps on the
+//!   gate side ([`range_samples`], [`window_sum`]): O(1) queries whatever the number of trains,
+//!   where an anchored term per train would read every series of the service once per train;
+//! - `previous_train` anchors one term per train on the baseline train's own series,
+//!   [`ANCHORED_TERMS_PER_QUERY`] terms per query, because Prometheus evaluates a query of n
+//!   `or` terms in time growing with n².
+//!
 //! The signals the rules read decide what is queried:
 //!
 //! | signal | query (per counter: errors/good and total) |
 //! |---|---|
 //! | `burn_rate`, `error_ratio`, `requests`, `errors` (slo, w) | `sum by (train) (increase(sel{train=~…}[w]))` |
 //! | events since start (always, for `min_requests` and `error_delta`) | the same over the oldest train's age: a train's series exist only since it started, so the long window measures each train's whole life |
-//! | `error_delta` baseline | `label_replace(... @ start) or ...` queries anchoring each train's equal-length baseline window at its start, [`ANCHORED_TERMS_PER_QUERY`] trains per query |
+//! | `error_delta` baseline, `previous_train` | `label_replace(... @ start) or ...` queries anchoring each train's equal-length baseline window at its start, [`ANCHORED_TERMS_PER_QUERY`] trains per query |
+//! | `error_delta` baseline, `before_start` | `sum(increase(sel[1m]))` as a range query at whole minutes over the span of every train's window, summed per train |
 //! | `budget_remaining` | `sum(increase(sel[period]))`, service-wide, shared by all trains |
 //! | `service_burn_rate`, `service_error_ratio` (slo, w) | `sum(increase(sel[w]))`, service-wide (no train matcher), shared by all trains |
 //! | `query("…")` | the custom query, train matcher added, `sum by (train)` |
@@ -23,6 +33,18 @@
 //!
 //! Mapping back is strict: a train absent from a result has *no data*; two series for one
 //! train in a result is an error for that train, never a silent pick.
+//!
+//! **The stepped baseline.** A step at minute `t` holds `increase()` over `[t − 1m, t]`. A
+//! train's baseline over `[start − age, start]` is the sum of the steps inside it, plus the
+//! overlapping fraction of the two steps cut by its ends (counts assumed uniform within a
+//! minute). Each step's `increase()` corrects counter resets and extrapolates to its own
+//! minute's ends as Prometheus does, so the sum equals `sum(increase(sel[age] @ start))` up to
+//! where extrapolation and the two cut minutes put a few samples' worth of counts (see
+//! docs/decisions.md). It is **unknown**, never a smaller number, when a minute of the window
+//! has no total (a scrape gap: no series with two samples in it) or ends after the
+//! evaluation time (a train younger than the minute boundary after its start): a baseline
+//! that is missing a part is not a baseline. A minute without an *error* series has zero
+//! errors, as everywhere else.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -40,10 +62,46 @@ use serde::Serialize;
 pub const REGEX_TRAIN_LIMIT: usize = 200;
 
 /// Trains per anchored baseline query. Prometheus' cost for one query grows with the square
-/// of its `or` terms (10,000 terms: about 37 s of CPU per query with Prometheus 2.42; 40
-/// queries of 250 terms: about 1 s in all), so baselines are fetched in queries of this many
-/// trains each.
-pub const ANCHORED_TERMS_PER_QUERY: usize = 250;
+/// of its `or` terms (10,000 terms: about 37 s of CPU per query with Prometheus 2.42), so
+/// baselines are fetched in queries of this many trains each, sent [`MAX_CONCURRENT_QUERIES`]
+/// at a time. At 10,000 trains both counters' terms took 2.15 s in queries of 50, 2.81 s of
+/// 100, 3.12 s of 250 and 2.72 s of 25 (`scripts/bench-or-terms --parallel`, BENCHMARKS.md
+/// §2.3).
+///
+/// [`MAX_CONCURRENT_QUERIES`]: crate::evaluate::MAX_CONCURRENT_QUERIES
+pub const ANCHORED_TERMS_PER_QUERY: usize = 50;
+
+/// Seconds per step of the range-read `before_start` baseline. Each step needs two samples of
+/// a series within its minute to count that series, so the baseline expects scrape intervals
+/// of at most 30 s; with slower scrapes a minute may lack the total and the baseline is
+/// unknown.
+pub const BASELINE_STEP_SECS: i64 = 60;
+
+/// Points per series Prometheus answers in one range query; longer ranges are read in
+/// several requests.
+pub const MAX_RANGE_POINTS: usize = 11_000;
+
+/// The time grid of a range query: points at `start, start + step, …, end` (unix seconds,
+/// `start` and `end` on the grid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RangeRead {
+    /// First point.
+    pub start: i64,
+    /// Last point (inclusive).
+    pub end: i64,
+    /// Seconds between points.
+    pub step: i64,
+}
+
+/// One series of a range query's answer: the train label's value (if any) and its points
+/// `(unix seconds, value)` in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// The train label's value, if the series has it.
+    pub train: Option<String>,
+    /// The points, in time order.
+    pub points: Vec<(i64, f64)>,
+}
 
 /// A train as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +175,10 @@ pub struct PlannedQuery {
     pub promql: String,
     /// Whether the result is per train (grouped by the train label) or one shared value.
     pub per_train: bool,
+    /// For a range query, its grid; `None` for an instant query at the plan's time. A range
+    /// query's answer becomes per-train values through [`range_samples`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<RangeRead>,
 }
 
 /// The queries for one gate and a set of trains at one evaluation time.
@@ -255,6 +317,7 @@ pub fn plan(
     let mut push_counters = |slo: &Slo,
                              target: Target,
                              per_train: bool,
+                             range: Option<RangeRead>,
                              build: &dyn Fn(&Counter) -> Result<String, QueryError>|
      -> Result<(), PlanError> {
         for (part, counter) in [(Part::Events, &slo.events), (Part::Total, &slo.total)] {
@@ -263,6 +326,7 @@ pub fn plan(
                 part: Some(part),
                 promql: built(&slo.name, build(counter))?,
                 per_train,
+                range,
             });
         }
         Ok(())
@@ -274,7 +338,7 @@ pub fn plan(
             slo: slo_name.clone(),
             window: *window,
         };
-        push_counters(slo, target, true, &|c| {
+        push_counters(slo, target, true, None, &|c| {
             query::window_query(c, *window, label, filter)
         })?;
     }
@@ -288,24 +352,21 @@ pub fn plan(
             let target = Target::SinceStart {
                 slo: slo_name.clone(),
             };
-            push_counters(slo, target, true, &|c| {
+            push_counters(slo, target, true, None, &|c| {
                 query::window_query(c, window, label, filter)
             })?;
         }
     }
 
-    if gate.baseline != BaselineKind::None && !needs.deltas.is_empty() {
+    if gate.baseline == BaselineKind::PreviousTrain && !needs.deltas.is_empty() {
         let anchored: Vec<Anchored<'_>> = trains
             .iter()
             .filter_map(|t| {
                 let age = age_secs(t, at);
-                let source = match gate.baseline {
-                    BaselineKind::PreviousTrain => Some(t.baseline.as_ref()?),
-                    _ => None,
-                };
+                let source = t.baseline.as_ref()?;
                 (age > 0).then(|| Anchored {
                     train: &t.id,
-                    source,
+                    source: Some(source),
                     window: PromDuration::from_secs(age as u64),
                     at: t.started_at.timestamp(),
                 })
@@ -317,8 +378,22 @@ pub fn plan(
                 let target = Target::Baseline {
                     slo: slo_name.clone(),
                 };
-                push_counters(slo, target, true, &|c| {
+                push_counters(slo, target, true, None, &|c| {
                     query::anchored_query(c, label, chunk)
+                })?;
+            }
+        }
+    }
+    if gate.baseline == BaselineKind::BeforeStart && !needs.deltas.is_empty() {
+        if let Some(range) = baseline_range(trains, at) {
+            let step = PromDuration::from_secs(BASELINE_STEP_SECS as u64);
+            for slo_name in &needs.deltas {
+                let slo = slo_of(slo_name)?;
+                let target = Target::Baseline {
+                    slo: slo_name.clone(),
+                };
+                push_counters(slo, target, true, Some(range), &|c| {
+                    query::service_query(c, step)
                 })?;
             }
         }
@@ -329,7 +404,9 @@ pub fn plan(
         let target = Target::Service {
             slo: slo_name.clone(),
         };
-        push_counters(slo, target, false, &|c| query::service_query(c, slo.period))?;
+        push_counters(slo, target, false, None, &|c| {
+            query::service_query(c, slo.period)
+        })?;
     }
 
     for (slo_name, window) in &needs.service_windows {
@@ -338,7 +415,9 @@ pub fn plan(
             slo: slo_name.clone(),
             window: *window,
         };
-        push_counters(slo, target, false, &|c| query::service_query(c, *window))?;
+        push_counters(slo, target, false, None, &|c| {
+            query::service_query(c, *window)
+        })?;
     }
 
     for promql in &needs.custom {
@@ -349,6 +428,7 @@ pub fn plan(
             part: None,
             promql: built(promql, query::custom_query(promql, label, filter))?,
             per_train: true,
+            range: None,
         });
     }
 
@@ -564,6 +644,115 @@ fn baseline_desc(gate: &Gate, train: &TrainSpec) -> Option<String> {
     }
 }
 
+/// A train's baseline window at `at`, `[start − age, start]` in unix seconds, as the
+/// anchored query `increase(sel[age] @ start)` spans it; `None` while the train has no age.
+pub fn baseline_window(train: &TrainSpec, at: DateTime<Utc>) -> Option<(i64, i64)> {
+    let age = age_secs(train, at);
+    let end = train.started_at.timestamp();
+    (age > 0).then_some((end - age, end))
+}
+
+/// The first and last grid points (multiples of `step`) whose steps `[t − step, t]` overlap
+/// `[from, to]` by more than an instant.
+fn steps_over((from, to): (i64, i64), step: i64) -> (i64, i64) {
+    let first = (from.div_euclid(step) + 1) * step;
+    let last = (to + step - 1).div_euclid(step) * step;
+    (first, last)
+}
+
+/// The grid of the `before_start` baseline's range query at `at`: every whole step that
+/// overlaps some train's window, none after `at`. `None` when no train has such a step.
+fn baseline_range(trains: &[TrainSpec], at: DateTime<Utc>) -> Option<RangeRead> {
+    let step = BASELINE_STEP_SECS;
+    let latest = at.timestamp().div_euclid(step) * step;
+    let (first, last) = trains
+        .iter()
+        .filter_map(|t| baseline_window(t, at))
+        .map(|w| steps_over(w, step))
+        .reduce(|(a0, a1), (b0, b1)| (a0.min(b0), a1.max(b1)))?;
+    let end = last.min(latest);
+    (first <= end).then_some(RangeRead {
+        start: first,
+        end,
+        step,
+    })
+}
+
+/// A window's count from per-step counts: the sum, over the steps overlapping `[from, to]`,
+/// of each step's value times the fraction of its interval `[t − step, t]` inside the window.
+/// `points` are `(t, value)` in time order on the grid of `step`.
+///
+/// `None` when a step of the window ends after `until` (its data is not all there yet), when
+/// no step of it has a point, and — with `complete` — when any step lacks one: a count that
+/// misses a part of its window is unknown, not smaller.
+pub fn window_sum(
+    points: &[(i64, f64)],
+    step: i64,
+    window: (i64, i64),
+    until: i64,
+    complete: bool,
+) -> Option<f64> {
+    let (from, to) = window;
+    let (first, last) = steps_over(window, step);
+    if last > until {
+        return None;
+    }
+    let mut i = points.partition_point(|&(t, _)| t < first);
+    let mut sum: Option<f64> = None;
+    let mut t = first;
+    while t <= last {
+        while i < points.len() && points[i].0 < t {
+            i += 1;
+        }
+        match points.get(i).filter(|p| p.0 == t) {
+            Some(&(_, value)) => {
+                let inside = (t.min(to) - (t - step).max(from)) as f64 / step as f64;
+                sum = Some(sum.unwrap_or(0.0) + value * inside);
+            }
+            None if complete => return None,
+            None => {}
+        }
+        t += step;
+    }
+    sum
+}
+
+/// Per-train values at `at` of a range query of the plan (`query.range` set) from its answer: each
+/// train's baseline window summed out of the service-wide steps ([`window_sum`]). The total
+/// counter must cover every step of a train's window; a step without an errors (or good)
+/// series counts none. Trains without a known value are left out (no data).
+pub fn range_samples(
+    at: DateTime<Utc>,
+    query: &PlannedQuery,
+    trains: &[TrainSpec],
+    series: &[RangeSeries],
+) -> Result<Vec<ResultSample>, String> {
+    let Some(range) = query.range else {
+        return Err(format!("query `{}` is not a range query", query.promql));
+    };
+    if series.len() > 1 {
+        return Err(format!(
+            "query `{}` returned {} series where one was expected",
+            query.promql,
+            series.len()
+        ));
+    }
+    let points = series.first().map_or(&[][..], |s| s.points.as_slice());
+    let complete = query.part == Some(Part::Total);
+    let until = at.timestamp();
+    Ok(trains
+        .iter()
+        .filter_map(|t| {
+            let window = baseline_window(t, at)?;
+            let value = window_sum(points, range.step, window, until, complete)?;
+            Some(ResultSample {
+                train: Some(t.id.to_string()),
+                value,
+            })
+        })
+        .collect())
+}
+
 /// This train's own term of an anchored baseline query (which combines every train's), for
 /// the evidence. `None` for other queries or a train without a baseline.
 pub fn baseline_term(
@@ -580,15 +769,13 @@ pub fn baseline_term(
         Part::Events => &slo.events,
         Part::Total => &slo.total,
     };
+    if query.range.is_some() || plan.baseline != BaselineKind::PreviousTrain {
+        return None;
+    }
     let age = age_secs(train, plan.at);
-    let source = match plan.baseline {
-        BaselineKind::PreviousTrain => Some(train.baseline.as_ref()?),
-        BaselineKind::BeforeStart => None,
-        BaselineKind::None => return None,
-    };
     let item = Anchored {
         train: &train.id,
-        source,
+        source: Some(train.baseline.as_ref()?),
         window: PromDuration::from_secs(age.max(1) as u64),
         at: train.started_at.timestamp(),
     };
@@ -638,6 +825,172 @@ mod tests {
         let many = plan(&config, &none, &trains(10_000), at()).unwrap();
         assert_eq!(one.queries.len(), 12);
         assert_eq!(many.queries.len(), 12);
+    }
+
+    fn before_start(config: &Config) -> Gate {
+        let mut gate = config.gate("checkout").unwrap().clone();
+        gate.baseline = BaselineKind::BeforeStart;
+        gate
+    }
+
+    #[test]
+    fn before_start_baselines_are_two_range_queries_at_one_and_at_ten_thousand_trains() {
+        let config = config();
+        let gate = before_start(&config);
+        let one = plan(&config, &gate, &trains(1), at()).unwrap();
+        let many = plan(&config, &gate, &trains(10_000), at()).unwrap();
+        // 4 windows + since start + baseline + service budget, two counters each.
+        assert_eq!(one.queries.len(), 14, "{:#?}", one.queries);
+        assert_eq!(many.queries.len(), 14);
+        let stepped = |p: &Plan| -> Vec<PlannedQuery> {
+            p.queries
+                .iter()
+                .filter(|q| matches!(q.target, Target::Baseline { .. }))
+                .cloned()
+                .collect()
+        };
+        let (one, many) = (stepped(&one), stepped(&many));
+        assert_eq!(one.len(), 2);
+        assert_eq!(
+            one[1].promql,
+            r#"sum(increase(http_requests_total{service="checkout"}[1m]))"#
+        );
+        // The same queries; only the span grows with the oldest train (40–59 minutes old).
+        assert_eq!(one[0].promql, many[0].promql);
+        let t = at().timestamp();
+        assert_eq!(
+            one[0].range,
+            Some(RangeRead {
+                start: t - 80 * 60 + 60,
+                end: t - 40 * 60,
+                step: 60
+            })
+        );
+        assert_eq!(
+            many[0].range,
+            Some(RangeRead {
+                start: t - 2 * 59 * 60 + 60,
+                end: t - 40 * 60,
+                step: 60
+            })
+        );
+    }
+
+    #[test]
+    fn window_sums_take_whole_steps_and_the_cut_parts_of_the_edge_steps() {
+        // Steps at 60, 120, …, 600 s, step k holding 10·k.
+        let points: Vec<(i64, f64)> = (1..=10).map(|k| (60 * k, 10.0 * k as f64)).collect();
+        // [60, 180]: the steps ending at 120 and 180, whole.
+        assert_eq!(window_sum(&points, 60, (60, 180), 600, true), Some(50.0));
+        // [90, 210]: half of the step ending at 120, all of 180, half of 240.
+        assert_eq!(
+            window_sum(&points, 60, (90, 210), 600, true),
+            Some(10.0 + 30.0 + 20.0)
+        );
+        // A window whose last step ends after `until` is not all there yet.
+        assert_eq!(window_sum(&points, 60, (90, 210), 239, true), None);
+        assert_eq!(window_sum(&points, 60, (90, 210), 240, true), Some(60.0));
+        // A missing step: unknown for the total, none counted for errors.
+        let gap: Vec<(i64, f64)> = points.iter().copied().filter(|p| p.0 != 180).collect();
+        assert_eq!(window_sum(&gap, 60, (90, 210), 600, true), None);
+        assert_eq!(window_sum(&gap, 60, (90, 210), 600, false), Some(30.0));
+        // No step at all: unknown either way.
+        assert_eq!(window_sum(&[], 60, (90, 210), 600, false), None);
+        assert_eq!(window_sum(&points, 60, (900, 1000), 2000, false), None);
+    }
+
+    #[test]
+    fn stepped_baselines_map_to_each_trains_window_and_young_trains_wait_for_their_step() {
+        let config = config();
+        let gate = before_start(&config);
+        // Evaluated half a minute past a whole minute `t`.
+        let t = at().timestamp();
+        let now = DateTime::from_timestamp(t + 30, 0).unwrap();
+        let spec = |id: &str, started: i64| TrainSpec {
+            id: id.parse().unwrap(),
+            started_at: DateTime::from_timestamp(started, 0).unwrap(),
+            baseline: None,
+        };
+        // 10 minutes old, started mid-minute; 90 s old, started on a minute; 20 s old, the
+        // minute after its start not over yet; not started.
+        let ts = vec![
+            spec("old", t - 570),
+            spec("mid", t - 60),
+            spec("young", t + 10),
+            spec("future", t + 90),
+        ];
+        let p = plan(&config, &gate, &ts, now).unwrap();
+        let q: Vec<&PlannedQuery> = p
+            .queries
+            .iter()
+            .filter(|q| matches!(q.target, Target::Baseline { .. }))
+            .collect();
+        let range = q[1].range.unwrap();
+        // From the old train's first minute to the last whole minute before `now`.
+        assert_eq!((range.start, range.end), (t - 1140, t));
+        // 100 requests and 1 error per minute, every minute of the span.
+        let per_minute = |v: f64| RangeSeries {
+            train: None,
+            points: (0..)
+                .map(|k| range.start + 60 * k)
+                .take_while(|&m| m <= range.end)
+                .map(|m| (m, v))
+                .collect(),
+        };
+        let total = range_samples(now, q[1], &ts, &[per_minute(100.0)]).unwrap();
+        let errors = range_samples(now, q[0], &ts, &[per_minute(1.0)]).unwrap();
+        let value = |r: &[ResultSample], id: &str| {
+            r.iter()
+                .find(|s| s.train.as_deref() == Some(id))
+                .map(|s| s.value)
+        };
+        assert_eq!(value(&total, "old"), Some(1000.0));
+        assert_eq!(value(&errors, "old"), Some(10.0));
+        assert_eq!(value(&total, "mid"), Some(150.0));
+        assert_eq!(
+            value(&total, "young"),
+            None,
+            "its start's minute ends after `now`"
+        );
+        assert_eq!(value(&total, "future"), None);
+        // Through assemble: the young train's error_delta has no baseline.
+        let results: Vec<Result<Vec<ResultSample>, String>> = p
+            .queries
+            .iter()
+            .map(|q| match q.range {
+                Some(_) => range_samples(
+                    now,
+                    q,
+                    &ts,
+                    &[per_minute(if q.part == Some(Part::Total) {
+                        100.0
+                    } else {
+                        1.0
+                    })],
+                ),
+                None => Ok(Vec::new()),
+            })
+            .collect();
+        let signals = assemble(&config, &gate, &ts, &p, results);
+        let baseline = |id: &str| {
+            signals[&id.parse::<TrainId>().unwrap()]
+                .as_ref()
+                .unwrap()
+                .baseline
+                .get("checkout-availability")
+                .copied()
+                .flatten()
+        };
+        assert_eq!(
+            baseline("mid"),
+            Some(Counts {
+                errors: 1.5,
+                total: 150.0
+            })
+        );
+        assert_eq!(baseline("young"), None);
+        // Two series for a service-wide sum cannot be mapped.
+        assert!(range_samples(now, q[1], &ts, &[per_minute(1.0), per_minute(2.0)]).is_err());
     }
 
     #[test]

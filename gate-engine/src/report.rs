@@ -437,7 +437,9 @@ fn put2(
 /// The queries of a plan as evidence for one train. Anchored baseline queries combine every
 /// train's term; only this train's term is shown, and a train without a term (no baseline
 /// train) lists no baseline query: the batch's query, one term per train of the gate, can be
-/// megabytes long and says nothing about this train.
+/// megabytes long and says nothing about this train. A range query (the stepped
+/// `before_start` baseline) is shown as sent, its purpose naming its grid and the window
+/// summed out of it for this train.
 fn queries_for(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Vec<QueryReport> {
     // Baselines come in several queries of many trains each: the train's term once per
     // (SLO, counter).
@@ -445,6 +447,23 @@ fn queries_for(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Vec<QueryReport>
     plan.queries
         .iter()
         .filter_map(|q: &PlannedQuery| {
+            if let Some(range) = q.range {
+                let time =
+                    |secs: i64| format_time(DateTime::from_timestamp(secs, 0).unwrap_or_default());
+                let window = crate::planner::baseline_window(train, plan.at)
+                    .map(|(from, to)| format!(", summed over {} – {}", time(from), time(to)))
+                    .unwrap_or_default();
+                return Some(QueryReport {
+                    purpose: format!(
+                        "{}: range query every {} s from {} to {}{window}",
+                        purpose(q),
+                        range.step,
+                        time(range.start),
+                        time(range.end)
+                    ),
+                    promql: q.promql.clone(),
+                });
+            }
             let promql = match q.target {
                 crate::planner::Target::Baseline { .. } => {
                     if baselines_shown.contains(&(&q.target, q.part)) {

@@ -497,8 +497,12 @@ impl Daemon {
 
     /// Serves the API on `listener` until shutdown begins, then lets the requests in flight
     /// finish (long-polls return at once with the current decision).
+    ///
+    /// Each connection gets a clone of the one router (`into_make_service`): served as a bare
+    /// `Router`, axum would rebuild its route tables for every connection (5 KB each, for as
+    /// long as the connection stays open — a held long-poll included).
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
+        axum::serve(listener, self.router().into_make_service())
             .with_graceful_shutdown(self.shutdown_started())
             .await
     }

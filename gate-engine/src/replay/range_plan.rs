@@ -10,7 +10,8 @@
 //! |---|---|---|
 //! | fixed window, service budget, service-wide window, custom `query()` | the same PromQL as a range query (`/api/v1/query_range`) on the step grid | yes: a range query evaluates the expression at each step as an instant query does |
 //! | events since start | the counter's raw samples since the oldest train's start | yes, for Prometheus 2.x windows (see [`super::increase`]) |
-//! | equal-length baseline before the start | the baseline series' raw samples before the starts | yes, as above |
+//! | equal-length baseline before the start, `previous_train` | the baseline series' raw samples before the starts | yes, as above |
+//! | equal-length baseline before the start, `before_start` | the planner's own range query of per-minute steps, over the span of every step's windows | yes: the daemon sends the same range query and sums each window out of it with the same [`planner::range_samples`]; a step's value depends only on its time |
 //! | since start / baseline of a `*_query` SLI | nothing: an instant query at each step | yes, but one query per step |
 //!
 //! The growing windows are why raw samples are read: the window of "since start" is each
@@ -38,7 +39,9 @@ use tokio::task::JoinSet;
 
 use super::ReplayError;
 use crate::evaluate::{self, MAX_CONCURRENT_QUERIES};
-use crate::planner::{self, Part, Plan, PlannedQuery, ResultSample, Target, TrainSpec};
+use crate::planner::{
+    self, Part, Plan, PlannedQuery, RangeRead, RangeSeries, ResultSample, Target, TrainSpec,
+};
 use crate::prometheus::{PrometheusClient, QueryData, QueryResponse};
 use crate::replay::increase::{sum_increase, RawSeries};
 
@@ -130,6 +133,8 @@ pub struct ChunkData {
     ranges: BTreeMap<(Target, Option<Part>), Vec<Vec<ResultSample>>>,
     /// Baseline raw samples by (SLO, part), read for this chunk.
     baselines: BTreeMap<(String, Part), RawSet>,
+    /// Planned range queries' answers by (target, part), over the chunk's span.
+    stepped: BTreeMap<(Target, Option<Part>), Vec<RangeSeries>>,
 }
 
 /// The raw samples since start, kept across the chunks of one grid.
@@ -166,6 +171,14 @@ pub async fn read_chunk(
     // the SLO period): read once, answered for both.
     let mut aliases = Vec::new();
     for q in &template.queries {
+        if let Some(range) = q.range {
+            jobs.push(Job::Stepped {
+                key: (q.target.clone(), q.part),
+                promql: q.promql.clone(),
+                range,
+            });
+            continue;
+        }
         if !matches!(
             q.target,
             Target::Window { .. }
@@ -216,7 +229,6 @@ pub async fn read_chunk(
     let sources: Vec<TrainId> = trains.iter().filter_map(|t| t.baseline.clone()).collect();
     let baseline_filter = match gate.baseline {
         BaselineKind::PreviousTrain if !sources.is_empty() => Some(TrainFilter::Trains(&sources)),
-        BaselineKind::BeforeStart => Some(TrainFilter::All),
         _ => None,
     };
     if let (Some(bfilter), false) = (baseline_filter, needs.deltas.is_empty()) {
@@ -245,7 +257,7 @@ pub async fn read_chunk(
         }
     }
 
-    let answers = run(client, &jobs, grid, (start, end)).await?;
+    let answers = run(client, &jobs, grid, (start, end), label).await?;
     let mut data = ChunkData {
         first,
         ..ChunkData::default()
@@ -256,6 +268,15 @@ pub async fn read_chunk(
         let fail = |e: String| ReplayError::Data {
             message: format!("{e}; query: {promql}"),
         };
+        let answer = match (job, answer) {
+            (Job::Stepped { key, .. }, Read::Stepped(series)) => {
+                data.stepped.insert(key, series);
+                continue;
+            }
+            (job, Read::Data(answer)) => (job, answer),
+            (_, Read::Stepped(_)) => unreachable!("only stepped jobs read series"),
+        };
+        let (job, answer) = answer;
         match job {
             Job::Range { key, .. } => {
                 let mut per_step = vec![Vec::new(); steps];
@@ -297,6 +318,7 @@ pub async fn read_chunk(
                     .add(answer, label)
                     .map_err(fail)?;
             }
+            Job::Stepped { .. } => unreachable!("handled above"),
         }
     }
     since.read_until = Some(end_ms.max(from_ms));
@@ -344,6 +366,18 @@ enum Job {
         promql: String,
         at: DateTime<Utc>,
     },
+    /// A range query of the plan itself (its own grid), read as the daemon reads it.
+    Stepped {
+        key: (Target, Option<Part>),
+        promql: String,
+        range: RangeRead,
+    },
+}
+
+/// One job's answer.
+enum Read {
+    Data(QueryData),
+    Stepped(Vec<RangeSeries>),
 }
 
 impl Job {
@@ -351,7 +385,8 @@ impl Job {
         match self {
             Job::Range { promql, .. }
             | Job::Since { promql, .. }
-            | Job::Baseline { promql, .. } => promql,
+            | Job::Baseline { promql, .. }
+            | Job::Stepped { promql, .. } => promql,
         }
     }
 }
@@ -362,35 +397,66 @@ async fn run(
     jobs: &[Job],
     grid: Grid,
     (start, end): (DateTime<Utc>, DateTime<Utc>),
-) -> Result<Vec<QueryData>, ReplayError> {
+    label: &str,
+) -> Result<Vec<Read>, ReplayError> {
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES));
     let mut tasks = JoinSet::new();
     for (i, job) in jobs.iter().enumerate() {
         let client = Arc::clone(client);
         let limit = Arc::clone(&limit);
         let promql = job.promql().to_string();
-        let at = match job {
-            Job::Range { .. } => None,
-            Job::Since { at, .. } | Job::Baseline { at, .. } => Some(*at),
+        let label = label.to_string();
+        let how = match job {
+            Job::Range { .. } => How::Range,
+            Job::Since { at, .. } | Job::Baseline { at, .. } => How::Instant(*at),
+            Job::Stepped { range, .. } => How::Stepped(*range),
         };
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            let result = match at {
-                None => client.query_range(&promql, start, end, grid.step).await,
-                Some(at) => client.query(&promql, at).await,
+            let result = match how {
+                How::Range => complete(
+                    client.query_range(&promql, start, end, grid.step).await,
+                    &promql,
+                )
+                .map(Read::Data),
+                How::Instant(at) => {
+                    complete(client.query(&promql, at).await, &promql).map(Read::Data)
+                }
+                How::Stepped(range) => stepped(&client, &promql, range, &label)
+                    .await
+                    .map(Read::Stepped),
             };
             (i, result)
         });
     }
-    let mut answers: Vec<Option<QueryData>> = (0..jobs.len()).map(|_| None).collect();
+    let mut answers: Vec<Option<Read>> = (0..jobs.len()).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         let (i, result) = joined.expect("query task panicked");
-        answers[i] = Some(complete(result, jobs[i].promql())?);
+        answers[i] = Some(result?);
     }
     Ok(answers
         .into_iter()
         .map(|a| a.expect("every job joined"))
         .collect())
+}
+
+/// How a job is sent.
+enum How {
+    Range,
+    Instant(DateTime<Utc>),
+    Stepped(RangeRead),
+}
+
+/// A planned range query, read as [`evaluate::fetch`] reads it.
+async fn stepped(
+    client: &PrometheusClient,
+    promql: &str,
+    range: RangeRead,
+    label: &str,
+) -> Result<Vec<RangeSeries>, ReplayError> {
+    evaluate::read_range(client, promql, range, label)
+        .await?
+        .map_err(|message| ReplayError::Data { message })
 }
 
 /// A response's data, or the error that makes it unusable (warnings mean partial data).
@@ -428,16 +494,18 @@ impl ChunkData {
             .iter()
             .map(|q| {
                 memo.entry((&q.target, q.part))
-                    .or_insert_with(|| self.answer_one(since, gate, q, trains, k, t_ms))
+                    .or_insert_with(|| self.answer_one(since, gate, plan, q, trains, k, t_ms))
                     .clone()
             })
             .collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn answer_one(
         &self,
         since: &SinceStartData,
         gate: &Gate,
+        plan: &Plan,
         q: &PlannedQuery,
         trains: &[TrainSpec],
         k: usize,
@@ -454,6 +522,12 @@ impl ChunkData {
                 })
                 .collect()
         };
+        if q.range.is_some() {
+            // What the chunk did not read (or cannot map) is read again by the caller, which
+            // reports the failure.
+            let series = self.stepped.get(&(q.target.clone(), q.part))?;
+            return planner::range_samples(plan.at, q, trains, series).ok();
+        }
         match (&q.target, q.part) {
             (
                 Target::Window { .. }
@@ -514,7 +588,8 @@ pub async fn step_signals(
 ) -> Result<(Plan, planner::TrainSignals), ReplayError> {
     let plan = planner::plan(config, gate, trains, at)?;
     let answers = data.answer(since, gate, &plan, trains, k);
-    let (results, _) = complete_answers(client, &config.train_label, &plan, answers).await?;
+    let (results, _) =
+        complete_answers(client, &config.train_label, &plan, trains, answers).await?;
     let signals = planner::assemble(config, gate, trains, &plan, results);
     Ok((plan, signals))
 }
@@ -525,14 +600,21 @@ pub async fn complete_answers(
     client: &PrometheusClient,
     label: &str,
     plan: &Plan,
+    trains: &[TrainSpec],
     answers: Vec<Option<Vec<ResultSample>>>,
 ) -> Result<(Vec<Result<Vec<ResultSample>, String>>, u64), ReplayError> {
     let mut out = Vec::with_capacity(answers.len());
     let mut sent = 0;
     for (q, answer) in plan.queries.iter().zip(answers) {
-        out.push(Ok(match answer {
-            Some(samples) => samples,
-            None => {
+        out.push(Ok(match (answer, q.range) {
+            (Some(samples), _) => samples,
+            (None, Some(range)) => {
+                sent += 1;
+                let series = stepped(client, &q.promql, range, label).await?;
+                planner::range_samples(plan.at, q, trains, &series)
+                    .map_err(|message| ReplayError::Data { message })?
+            }
+            (None, None) => {
                 sent += 1;
                 let data = complete(client.query(&q.promql, plan.at).await, &q.promql)?;
                 evaluate::samples(data, label).map_err(|message| ReplayError::Data {

@@ -24,6 +24,7 @@ use gate_rules::decide;
 use gate_rules::Decision;
 use gate_rules::TrainId;
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use super::auth::Caller;
 use super::extract::train_id;
@@ -421,19 +422,33 @@ pub(crate) async fn decision(
             1,
         ));
     };
-    let Some(mut rx) = shared.trains.subscribe(&id) else {
+    let Some(rx) = shared.trains.subscribe(&id) else {
         return Ok(decision_response(&view));
     };
-    let mut shutdown = shared.shutdown.subscribe();
+    // The wait holds only the train's receiver: the view read above would keep a replaced
+    // view (its whole evidence) alive for as long as the request waits.
+    drop(view);
+    let current = wait_for_seq(rx, after, wait.min(MAX_WAIT), shared.shutdown.subscribe()).await;
+    Ok(decision_response(&current))
+}
+
+/// Waits until the train's seq passes `after`, `wait` passes or shutdown begins; returns the
+/// train's latest view (the channel keeps it even when the train was dropped meanwhile).
+async fn wait_for_seq(
+    mut rx: watch::Receiver<Arc<TrainView>>,
+    after: u64,
+    wait: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Arc<TrainView> {
     let changed = async {
         let _ = rx.wait_for(|v| v.record.seq > after).await;
     };
     tokio::select! {
-        _ = tokio::time::timeout(wait.min(MAX_WAIT), changed) => {}
+        _ = tokio::time::timeout(wait, changed) => {}
         _ = shutdown.wait_for(|down| *down) => {}
     }
-    let current = shared.trains.get(&id).unwrap_or(view);
-    Ok(decision_response(&current))
+    let current = Arc::clone(&rx.borrow());
+    current
 }
 
 /// The `reason` and `actor` of an override or approval, trimmed: both required, since the
