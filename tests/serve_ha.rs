@@ -23,67 +23,20 @@ use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use common::daemon::{Api, Daemon};
-use common::fixtures::{Scenario, Traffic};
+use common::fixtures::Scenario;
+use common::live::{self, checkout_config};
 use common::postgres::pg_database;
-use common::prometheus::TestPrometheus;
 use serde_json::{json, Value};
 
-const MINUTE: i64 = 60;
-const AHEAD: i64 = 30 * MINUTE;
 const WAIT: Duration = Duration::from_secs(90);
 
-fn config(prometheus_url: &str, webhook_url: &str) -> String {
-    format!(
-        r#"
-prometheus:
-  url: {prometheus_url}
-  timeout: 5s
-train_label: train_id
-slos:
-  - name: checkout-availability
-    objective: 99.9
-    errors: http_requests_total{{service="checkout", code=~"5.."}}
-    total: http_requests_total{{service="checkout"}}
-gates:
-  - name: checkout
-    slos: [checkout-availability]
-    interval: 1s
-    verify_for: 10s
-    watch_for: 2h
-    min_requests: 100
-    baseline: none
-    on_inconclusive: pending
-    rules:
-      - name: fast-burn
-        when: burn_rate("checkout-availability", "1h") > 14.4 && burn_rate("checkout-availability", "5m") > 14.4
-        then: rollback
-webhooks:
-  - name: deployer
-    url: {webhook_url}
-    on: [rollback, pause, promote]
-"#
-    )
-}
-
-/// Healthy trains (0.05 % errors, burn 0.5) and fast-burning ones (5 %, burn 50), serving
-/// since 30 minutes before now.
 fn scenario(healthy: &[&str], burning: &[&str]) -> Scenario {
-    let mut traffic = Vec::new();
-    for id in healthy {
-        traffic.push(
-            Traffic::new("checkout", id, -AHEAD - 30 * MINUTE, 0)
-                .code(200, 23_988)
-                .code(500, 12),
-        );
-    }
-    for id in burning {
-        traffic.push(
-            Traffic::new("checkout", id, -AHEAD - 30 * MINUTE, 0)
-                .code(200, 1_140)
-                .code(500, 60),
-        );
-    }
-    Scenario::new(traffic)
+    let healthy = healthy.iter().map(|id| live::healthy(id));
+    Scenario::new(
+        healthy
+            .chain(burning.iter().map(|id| live::burning(id)))
+            .collect(),
+    )
 }
 
 fn replica(config: &Path, db: &str, dir: &Path, name: &str) -> Daemon {
@@ -224,20 +177,13 @@ async fn hook_receiver() -> wiremock::MockServer {
 async fn three_replicas_one_leader_and_a_killed_leader_is_replaced() {
     let healthy = ["ha-healthy", "ha-late", "ha-slow"];
     let burning = ["ha-fastburn"];
-    let now = Utc::now();
-    let end = now.timestamp() + AHEAD;
-    let prometheus = TestPrometheus::start_rendered(
-        &scenario(&healthy, &burning),
-        end - AHEAD - 60 * MINUTE,
-        end,
-        5,
-    );
+    let prometheus = live::prometheus(&scenario(&healthy, &burning));
     let receiver = hook_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("gate.yaml");
     std::fs::write(
         &config_path,
-        config(prometheus.url(), &format!("{}/hook", receiver.uri())),
+        checkout_config(prometheus.url(), Some(&format!("{}/hook", receiver.uri()))),
     )
     .unwrap();
     let (_db, url) = pg_database();
@@ -424,16 +370,13 @@ fn signal(pid: u32, sig: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_frozen_past_its_lease_writes_nothing_and_follows() {
     let healthy = ["fz-before", "fz-after"];
-    let now = Utc::now();
-    let end = now.timestamp() + AHEAD;
-    let prometheus =
-        TestPrometheus::start_rendered(&scenario(&healthy, &[]), end - AHEAD - 60 * MINUTE, end, 5);
+    let prometheus = live::prometheus(&scenario(&healthy, &[]));
     let receiver = hook_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("gate.yaml");
     std::fs::write(
         &config_path,
-        config(prometheus.url(), &format!("{}/hook", receiver.uri())),
+        checkout_config(prometheus.url(), Some(&format!("{}/hook", receiver.uri()))),
     )
     .unwrap();
     let (_db, url) = pg_database();

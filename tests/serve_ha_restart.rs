@@ -14,53 +14,18 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use common::daemon::{Api, Daemon};
-use common::fixtures::{Scenario, Traffic};
+use common::fixtures::Scenario;
+use common::live::{self, checkout_config};
 use common::postgres::{pg_cluster, pg_database};
-use common::prometheus::TestPrometheus;
 use serde_json::{json, Value};
 
-const MINUTE: i64 = 60;
-const AHEAD: i64 = 30 * MINUTE;
 const WAIT: Duration = Duration::from_secs(90);
-
-fn config(prometheus_url: &str) -> String {
-    format!(
-        r#"
-prometheus:
-  url: {prometheus_url}
-  timeout: 5s
-train_label: train_id
-slos:
-  - name: checkout-availability
-    objective: 99.9
-    errors: http_requests_total{{service="checkout", code=~"5.."}}
-    total: http_requests_total{{service="checkout"}}
-gates:
-  - name: checkout
-    slos: [checkout-availability]
-    interval: 1s
-    verify_for: 10s
-    watch_for: 2h
-    min_requests: 100
-    baseline: none
-    on_inconclusive: pending
-    rules:
-      - name: fast-burn
-        when: burn_rate("checkout-availability", "1h") > 14.4 && burn_rate("checkout-availability", "5m") > 14.4
-        then: rollback
-"#
-    )
-}
 
 fn scenario() -> Scenario {
     Scenario::new(
         ["rs-before", "rs-during", "rs-after"]
             .iter()
-            .map(|id| {
-                Traffic::new("checkout", id, -AHEAD - 30 * MINUTE, 0)
-                    .code(200, 23_988)
-                    .code(500, 12)
-            })
+            .map(|id| live::healthy(id))
             .collect(),
     )
 }
@@ -90,11 +55,10 @@ fn decision_of(list: &Value, id: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_ride_out_a_postgres_restart() {
     let now = Utc::now();
-    let end = now.timestamp() + AHEAD;
-    let prometheus = TestPrometheus::start_rendered(&scenario(), end - AHEAD - 60 * MINUTE, end, 5);
+    let prometheus = live::prometheus(&scenario());
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("gate.yaml");
-    std::fs::write(&config_path, config(prometheus.url())).unwrap();
+    std::fs::write(&config_path, checkout_config(prometheus.url(), None)).unwrap();
     let (_db, url) = pg_database();
     let api = Api::default();
     let old_start =

@@ -36,7 +36,11 @@ pub(crate) async fn daemon_scenario(
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--db")
-            .arg(dir.join("gate.db"))
+            .arg(
+                args.db
+                    .clone()
+                    .map_or_else(|| dir.join("gate.db"), PathBuf::from),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

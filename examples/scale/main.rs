@@ -97,6 +97,10 @@ struct Args {
     /// now).
     #[arg(long)]
     daemon: Option<PathBuf>,
+    /// Daemon mode: the store `gate serve` uses — a `postgres://` URL (an empty database of
+    /// its own), or by default an SQLite file in the data directory.
+    #[arg(long)]
+    db: Option<String>,
     /// Daemon mode: the gate's `interval`, seconds.
     #[arg(long, default_value_t = 15)]
     interval: i64,

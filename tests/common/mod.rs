@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod fixtures;
+pub mod live;
 pub mod postgres;
 pub mod prometheus;
 pub mod victoriametrics;
