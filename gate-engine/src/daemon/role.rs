@@ -18,7 +18,7 @@
 //! from the start, with no lease to claim.
 //!
 //! **Following the store** ([`follow`]): a replica compares what it holds with the store's
-//! [`crate::store::TrainMark`]s and loads only the trains that moved — a registration,
+//! [`crate::store::TrainMark`]s (a few dozen bytes a train) and loads only the trains that moved — a registration,
 //! override, approval or stop made through another replica, or the leader's evaluations —
 //! when PostgreSQL notifies a change (a long-poll on a follower returns as soon as the
 //! leader's decision is committed), and every third of the lease TTL in case a
@@ -117,7 +117,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         epoch: lease.epoch,
                     }));
                     // Catch up with what other replicas wrote before evaluating anything.
-                    catch_up(&shared, None).await;
+                    catch_up(&shared).await;
                     tracing::info!(
                         replica = %replica,
                         epoch = lease.epoch,
@@ -229,12 +229,14 @@ pub(crate) async fn leading(
 }
 
 /// Follows the store's train changes until shutdown (a shared store only; see the module
-/// docs): on each notification the trains named, every third of the lease TTL all of them.
+/// docs): a comparison when a change is heard, and every third of the lease TTL.
 pub(crate) async fn follow(shared: Arc<Shared>) {
     if !shared.store.is_shared() {
         return;
     }
-    let (tx, mut rx) = mpsc::unbounded_channel::<Option<String>>();
+    // A wake-up per change heard; a burst of them (a leader's cycle that changed many
+    // decisions) costs one comparison.
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let store = shared.store.clone();
     let mut shutdown = shared.shutdown.subscribe();
     let stop = shared.shutdown.subscribe();
@@ -243,8 +245,7 @@ pub(crate) async fn follow(shared: Arc<Shared>) {
         .spawn(move || {
             store.listen_changes(Duration::from_secs(1), |heard| {
                 let sent = match heard {
-                    Heard::Train(id) => tx.send(Some(id.to_string())),
-                    Heard::Missed => tx.send(None),
+                    Heard::Train(_) | Heard::Missed => tx.send(()),
                     Heard::Quiet => Ok(()),
                 };
                 sent.is_ok() && !*stop.borrow()
@@ -262,48 +263,34 @@ pub(crate) async fn follow(shared: Arc<Shared>) {
                 std::future::pending().await
             }
         };
-        let ids = tokio::select! {
-            _ = every.tick() => None,
-            heard = heard => match heard {
-                // The listener stopped: keep comparing on the timer.
-                None => {
+        tokio::select! {
+            _ = every.tick() => {}
+            heard = heard => {
+                if heard.is_none() {
+                    // The listener stopped: keep comparing on the timer.
                     listening = false;
                     continue;
                 }
-                Some(None) => None,
-                Some(Some(id)) => {
-                    let mut ids = vec![id];
-                    while let Ok(more) = rx.try_recv() {
-                        match more {
-                            Some(id) => ids.push(id),
-                            None => ids.clear(),
-                        }
-                    }
-                    let ids: Vec<TrainId> = ids.iter().filter_map(|id| id.parse().ok()).collect();
-                    (!ids.is_empty()).then_some(ids)
-                }
-            },
+                while rx.try_recv().is_ok() {}
+            }
             _ = shutdown.changed() => if *shutdown.borrow() { return } else { continue },
-        };
-        catch_up(&shared, ids).await;
+        }
+        catch_up(&shared).await;
     }
 }
 
-/// Brings the views of `ids` (`None`: every train) up to date with the store, under the
-/// write lock so that a view never goes back: a stored train replaces the held view only
-/// when it is newer (a higher seq; or the same seq with another lifecycle or a later
-/// evaluation).
-pub(crate) async fn catch_up(shared: &Arc<Shared>, ids: Option<Vec<TrainId>>) {
+/// Brings the held views up to date with the store, under the write lock so that a view
+/// never goes back: the store's [`TrainMark`]s say which trains are newer there (a higher
+/// seq; or the same seq with another lifecycle or a later evaluation), and only those are
+/// loaded — the leader's own writes, which it already holds, cost a comparison.
+pub(crate) async fn catch_up(shared: &Arc<Shared>) {
     let _lock = shared.write_lock.lock().await;
-    let stale = match ids {
-        Some(ids) => ids,
-        None => match shared.blocking(|store| store.train_marks()).await {
-            Ok(marks) => moved(shared, &marks),
-            Err(e) => {
-                tracing::warn!("cannot follow the store: {e}");
-                return;
-            }
-        },
+    let stale = match shared.blocking(|store| store.train_marks()).await {
+        Ok(marks) => moved(shared, &marks),
+        Err(e) => {
+            tracing::warn!("cannot follow the store: {e}");
+            return;
+        }
     };
     if stale.is_empty() {
         return;
