@@ -73,6 +73,8 @@ struct Buffer {
     since: Option<DateTime<Utc>>,
 }
 
+/// Trains per statement of a checkpoint on PostgreSQL (≈ 3 MB of evidence).
+const CHECKPOINT_CHUNK: usize = 1_000;
 impl Deferred {
     fn lock(&self) -> MutexGuard<'_, Buffer> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -175,7 +177,13 @@ impl Store {
         let done = self.leader_write("checkpoint deferred evaluations", |tx| {
             let mut done = Checkpointed::default();
             if tx.dialect() == Dialect::Postgres {
-                done.written = pg_batch::checkpoint(tx, &writes, &encoded)?;
+                // Statements of a bounded size: the client keeps the buffer of its largest.
+                for (writes, encoded) in writes
+                    .chunks(CHECKPOINT_CHUNK)
+                    .zip(encoded.chunks(CHECKPOINT_CHUNK))
+                {
+                    done.written += pg_batch::checkpoint(tx, writes, encoded)?;
+                }
                 done.skipped = writes.len() as u64 - done.written;
                 return Ok(done);
             }
