@@ -40,10 +40,6 @@ use chrono::{DateTime, Utc};
 
 use crate::store::{Claim, Fence, Heard, Lifecycle, TrainMark, TrainRecord};
 
-/// A burst of at most this many changes heard is compared train by train; a larger one
-/// (a cycle that changed many decisions) by one listing of every train.
-const FEW: usize = 64;
-
 /// The lease TTL unless `--lease-ttl` says otherwise.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
@@ -121,7 +117,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                         epoch: lease.epoch,
                     }));
                     // Catch up with what other replicas wrote before evaluating anything.
-                    catch_up(&shared, None).await;
+                    catch_up(&shared).await;
                     tracing::info!(
                         replica = %replica,
                         epoch = lease.epoch,
@@ -240,7 +236,7 @@ pub(crate) async fn follow(shared: Arc<Shared>) {
     }
     // A wake-up per change heard; a burst of them (a leader's cycle that changed many
     // decisions) costs one comparison.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Option<String>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let store = shared.store.clone();
     let mut shutdown = shared.shutdown.subscribe();
     let stop = shared.shutdown.subscribe();
@@ -249,8 +245,7 @@ pub(crate) async fn follow(shared: Arc<Shared>) {
         .spawn(move || {
             store.listen_changes(Duration::from_secs(1), |heard| {
                 let sent = match heard {
-                    Heard::Train(id) => tx.send(Some(id.to_string())),
-                    Heard::Missed => tx.send(None),
+                    Heard::Train(_) | Heard::Missed => tx.send(()),
                     Heard::Quiet => Ok(()),
                 };
                 sent.is_ok() && !*stop.borrow()
@@ -268,44 +263,29 @@ pub(crate) async fn follow(shared: Arc<Shared>) {
                 std::future::pending().await
             }
         };
-        let named = tokio::select! {
-            _ = every.tick() => None,
+        tokio::select! {
+            _ = every.tick() => {}
             heard = heard => {
-                let Some(first) = heard else {
+                if heard.is_none() {
                     // The listener stopped: keep comparing on the timer.
                     listening = false;
                     continue;
-                };
-                let mut named: Option<Vec<String>> = first.map(|id| vec![id]);
-                while let Ok(more) = rx.try_recv() {
-                    match (&mut named, more) {
-                        (Some(ids), Some(id)) => ids.push(id),
-                        (named, _) => *named = None,
-                    }
                 }
-                named.filter(|ids| ids.len() <= FEW)
+                while rx.try_recv().is_ok() {}
             }
             _ = shutdown.changed() => if *shutdown.borrow() { return } else { continue },
-        };
-        let named = named.map(|ids| ids.iter().filter_map(|id| id.parse().ok()).collect());
-        catch_up(&shared, named).await;
+        }
+        catch_up(&shared).await;
     }
 }
 
-/// Brings the held views of the `named` trains (`None`: every train) up to date with the
-/// store, under the write lock so that a view never goes back: the store's [`TrainMark`]s
-/// say which trains are newer there (a higher
+/// Brings the held views up to date with the store, under the write lock so that a view
+/// never goes back: the store's [`TrainMark`]s say which trains are newer there (a higher
 /// seq; or the same seq with another lifecycle or a later evaluation), and only those are
 /// loaded — the leader's own writes, which it already holds, cost a comparison.
-pub(crate) async fn catch_up(shared: &Arc<Shared>, named: Option<Vec<TrainId>>) {
+pub(crate) async fn catch_up(shared: &Arc<Shared>) {
     let _lock = shared.write_lock.lock().await;
-    let marks = shared
-        .blocking(move |store| match named {
-            Some(ids) => store.train_marks_of(&ids),
-            None => store.train_marks(),
-        })
-        .await;
-    let stale = match marks {
+    let stale = match shared.blocking(|store| store.train_marks()).await {
         Ok(marks) => moved(shared, &marks),
         Err(e) => {
             tracing::warn!("cannot follow the store: {e}");

@@ -24,7 +24,7 @@ use postgres::fallible_iterator::FallibleIterator as _;
 
 use super::error::StoreError;
 use super::model::Lifecycle;
-use super::sql::{pg_error, Row};
+use super::sql::pg_error;
 use super::{pg, Backend, Field, Store};
 
 /// The NOTIFY channel of train changes.
@@ -54,17 +54,6 @@ pub struct TrainMark {
     pub evaluated_at: Option<DateTime<Utc>>,
 }
 
-fn mark(row: &Row) -> Result<TrainMark, StoreError> {
-    let id: String = row.get(0)?;
-    let field = |column| Field { column, key: &id };
-    Ok(TrainMark {
-        id: field("trains.id").parse(&id)?,
-        seq: field("trains.seq").count(row.get::<i64>(1)?)?,
-        lifecycle: field("trains.lifecycle").parse(&row.get::<String>(2)?)?,
-        evaluated_at: field("trains.evaluated_at").opt_time(row.get(3)?)?,
-    })
-}
-
 impl Store {
     /// Every active train's [`TrainMark`].
     pub fn train_marks(&self) -> Result<Vec<TrainMark>, StoreError> {
@@ -76,27 +65,17 @@ impl Store {
                 &[],
             )?
             .iter()
-            .map(mark)
+            .map(|row| {
+                let id: String = row.get(0)?;
+                let field = |column| Field { column, key: &id };
+                Ok(TrainMark {
+                    id: field("trains.id").parse(&id)?,
+                    seq: field("trains.seq").count(row.get::<i64>(1)?)?,
+                    lifecycle: field("trains.lifecycle").parse(&row.get::<String>(2)?)?,
+                    evaluated_at: field("trains.evaluated_at").opt_time(row.get(3)?)?,
+                })
+            })
             .collect()
-        })
-    }
-
-    /// The [`TrainMark`] of each of `ids` that is active (one query each, in one read).
-    pub fn train_marks_of(&self, ids: &[TrainId]) -> Result<Vec<TrainMark>, StoreError> {
-        self.read("read train marks", |tx| {
-            let mut marks = Vec::with_capacity(ids.len());
-            for id in ids {
-                let row = tx.query_opt(
-                    "read a train mark",
-                    "SELECT id, seq, lifecycle, evaluated_at FROM trains \
-                     WHERE id = ?1 AND lifecycle NOT IN ('done', 'stopped')",
-                    &[&id.as_str()],
-                )?;
-                if let Some(row) = row {
-                    marks.push(mark(&row)?);
-                }
-            }
-            Ok(marks)
         })
     }
 
@@ -173,14 +152,10 @@ mod tests {
         assert!(marks.iter().all(|m| m.seq == 0
             && m.lifecycle == Lifecycle::Verifying
             && m.evaluated_at.is_none()));
-        let of = store.train_marks_of(&[tid("t-2"), tid("nope")]).unwrap();
-        assert_eq!(of.len(), 1);
-        assert_eq!(of[0].id, tid("t-2"));
         store.stop(&tid("t-2"), t(1)).unwrap();
         let marks = store.train_marks().unwrap();
         assert_eq!(marks.len(), 1);
         assert_eq!(marks[0].id, tid("t-1"));
-        assert!(store.train_marks_of(&[tid("t-2")]).unwrap().is_empty());
     }
 
     #[test]
