@@ -131,6 +131,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .context("open the store")??;
     let store_at = store.at().to_string();
 
+    let replica = replica_id(args.replica.as_deref());
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
     let webhook_metrics = WebhookMetrics::register(&mut registry);
@@ -156,7 +157,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             },
             webhooks: None,
             ha: HaOptions {
-                replica: replica_id(args.replica.as_deref()),
+                replica: replica.clone(),
                 lease_ttl: args.lease_ttl,
             },
         })
@@ -180,7 +181,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     tracing::info!(
         %addr,
         store = %store_at,
-        replica = %replica_id(args.replica.as_deref()),
+        replica = %replica,
         role = if role.leading { "leader" } else { "follower (until it claims the lease)" },
         trains = daemon.trains().filter(|v| v.record.lifecycle.is_active()).len(),
         "gate serve ready"

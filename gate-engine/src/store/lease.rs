@@ -67,16 +67,6 @@ impl Store {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<Claim, StoreError> {
-        self.claim(replica, held, now, ttl)
-    }
-
-    fn claim(
-        &self,
-        replica: &str,
-        held: Option<u64>,
-        now: DateTime<Utc>,
-        ttl: chrono::Duration,
-    ) -> Result<Claim, StoreError> {
         let until = ms(now + ttl);
         self.write("claim the leader lease", |tx| {
             let current = read(tx, true)?;
