@@ -74,7 +74,7 @@ fn breached(value: Option<Num>, rules: &[RuleReport], signal: &str) -> Option<bo
     let mut any = None;
     for t in rules
         .iter()
-        .flat_map(|r| &r.thresholds)
+        .flat_map(|r| r.thresholds.iter())
         .filter(|t| t.signal == signal)
     {
         let hit = match t.op.as_str() {
@@ -189,7 +189,7 @@ pub fn evaluation(r: &EvaluationReport, color: bool) -> String {
             } else {
                 rule.then.to_string()
             };
-            table.add_row(vec![rule.name.clone(), then, result, values]);
+            table.add_row(vec![rule.name.to_string(), then, result, values]);
         }
         let _ = writeln!(out);
         for line in table.to_string().lines() {

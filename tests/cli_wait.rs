@@ -423,7 +423,7 @@ fn wait_exits_with_the_verdict_and_status_shows_it() {
     let fast = evaluation
         .rules
         .iter()
-        .find(|r| r.name == "fast-burn")
+        .find(|r| &*r.name == "fast-burn")
         .expect("fast-burn in the evaluation");
     assert_eq!(fast.fired, Some(true));
     let burn_1h = evaluation.signals.burn_rate["checkout-availability"]["1h"]

@@ -47,6 +47,7 @@
 //! errors, as everywhere else.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use gate_rules::config::{BadOrGood, BaselineKind, Config, Gate, Slo};
@@ -56,6 +57,8 @@ use gate_rules::SignalRef;
 use gate_rules::{Counter, Counts};
 use gate_rules::{PromDuration, TrainId};
 use serde::Serialize;
+
+use crate::report::{QueryReport, RuleParts};
 
 /// Above this many trains the planner queries all trains of the label instead of listing
 /// them in a regex matcher.
@@ -192,6 +195,14 @@ pub struct Plan {
     pub baseline: BaselineKind,
     /// The queries, in a stable order.
     pub queries: Vec<PlannedQuery>,
+    /// The evidence's list of queries when it is the same for every train of the plan (no
+    /// baseline term, no range read), built by the first report and shared by the others.
+    #[serde(skip)]
+    pub shared_report_queries: OnceLock<Arc<[QueryReport]>>,
+    /// The parts of the evidence's rule reports that are the same for every train (name,
+    /// condition, thresholds), built by the first report and shared by the others.
+    #[serde(skip)]
+    pub shared_rule_parts: OnceLock<Vec<RuleParts>>,
 }
 
 /// A plan could not be built.
@@ -290,6 +301,8 @@ pub fn plan(
             train_label: config.train_label.clone(),
             baseline: gate.baseline,
             queries: Vec::new(),
+            shared_report_queries: OnceLock::new(),
+            shared_rule_parts: OnceLock::new(),
         });
     }
     let needs = Needs::of(gate);
@@ -437,6 +450,8 @@ pub fn plan(
         train_label: config.train_label.clone(),
         baseline: gate.baseline,
         queries,
+        shared_report_queries: OnceLock::new(),
+        shared_rule_parts: OnceLock::new(),
     })
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gate_rules::config::Slo;
@@ -146,11 +147,11 @@ pub struct SignalsReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleReport {
     /// Rule name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Its `then`.
     pub then: Decision,
     /// Its condition as written.
-    pub when: String,
+    pub when: Arc<str>,
     /// `true`, `false`, or `null` (unknown).
     pub fired: Option<bool>,
     /// Each signal it read, keyed by the call as written.
@@ -165,8 +166,8 @@ pub struct RuleReport {
     pub for_evaluations: u32,
     /// The comparisons of a signal against a constant in its condition, e.g.
     /// `burn_rate("x", "1h") > 14.4`: what the human table shows as thresholds.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub thresholds: Vec<ThresholdReport>,
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub thresholds: Arc<[ThresholdReport]>,
     /// A dry-run rule: evaluated and reported, never deciding.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
@@ -234,8 +235,9 @@ pub struct EvaluationReport {
     pub rules: Vec<RuleReport>,
     /// The signals the rules read.
     pub signals: SignalsReport,
-    /// The queries sent for this evaluation.
-    pub queries: Vec<QueryReport>,
+    /// The queries sent for this evaluation (shared by the trains of one batch when they are
+    /// the same for each).
+    pub queries: Arc<[QueryReport]>,
 }
 
 /// RFC 3339 with seconds precision and `Z`.
@@ -297,21 +299,24 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
     if let Some(r) = resolver {
         fill_signals(&mut signals, &r);
     }
+    let parts = plan
+        .shared_rule_parts
+        .get_or_init(|| gate.rules.iter().map(RuleParts::of).collect());
     let rules = evaluation
         .rules
         .iter()
         .map(|o| {
-            let rule = gate.rules.iter().find(|r| r.name == o.name);
+            let rule = parts.iter().find(|r| *r.name == *o.name);
             RuleReport {
-                name: o.name.clone(),
+                name: rule.map_or_else(|| o.name.as_str().into(), |r| Arc::clone(&r.name)),
                 then: o.then,
-                when: rule.map(|r| r.when.clone()).unwrap_or_default(),
+                when: rule.map_or_else(|| "".into(), |r| Arc::clone(&r.when)),
                 fired: o.fired,
                 values: o.values.clone(),
                 unknown_reason: o.unknown_reason.clone(),
                 streak: o.streak,
-                for_evaluations: rule.map(|r| r.for_evaluations).unwrap_or(1),
-                thresholds: rule.map(thresholds_of).unwrap_or_default(),
+                for_evaluations: rule.map_or(1, |r| r.for_evaluations),
+                thresholds: rule.map_or_else(|| Arc::from([]), |r| Arc::clone(&r.thresholds)),
                 dry_run: o.dry_run,
             }
         })
@@ -335,6 +340,27 @@ pub fn build(input: ReportInput<'_>) -> EvaluationReport {
         rules,
         signals,
         queries: queries_for(plan, slos, train),
+    }
+}
+
+/// The parts of a rule's report that are the same for every train: built once per plan and
+/// shared by the reports of its trains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleParts {
+    name: Arc<str>,
+    when: Arc<str>,
+    for_evaluations: u32,
+    thresholds: Arc<[ThresholdReport]>,
+}
+
+impl RuleParts {
+    fn of(rule: &gate_rules::config::Rule) -> RuleParts {
+        RuleParts {
+            name: rule.name.as_str().into(),
+            when: rule.when.as_str().into(),
+            for_evaluations: rule.for_evaluations,
+            thresholds: thresholds_of(rule).into(),
+        }
     }
 }
 
@@ -440,7 +466,20 @@ fn put2(
 /// megabytes long and says nothing about this train. A range query (the stepped
 /// `before_start` baseline) is shown as sent, its purpose naming its grid and the window
 /// summed out of it for this train.
-fn queries_for(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Vec<QueryReport> {
+fn queries_for(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Arc<[QueryReport]> {
+    let per_train = |q: &PlannedQuery| {
+        q.range.is_some() || matches!(q.target, crate::planner::Target::Baseline { .. })
+    };
+    if plan.queries.iter().any(per_train) {
+        return queries_of_train(plan, slos, train).into();
+    }
+    Arc::clone(
+        plan.shared_report_queries
+            .get_or_init(|| queries_of_train(plan, slos, train).into()),
+    )
+}
+
+fn queries_of_train(plan: &Plan, slos: &[Slo], train: &TrainSpec) -> Vec<QueryReport> {
     // Baselines come in several queries of many trains each: the train's term once per
     // (SLO, counter).
     let mut baselines_shown = Vec::new();

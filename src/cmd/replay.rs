@@ -278,7 +278,7 @@ fn numbers(report: &EvaluationReport) -> String {
     let rules: Vec<_> = report
         .rules
         .iter()
-        .filter(|r| Some(&r.name) == report.rule.as_ref())
+        .filter(|r| Some(&*r.name) == report.rule.as_deref())
         .chain(
             report
                 .rules

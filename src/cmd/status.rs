@@ -514,7 +514,7 @@ mod tests {
         RuleReport {
             name: name.into(),
             then,
-            when: String::new(),
+            when: "".into(),
             fired,
             values: BTreeMap::new(),
             unknown_reason: None,
@@ -583,7 +583,7 @@ mod tests {
                 ),
             ],
             signals,
-            queries: Vec::new(),
+            queries: Vec::new().into(),
         }
     }
 

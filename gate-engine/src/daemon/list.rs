@@ -190,25 +190,50 @@ struct Threshold {
 
 /// The burn rate with the highest value-to-threshold ratio among the rules' thresholds.
 pub fn worst_burn(evidence: &Evidence) -> Option<WorstBurn> {
-    let report: Report = serde_json::from_str(evidence.as_str()).ok()?;
+    if let Some(report) = evidence.report() {
+        return worst_of(report.rules.iter().map(|r| {
+            let thresholds = r.thresholds.iter().map(|t| (t.signal.as_str(), t.value));
+            (&*r.name, &r.values, thresholds)
+        }));
+    }
+    let report: Report = serde_json::from_str(&evidence.json()).ok()?;
+    worst_of(report.rules.iter().map(|r| {
+        let thresholds = r.thresholds.iter().map(|t| (t.signal.as_str(), t.value));
+        (r.name.as_str(), &r.values, thresholds)
+    }))
+}
+
+/// [`worst_burn`] over each rule's name, values and thresholds.
+fn worst_of<'a, T>(
+    rules: impl Iterator<
+        Item = (
+            &'a str,
+            &'a std::collections::BTreeMap<String, serde_json::Value>,
+            T,
+        ),
+    >,
+) -> Option<WorstBurn>
+where
+    T: Iterator<Item = (&'a str, f64)>,
+{
     let mut worst: Option<(f64, WorstBurn)> = None;
-    for rule in &report.rules {
-        for t in &rule.thresholds {
-            if !t.signal.starts_with("burn_rate(") || t.value <= 0.0 {
+    for (name, values, thresholds) in rules {
+        for (signal, threshold) in thresholds {
+            if !signal.starts_with("burn_rate(") || threshold <= 0.0 {
                 continue;
             }
-            let Some(value) = rule.values.get(&t.signal).and_then(|v| v.as_f64()) else {
+            let Some(value) = values.get(signal).and_then(|v| v.as_f64()) else {
                 continue;
             };
-            let ratio = value / t.value;
+            let ratio = value / threshold;
             if worst.as_ref().is_none_or(|(r, _)| ratio > *r) {
                 worst = Some((
                     ratio,
                     WorstBurn {
-                        signal: t.signal.clone(),
+                        signal: signal.to_owned(),
                         value,
-                        threshold: t.value,
-                        rule: rule.name.clone(),
+                        threshold,
+                        rule: name.to_owned(),
                     },
                 ));
             }

@@ -32,8 +32,10 @@
 //!
 //! The scheduler hands over the burn rates of each cycle from the typed report
 //! ([`burn_rates`]); only a view published outside a cycle (start-up, an override) has them
-//! read back from its stored evidence text ([`burn_rates_in`]), which skips everything else
-//! in the report without building a JSON tree.
+//! read from its evidence ([`burn_rates_in`]): from the report when this process built it,
+//! else from the stored text, skipping everything else in it without building a JSON tree.
+//! A cycle that changes only the values sets each train's gauges through handles it kept,
+//! without building labels or looking series up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -133,7 +135,9 @@ fn verdict_histogram() -> Histogram {
 struct TrainSeries {
     decision: Option<TrainDecisionLabels>,
     would_have: Option<WouldHaveLabels>,
-    burn_rates: Vec<BurnRateLabels>,
+    /// Each burn-rate series with its gauge, which the family shares: a cycle that changes
+    /// only the values sets them without building labels or looking the series up.
+    burn_rates: Vec<(BurnRateLabels, Gauge<f64, AtomicU64>)>,
 }
 
 /// What a train's per-train series should show (from its current view).
@@ -455,22 +459,31 @@ impl Metrics {
     /// Brings a train's per-train series in line with its current view.
     pub fn set_train(&self, train: &TrainGauges<'_>) {
         let mut per_train = self.per_train.lock().unwrap_or_else(|p| p.into_inner());
-        let series = per_train.entry(train.train.clone()).or_default();
+        if !per_train.contains_key(train.train) {
+            per_train.insert(train.train.clone(), TrainSeries::default());
+        }
+        let Some(series) = per_train.get_mut(train.train) else {
+            return;
+        };
 
         let shown = train.exported && train.lifecycle.is_active();
-        let decision = shown.then(|| TrainDecisionLabels {
-            train: train.train.to_string(),
-            gate: train.gate.to_string(),
-            decision: train.decision.as_str().to_string(),
-        });
-        if series.decision != decision {
+        let decision_now = shown.then_some((train.gate, train.decision.as_str()));
+        let decision_was = series
+            .decision
+            .as_ref()
+            .map(|l| (l.gate.as_str(), l.decision.as_str()));
+        if decision_now != decision_was {
             if let Some(old) = series.decision.take() {
                 self.train_decision.remove(&old);
             }
-            if let Some(new) = &decision {
+            series.decision = decision_now.map(|(gate, decision)| TrainDecisionLabels {
+                train: train.train.to_string(),
+                gate: gate.to_string(),
+                decision: decision.to_string(),
+            });
+            if let Some(new) = &series.decision {
                 self.train_decision.get_or_create(new).set(1);
             }
-            series.decision = decision;
         }
 
         let would_have = train.would_have.filter(|_| shown).map(|d| WouldHaveLabels {
@@ -494,21 +507,31 @@ impl Metrics {
         } else {
             &[]
         };
-        let labels: Vec<BurnRateLabels> = rates
-            .iter()
-            .map(|(slo, window, _)| BurnRateLabels {
-                train: train.train.to_string(),
-                slo: slo.clone(),
-                window: window.clone(),
-            })
-            .collect();
-        for old in series.burn_rates.iter().filter(|l| !labels.contains(l)) {
-            self.train_burn_rate.remove(old);
+        let same_series = series.burn_rates.len() == rates.len()
+            && series
+                .burn_rates
+                .iter()
+                .zip(rates)
+                .all(|((l, _), (slo, window, _))| l.slo == *slo && l.window == *window);
+        if same_series {
+            for ((_, gauge), (_, _, value)) in series.burn_rates.iter().zip(rates) {
+                gauge.set(*value);
+            }
+        } else {
+            for (old, _) in series.burn_rates.drain(..) {
+                self.train_burn_rate.remove(&old);
+            }
+            for (slo, window, value) in rates {
+                let labels = BurnRateLabels {
+                    train: train.train.to_string(),
+                    slo: slo.clone(),
+                    window: window.clone(),
+                };
+                let gauge = self.train_burn_rate.get_or_create(&labels).clone();
+                gauge.set(*value);
+                series.burn_rates.push((labels, gauge));
+            }
         }
-        for (label, (_, _, value)) in labels.iter().zip(rates) {
-            self.train_burn_rate.get_or_create(label).set(*value);
-        }
-        series.burn_rates = labels;
 
         if series.decision.is_none() && series.would_have.is_none() && series.burn_rates.is_empty()
         {
@@ -524,7 +547,10 @@ pub fn would_have_in(evidence: &Evidence) -> Option<Decision> {
         #[serde(default)]
         would_have: Option<Decision>,
     }
-    serde_json::from_str::<Report>(evidence.as_str())
+    if let Some(report) = evidence.report() {
+        return report.would_have;
+    }
+    serde_json::from_str::<Report>(&evidence.json())
         .ok()
         .and_then(|r| r.would_have)
 }
@@ -547,7 +573,10 @@ pub fn burn_rates_in(evidence: &Evidence) -> Vec<BurnRate> {
         #[serde(default)]
         burn_rate: BTreeMap<String, BTreeMap<String, Option<Num>>>,
     }
-    match serde_json::from_str::<Report>(evidence.as_str()) {
+    if let Some(report) = evidence.report() {
+        return burn_rates(&report.signals);
+    }
+    match serde_json::from_str::<Report>(&evidence.json()) {
         Ok(report) => flatten(&report.signals.burn_rate),
         Err(_) => Vec::new(),
     }

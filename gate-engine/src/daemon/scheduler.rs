@@ -441,19 +441,13 @@ fn decide_all(
             Mode::Daemon,
             prev.decision == Decision::Promote,
         );
-        let evidence = match Evidence::encode(&evaluation_report) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(train = %spec.id, "cannot encode the evaluation of {}: {e}", spec.id);
-                errors += 1;
-                continue;
-            }
-        };
+        let burn_rates = metrics::burn_rates(&evaluation_report.signals);
+        let evidence = Evidence::of_report(evaluation_report);
         let lifecycle = lifecycle_after(gate, prev, &evaluation, at);
         if let Some(leg) = prev.leg(&gate.name) {
             writes.push(CycleWrite::Leg(
                 Arc::clone(view),
-                metrics::burn_rates(&evaluation_report.signals),
+                burn_rates,
                 GateLeg {
                     gate: leg.gate.clone(),
                     lifecycle,
@@ -490,7 +484,7 @@ fn decide_all(
         };
         writes.push(CycleWrite::Train(
             Arc::clone(view),
-            metrics::burn_rates(&evaluation_report.signals),
+            burn_rates,
             EvaluationWrite {
                 train: prev.id.clone(),
                 based_on_seq: prev.seq,

@@ -234,6 +234,7 @@ impl Store {
 pub(super) struct EncodedDeferred {
     pub(super) state: String,
     pub(super) gates: Option<String>,
+    pub(super) evidence: String,
 }
 
 impl EncodedDeferred {
@@ -241,6 +242,7 @@ impl EncodedDeferred {
         Ok(EncodedDeferred {
             state: encode(&write.state, "train state")?,
             gates: encode_gates(write.gates.as_deref())?,
+            evidence: write.evidence.json().into_owned(),
         })
     }
 }
@@ -266,7 +268,7 @@ fn write_deferred(
             &write.rule,
             &ms(write.evaluated_at),
             &encoded.state,
-            &write.evidence.as_str(),
+            &encoded.evidence,
             &encoded.gates,
         ],
     )?;
@@ -359,7 +361,7 @@ mod tests {
         let (decision, seq, at, evidence) = row(&store, "t-1");
         assert_eq!((decision.as_str(), seq), ("pause", 1));
         assert_eq!(at, Some(ms(t(90))));
-        assert_eq!(evidence.as_deref(), Some(latest.evidence.as_str()));
+        assert_eq!(evidence.as_deref(), Some(latest.evidence.json().as_ref()));
         assert_eq!(store.deferred_since(), None);
         assert_eq!(store.deferred_len(), 0);
         assert_eq!(decision_rows(&store, "t-1"), 1, "no history for it");
@@ -386,7 +388,7 @@ mod tests {
             Some(ms(t(60))),
             "the override's row has the latest evaluation"
         );
-        assert_eq!(evidence.as_deref(), Some(deferred.evidence.as_str()));
+        assert_eq!(evidence.as_deref(), Some(deferred.evidence.json().as_ref()));
         assert_eq!(store.deferred_len(), 0);
 
         // An evaluation computed from seq 1, deferred after the override: the guard drops it.
@@ -461,7 +463,7 @@ mod tests {
             (decision.as_str(), seq, at),
             ("rollback", 2, Some(ms(t(90))))
         );
-        assert_eq!(evidence.as_deref(), Some(rollback.evidence.as_str()));
+        assert_eq!(evidence.as_deref(), Some(rollback.evidence.json().as_ref()));
     }
 
     on_both_stores!(a_stop_keeps_the_latest_evaluation);

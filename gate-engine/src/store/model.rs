@@ -3,14 +3,17 @@
 //! Everything here is plain data: the store turns it into rows and back, nothing else. Times
 //! are `DateTime<Utc>` passed in by callers and kept at millisecond precision (the columns are
 //! unix milliseconds), so a value read back may have lost its sub-millisecond part. Webhook
-//! payloads are opaque `serde_json::Value`s and an evaluation's evidence is opaque JSON text
-//! ([`Evidence`]): the store keeps them, it never looks inside.
+//! payloads are opaque `serde_json::Value`s and an evaluation's evidence is [`Evidence`]: the store
+//! writes their JSON, it never looks inside.
 //!
-//! Evidence is text rather than a `serde_json::Value` because the daemon holds the latest
-//! evaluation of every train and replaces all of them every cycle: a `Value` tree costs about
-//! twice the heap of the text and an allocation per node, while the text is encoded once per
-//! cycle, written to SQLite and served by the API as it is, and read back without a tree.
+//! Evidence is never a `serde_json::Value`: the daemon holds the latest evaluation of every
+//! train and replaces all of them every cycle, and a `Value` tree costs about twice the heap of
+//! the text and an allocation per node. An evaluation of this process is kept as its typed
+//! report and encoded only when something reads it as JSON (the API, a webhook, the store's
+//! write — once a minute for an evaluation that changed nothing); evidence read back from the
+//! store stays the text it was.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -22,62 +25,97 @@ use gate_rules::TrainId;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::report::EvaluationReport;
+
 /// The lifecycle, override and delivery states are the API's: the store keeps their names
 /// ([`Lifecycle::as_str`] and the like) in its columns.
 /// The delivery record of one webhook event is the API's, as `events` and `status` show it.
 pub use gate_api::{Delivery, DeliveryState, Lifecycle, OverrideAction};
 
-/// An evaluation report as JSON text: encoded once, then stored and served verbatim.
+/// An evaluation's evidence: its report as this process built it, or the JSON text the store
+/// kept.
 ///
-/// Cloning shares the text. Serializing embeds the JSON as it is (not as a string); equality
-/// compares the text.
+/// Cloning shares it. Serializing writes the report's JSON (text read back is embedded as it
+/// is, not as a string); equality compares the JSON.
 #[derive(Clone)]
-pub struct Evidence(Arc<RawValue>);
+pub struct Evidence(Arc<Repr>);
+
+enum Repr {
+    /// Built by an evaluation of this process: encoded when read as JSON.
+    Report(EvaluationReport),
+    /// JSON text, e.g. read back from the store.
+    Text(Box<RawValue>),
+}
 
 impl Evidence {
+    /// The evidence of an evaluation report; encoded to JSON only when read as JSON.
+    pub fn of_report(report: EvaluationReport) -> Evidence {
+        Evidence(Arc::new(Repr::Report(report)))
+    }
+
     /// Encodes `report` as JSON.
     pub fn encode<T: Serialize + ?Sized>(report: &T) -> Result<Evidence, serde_json::Error> {
-        serde_json::value::to_raw_value(report).map(|raw| Evidence(Arc::from(raw)))
+        serde_json::value::to_raw_value(report).map(|raw| Evidence(Arc::new(Repr::Text(raw))))
     }
 
     /// Evidence from JSON text (e.g. read back from the store); fails if it is not JSON.
     pub fn from_json(text: String) -> Result<Evidence, serde_json::Error> {
-        RawValue::from_string(text).map(|raw| Evidence(Arc::from(raw)))
+        RawValue::from_string(text).map(|raw| Evidence(Arc::new(Repr::Text(raw))))
     }
 
-    /// The JSON text.
-    pub fn as_str(&self) -> &str {
-        self.0.get()
+    /// The report, when this process built it (`None` for text read back).
+    pub fn report(&self) -> Option<&EvaluationReport> {
+        match &*self.0 {
+            Repr::Report(report) => Some(report),
+            Repr::Text(_) => None,
+        }
     }
 
-    /// The evidence parsed into a `serde_json::Value` (for a webhook payload). The text is
-    /// JSON by construction; `null` only if it nests deeper than serde_json's parser allows.
+    /// The JSON text: borrowed when it is text, encoded when it is a report.
+    pub fn json(&self) -> Cow<'_, str> {
+        match &*self.0 {
+            Repr::Text(raw) => Cow::Borrowed(raw.get()),
+            // A report has string keys and finite-or-named numbers only: it always encodes.
+            Repr::Report(report) => {
+                Cow::Owned(serde_json::to_string(report).unwrap_or_else(|_| "null".to_owned()))
+            }
+        }
+    }
+
+    /// The evidence parsed into a `serde_json::Value` (for a webhook payload); `null` only if
+    /// text nests deeper than serde_json's parser allows.
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(self.as_str()).unwrap_or(serde_json::Value::Null)
+        match &*self.0 {
+            Repr::Text(raw) => serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
+            Repr::Report(report) => serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Evidence {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(|raw| Evidence(Arc::from(raw)))
+        Box::<RawValue>::deserialize(deserializer).map(|raw| Evidence(Arc::new(Repr::Text(raw))))
     }
 }
 
 impl fmt::Debug for Evidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Evidence").field(&self.as_str()).finish()
+        f.debug_tuple("Evidence").field(&self.json()).finish()
     }
 }
 
 impl PartialEq for Evidence {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        Arc::ptr_eq(&self.0, &other.0) || self.json() == other.json()
     }
 }
 
 impl Serialize for Evidence {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (*self.0).serialize(serializer)
+        match &*self.0 {
+            Repr::Text(raw) => raw.serialize(serializer),
+            Repr::Report(report) => report.serialize(serializer),
+        }
     }
 }
 

@@ -129,7 +129,7 @@ pub(super) fn write_evaluations(
         rows.rule.push(write.rule.as_deref());
         rows.at.push(at);
         rows.state.push(&encoded.state);
-        rows.evidence.push(write.evidence.as_str());
+        rows.evidence.push(&encoded.evidence);
         rows.gates.push(encoded.gates.as_deref());
         if !changed {
             outcomes.push(WriteOutcome::Unchanged);
@@ -142,7 +142,7 @@ pub(super) fn write_evaluations(
         history.reason.push(&write.reason);
         history.rule.push(write.rule.as_deref());
         history.at.push(at);
-        history.evidence.push(write.evidence.as_str());
+        history.evidence.push(&encoded.evidence);
         for (event, payload) in write.events.iter().zip(&encoded.events) {
             events.event_id.push(&event.event_id);
             events.train.push(id);
@@ -250,7 +250,7 @@ pub(super) fn checkpoint(
     let rule: Vec<Option<&str>> = writes.iter().map(|w| w.rule.as_deref()).collect();
     let at: Vec<i64> = writes.iter().map(|w| ms(w.evaluated_at)).collect();
     let state: Vec<&str> = encoded.iter().map(|e| e.state.as_str()).collect();
-    let evidence: Vec<&str> = writes.iter().map(|w| w.evidence.as_str()).collect();
+    let evidence: Vec<&str> = encoded.iter().map(|e| e.evidence.as_str()).collect();
     let gates: Vec<Option<&str>> = encoded.iter().map(|e| e.gates.as_deref()).collect();
     tx.execute_pg(
         "checkpoint deferred evaluations",

@@ -456,11 +456,13 @@ pub(super) struct EncodedEvaluation {
     pub(super) state: String,
     pub(super) events: Vec<String>,
     pub(super) gates: Option<String>,
+    pub(super) evidence: String,
 }
 
 impl EncodedEvaluation {
     fn new(write: &EvaluationWrite) -> Result<Self, StoreError> {
         Ok(EncodedEvaluation {
+            evidence: write.evidence.json().into_owned(),
             state: encode(&write.state, "train state")?,
             events: encode_events(&write.events)?,
             gates: encode_gates(write.gates.as_deref())?,
@@ -535,7 +537,7 @@ fn write_evaluation(
             &write.reason,
             &write.rule,
             &at,
-            &write.evidence.as_str(),
+            &encoded.evidence,
         ],
     )? == 1;
     let updated = tx.execute(
@@ -558,7 +560,7 @@ fn write_evaluation(
             &write.rule,
             &at,
             &encoded.state,
-            &write.evidence.as_str(),
+            &encoded.evidence,
             &encoded.gates,
         ],
     )?;

@@ -116,7 +116,7 @@ fn key_numbers(change: &DecisionChange) -> Vec<String> {
     rules
         .iter()
         .filter(|r| match &change.rule {
-            Some(name) => &r.name == name,
+            Some(name) => *r.name == **name,
             None => r.fired == Some(true),
         })
         .flat_map(|r| {

@@ -27,9 +27,9 @@ impl CompiledExpr {
             values: Vec::with_capacity(self.signals.len()),
             nan: Vec::new(),
         };
-        for (index, signal) in self.signals.iter().enumerate() {
+        for (index, (signal, name)) in self.signals.iter().zip(&self.names).enumerate() {
             let resolved = resolver.resolve(signal);
-            values.insert(signal.to_string(), resolved_json(&resolved));
+            values.insert(name.clone(), resolved_json(&resolved));
             if matches!(resolved, Resolved::Number(Some(x)) if x.is_nan()) {
                 slots.nan.push(index);
             }

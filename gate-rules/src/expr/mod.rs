@@ -68,6 +68,9 @@ pub struct CompiledExpr {
     pub thresholds: Vec<Threshold>,
     /// The CEL AST with every gate call replaced by its slot, `@<index into signals>`.
     expr: Arc<IdedExpr>,
+    /// Each signal's call as written, the key of its value: formatted once, not per
+    /// evaluation.
+    names: Vec<String>,
 }
 
 /// A problem in a `when` expression, positioned within the expression text.
@@ -115,6 +118,7 @@ pub fn compile(when: &str, slos: &[&str]) -> Result<CompiledExpr, Vec<ExprError>
     eval::bind_slots(&mut expr, &checker.slots);
     Ok(CompiledExpr {
         source: when.to_string(),
+        names: checker.signals.iter().map(ToString::to_string).collect(),
         signals: checker.signals,
         thresholds,
         expr: Arc::new(expr),
