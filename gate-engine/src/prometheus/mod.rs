@@ -36,5 +36,5 @@ mod retry;
 
 pub use client::{AttemptReport, PrometheusClient};
 pub use error::{AttemptOutcome, PromError};
-pub use response::{parse_response_body, Point, QueryData, QueryResponse, Sample, Series};
+pub use response::{parse_response_body, Labels, Point, QueryData, QueryResponse, Sample, Series};
 pub use retry::RetryPolicy;

@@ -2,10 +2,12 @@
 //!
 //! Sample pairs such as `[1793534400.0, "0.5"]` are deserialized by hand straight into two
 //! `f64`s without allocating the value string, because a cycle of the daemon parses vectors of
-//! thousands of series; only the label maps allocate.
+//! thousands of series; only the labels allocate, as a sorted vector ([`Labels`]) rather than
+//! a map: a batched answer has one or two labels per series and ten thousand series, and a
+//! `BTreeMap` node is half a kilobyte.
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Index;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -75,11 +77,93 @@ impl QueryData {
     }
 }
 
+/// A series' labels, sorted by name (a JSON object read with a repeated name keeps the last
+/// value, as a map would).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
+    }
+
+    /// The value of label `name`.
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.position(name).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Takes label `name` out, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.position(name).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// The labels, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// How many labels there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Labels {
+        let mut pairs: Vec<(String, String)> = pairs.into_iter().collect();
+        // Stable, so that of a repeated name the last value is kept.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            same
+        });
+        Labels(pairs)
+    }
+}
+
+impl Index<&str> for Labels {
+    type Output = String;
+
+    /// The value of label `name`; panics when there is none, like a map's index.
+    fn index(&self, name: &str) -> &String {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no label `{name}` in {}", format_labels(self)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelsVisitor;
+        impl<'de> Visitor<'de> for LabelsVisitor {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of label names to values")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(2));
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(pairs.into_iter().collect())
+            }
+        }
+        deserializer.deserialize_map(LabelsVisitor)
+    }
+}
+
 /// One series of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// The series' labels (including `__name__` when the query keeps it).
-    pub metric: BTreeMap<String, String>,
+    pub metric: Labels,
     /// Unix time of the sample, in seconds.
     pub timestamp: f64,
     /// The value; may be NaN or ±Inf.
@@ -90,7 +174,7 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     /// The series' labels.
-    pub metric: BTreeMap<String, String>,
+    pub metric: Labels,
     /// The points, in time order.
     pub values: Vec<Point>,
 }
@@ -232,7 +316,7 @@ enum RawData {
 #[derive(Deserialize)]
 struct RawSample {
     #[serde(default)]
-    metric: BTreeMap<String, String>,
+    metric: Labels,
     #[serde(default)]
     value: Option<Point>,
     #[serde(default)]
@@ -242,7 +326,7 @@ struct RawSample {
 #[derive(Deserialize)]
 struct RawSeries {
     #[serde(default)]
-    metric: BTreeMap<String, String>,
+    metric: Labels,
     #[serde(default)]
     values: Vec<Point>,
     #[serde(default)]
@@ -251,7 +335,7 @@ struct RawSeries {
 
 impl RawData {
     fn into_public(self) -> Result<QueryData, String> {
-        let histogram_error = |metric: &BTreeMap<String, String>| {
+        let histogram_error = |metric: &Labels| {
             format!(
                 "series {} holds native histogram samples, which gate cannot use as SLI counters",
                 format_labels(metric)
@@ -301,7 +385,7 @@ impl RawData {
     }
 }
 
-fn format_labels(metric: &BTreeMap<String, String>) -> String {
+fn format_labels(metric: &Labels) -> String {
     let inner: Vec<String> = metric.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
@@ -410,6 +494,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn labels_are_looked_up_by_name_and_a_repeated_name_keeps_its_last_value() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"zone":"b","train_id":"t-1","zone":"c","code":"500"},"value":[1,"2"]}]}}"#;
+        let (data, _) = parse_response_body(body).expect("vector");
+        let mut labels = data.into_vector().expect("a vector").remove(0).metric;
+        let names: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["code", "train_id", "zone"]);
+        assert_eq!(labels.get("zone").map(String::as_str), Some("c"));
+        assert_eq!(labels["code"], "500");
+        assert_eq!(labels.get("job"), None);
+        assert_eq!(labels.remove("train_id").as_deref(), Some("t-1"));
+        assert_eq!((labels.len(), labels.get("train_id")), (2, None));
+    }
+
+    #[test]
     fn parses_matrix_scalar_and_string_results() {
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"__name__":"up","job":"p"},"values":[[1000,"1"],[1015.5,"0"]]}]}}"#;
@@ -417,10 +516,12 @@ mod tests {
         assert_eq!(
             data,
             QueryData::Matrix(vec![Series {
-                metric: BTreeMap::from([
+                metric: [
+                    ("job".to_string(), "p".to_string()),
                     ("__name__".to_string(), "up".to_string()),
-                    ("job".to_string(), "p".to_string())
-                ]),
+                ]
+                .into_iter()
+                .collect(),
                 values: vec![
                     Point {
                         timestamp: 1000.0,

@@ -42,14 +42,11 @@ use crate::evaluate::{self, MAX_CONCURRENT_QUERIES};
 use crate::planner::{
     self, Part, Plan, PlannedQuery, RangeRead, RangeSeries, ResultSample, Target, TrainSpec,
 };
-use crate::prometheus::{PrometheusClient, QueryData, QueryResponse};
+use crate::prometheus::{Labels, PrometheusClient, QueryData, QueryResponse};
 use crate::replay::increase::{sum_increase, RawSeries};
 
 /// Most steps in one chunk: Prometheus' limit of points per series in a range query.
 pub const MAX_POINTS: usize = 11_000;
-
-/// A series' labels.
-type Labels = BTreeMap<String, String>;
 
 /// Raw samples of one counter, by series, in label order (the order Prometheus sums in).
 #[derive(Debug, Default)]
