@@ -238,6 +238,10 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
 /// The most looks the scheduler takes to catch up a train registered long after its start.
 const CATCH_UP_LOOKS: usize = 12;
+/// Up to this many trains catching up in one cycle take their own looks, one fetch each.
+const CATCH_UP_ALONE: usize = 8;
+/// The most fetches of trains catching up together (`looks::catch_up_together`).
+const CATCH_UP_FETCHES: usize = 48;
 
 /// One evaluation cycle of `gate_name` (see the module docs). `None` when the gate is not
 /// configured or has no train to evaluate.
@@ -273,11 +277,34 @@ pub async fn run_cycle(shared: &Shared, gate_name: &str) -> Option<CycleReport> 
     // the looks its anytime-valid tests missed, once, as `gate eval` does: otherwise its whole
     // history would be one look, which can never be significant, and it could promote on
     // verification before its error delta is seen.
+    // A few such trains take their own looks (those `gate eval` takes, up to CATCH_UP_LOOKS);
+    // more than that at once share a grid of looks fetched in batches.
     let mut seeded: HashMap<TrainId, BTreeMap<String, SequentialState>> = HashMap::new();
     if gate.baseline != BaselineKind::None {
-        for (view, spec) in views.iter().zip(&specs) {
-            let state = gate_state(&view.record, gate_name);
-            if state.decision.is_none() && looks::times(gate, spec, at).len() > 1 {
+        let late: Vec<TrainSpec> = views
+            .iter()
+            .zip(&specs)
+            .filter(|(view, spec)| {
+                gate_state(&view.record, gate_name).decision.is_none()
+                    && looks::times(gate, spec, at).len() > 1
+            })
+            .map(|(_, spec)| spec.clone())
+            .collect();
+        if late.len() > CATCH_UP_ALONE {
+            let together = looks::catch_up_together(
+                &runtime.client,
+                config,
+                gate,
+                &late,
+                at,
+                CATCH_UP_LOOKS,
+                CATCH_UP_FETCHES,
+            );
+            if let Ok(tests) = together.await {
+                seeded = tests;
+            }
+        } else {
+            for spec in &late {
                 if let Ok(tests) =
                     looks::catch_up(&runtime.client, config, gate, spec, at, CATCH_UP_LOOKS).await
                 {
