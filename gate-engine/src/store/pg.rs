@@ -426,11 +426,12 @@ mod tests {
         let (_db, url) = pg_database();
         let store = Store::open_exclusive(url.as_str()).unwrap();
         store.register(&new_train("t-1"), t(0)).unwrap();
-        // What a server restart does to the store's sessions.
+        // What a server restart does to the store's sessions: this test's only (the tests
+        // running beside it share the application name and the cluster).
         admin(&url)
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE application_name = $1",
+                 WHERE application_name = $1 AND datname = current_database()",
                 &[&format!("gate (pid {})", std::process::id())],
             )
             .unwrap();
