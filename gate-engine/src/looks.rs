@@ -181,10 +181,17 @@ async fn take_looks(
 mod tests {
     use super::*;
 
+    /// A config of one `before_start` gate evaluated every `interval`.
+    fn config_every(interval: &str) -> Config {
+        let yaml = format!(
+            "prometheus:\n  url: http://localhost:9090\nslos:\n  - name: a\n    objective: 99.9\n    errors: e\n    total: t\ngates:\n  - name: g\n    slos: [a]\n    interval: {interval}\n    baseline: before_start\n    rules:\n      - name: r\n        when: error_delta(\"a\").significant\n        then: rollback\n"
+        );
+        gate_rules::config::load_str("t.yaml", &yaml).unwrap()
+    }
+
     #[test]
     fn trains_catching_up_together_share_a_bounded_grid_of_looks() {
-        let yaml = "prometheus:\n  url: http://localhost:9090\nslos:\n  - name: a\n    objective: 99.9\n    errors: e\n    total: t\ngates:\n  - name: g\n    slos: [a]\n    interval: 15s\n    baseline: before_start\n    rules:\n      - name: r\n        when: error_delta(\"a\").significant\n        then: rollback\n";
-        let config = gate_rules::config::load_str("t.yaml", yaml).unwrap();
+        let config = config_every("15s");
         let gate = &config.gates[0];
         let at: DateTime<Utc> = "2026-11-01T12:00:00Z".parse().unwrap();
         // 1,000 trains started one every 4 s over the last 67 minutes.
@@ -220,8 +227,7 @@ mod tests {
 
     #[test]
     fn times_step_from_the_start_and_stop_before_at() {
-        let yaml = "prometheus:\n  url: http://localhost:9090\nslos:\n  - name: a\n    objective: 99.9\n    errors: e\n    total: t\ngates:\n  - name: g\n    slos: [a]\n    interval: 30s\n    baseline: before_start\n    rules:\n      - name: r\n        when: error_delta(\"a\").significant\n        then: rollback\n";
-        let config = gate_rules::config::load_str("t.yaml", yaml).unwrap();
+        let config = config_every("30s");
         let gate = &config.gates[0];
         let start: DateTime<Utc> = "2026-11-01T10:00:00Z".parse().unwrap();
         let train = TrainSpec {
