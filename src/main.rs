@@ -23,13 +23,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// their slots, so the numbering is stable). libmimalloc-sys names no constant for it.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// `mi_option_allow_thp`, likewise.
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 37;
+
 /// Memory freed at the end of a cycle goes back to the OS at once rather than after
 /// mimalloc's default 10 ms: a cycle frees what it built in one burst and the next comes
 /// seconds later, so a delay only keeps the burst resident (BENCHMARKS.md §10: RSS after a
 /// cycle 183–258 MB with the delay, 163–181 MB without, at no measurable CPU cost).
+///
+/// And no transparent huge pages: mimalloc asks for them on its arena by default, and a
+/// 2 MB page stays resident whole while a few kilobytes of it are in use, so the memory a
+/// cycle frees could not go back (BENCHMARKS.md §11). mimalloc reads this option once, before
+/// `main`, so the process-wide switch it would then set is set here as well.
 fn tune_allocator() {
-    // SAFETY: sets an option of the allocator linked above; any value is valid for it.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    // SAFETY: sets options of the allocator linked above; any value is valid for them.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 /// SLO-driven release gate: decides pending, promote, pause or rollback for release trains

@@ -426,7 +426,11 @@ fn wait_exits_with_the_verdict_and_status_shows_it() {
         .find(|r| &*r.name == "fast-burn")
         .expect("fast-burn in the evaluation");
     assert_eq!(fast.fired, Some(true));
-    let burn_1h = evaluation.signals.burn_rate["checkout-availability"]["1h"]
+    let burn_1h = evaluation
+        .signals
+        .burn_rate
+        .get("checkout-availability")
+        .and_then(|w| *w.get("1h")?)
         .expect("1h burn rate")
         .0;
     assert!((burn_1h - 50.0).abs() < 0.5, "burn 50, got {burn_1h}");

@@ -8,7 +8,6 @@
 //! backend) are written as the strings `"+Inf"`, `"-Inf"`, `"NaN"` — the way Prometheus
 //! writes them — through [`Num`], never silently as `null`, which means *no data*.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use gate_rules::signals::{Resolver, Signals};
 use gate_rules::Decision;
 use gate_rules::Resolved;
 use gate_rules::SignalRef;
+use gate_rules::SignalValues;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::planner::{Plan, PlannedQuery, TrainSpec};
@@ -115,32 +115,39 @@ pub struct SinceStart {
     pub errors: Num,
 }
 
+/// A report's map keyed by SLO, window or PromQL, in key order (a JSON object).
+///
+/// A sorted vector rather than a `BTreeMap`: each holds one to three entries, and every
+/// train's latest report keeps a dozen of them — a `BTreeMap` node is sized for eleven
+/// (BENCHMARKS.md §11).
+pub type Keyed<V> = litemap::LiteMap<String, V>;
+
 /// The signals the rules read, by kind, SLO and window. `null` means no data.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SignalsReport {
     /// `burn_rate[slo][window]`.
-    pub burn_rate: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    pub burn_rate: Keyed<Keyed<Option<Num>>>,
     /// `error_ratio[slo][window]`.
-    pub error_ratio: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    pub error_ratio: Keyed<Keyed<Option<Num>>>,
     /// `requests[slo][window]`: events over each window the rules read.
-    pub requests: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    pub requests: Keyed<Keyed<Option<Num>>>,
     /// `errors[slo][window]`: bad events over each window the rules read.
-    pub errors: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    pub errors: Keyed<Keyed<Option<Num>>>,
     /// `budget_remaining[slo]` (service-wide).
-    pub budget_remaining: BTreeMap<String, Option<Num>>,
+    pub budget_remaining: Keyed<Option<Num>>,
     /// `service_burn_rate[slo][window]` (service-wide), present when a rule reads one.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub service_burn_rate: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    #[serde(default, skip_serializing_if = "Keyed::is_empty")]
+    pub service_burn_rate: Keyed<Keyed<Option<Num>>>,
     /// `service_error_ratio[slo][window]` (service-wide), present when a rule reads one.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub service_error_ratio: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+    #[serde(default, skip_serializing_if = "Keyed::is_empty")]
+    pub service_error_ratio: Keyed<Keyed<Option<Num>>>,
     /// `error_delta[slo]`.
-    pub error_delta: BTreeMap<String, Option<DeltaReport>>,
+    pub error_delta: Keyed<Option<DeltaReport>>,
     /// Events since the train started, per SLO of the gate (`null`: no series).
-    pub since_start: BTreeMap<String, Option<SinceStart>>,
+    pub since_start: Keyed<Option<SinceStart>>,
     /// Custom `query("…")` results.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub query: BTreeMap<String, Option<Num>>,
+    #[serde(default, skip_serializing_if = "Keyed::is_empty")]
+    pub query: Keyed<Option<Num>>,
 }
 
 /// One rule's outcome as reported.
@@ -155,7 +162,7 @@ pub struct RuleReport {
     /// `true`, `false`, or `null` (unknown).
     pub fired: Option<bool>,
     /// Each signal it read, keyed by the call as written.
-    pub values: BTreeMap<String, serde_json::Value>,
+    pub values: SignalValues,
     /// Why it is unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_reason: Option<String>,
@@ -451,13 +458,15 @@ fn fill_signals(out: &mut SignalsReport, r: &Resolver<'_>) {
     }
 }
 
-fn put2(
-    map: &mut BTreeMap<String, BTreeMap<String, Option<Num>>>,
-    slo: &str,
-    window: String,
-    v: Option<Num>,
-) {
-    map.entry(slo.to_string()).or_default().insert(window, v);
+fn put2(map: &mut Keyed<Keyed<Option<Num>>>, slo: &str, window: String, v: Option<Num>) {
+    match map.get_mut(slo) {
+        Some(windows) => {
+            windows.insert(window, v);
+        }
+        None => {
+            map.insert(slo.to_string(), Keyed::from_iter([(window, v)]));
+        }
+    }
 }
 
 /// The queries of a plan as evidence for one train. Anchored baseline queries combine every

@@ -46,5 +46,6 @@ pub use duration::PromDuration;
 pub use error_chain::error_chain;
 pub use train_id::TrainId;
 pub use vocab::{
-    Counter, Counts, Decision, ErrorDelta, HoldDecision, Resolve, Resolved, SignalRef, Truth,
+    Counter, Counts, Decision, ErrorDelta, HoldDecision, Resolve, Resolved, SignalRef,
+    SignalValues, Truth,
 };

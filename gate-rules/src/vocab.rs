@@ -18,6 +18,7 @@
 //! module.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -290,3 +291,12 @@ pub enum Truth {
     /// A signal it needed had no data; the reason names it.
     Unknown(String),
 }
+
+/// The value of every signal a rule read, keyed by the call as written, in the order of the
+/// calls' text (as a JSON object).
+///
+/// A sorted vector rather than a `BTreeMap`: a rule reads two or three signals, and every
+/// train's latest report keeps one of these per rule — a `BTreeMap` node sized for eleven
+/// entries, and a key string of its own, for each (BENCHMARKS.md §11). The keys are the
+/// compiled condition's names, shared by every evaluation of the rule.
+pub type SignalValues = litemap::LiteMap<Arc<str>, serde_json::Value>;

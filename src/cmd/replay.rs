@@ -292,7 +292,7 @@ fn numbers(report: &EvaluationReport) -> String {
             r.thresholds.iter().map(|t| {
                 let value = r
                     .values
-                    .get(&t.signal)
+                    .get(t.signal.as_str())
                     .map(|v| match v.as_f64() {
                         Some(n) => gate_engine::report::Num(n).to_string(),
                         None => v.to_string(),

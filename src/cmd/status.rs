@@ -516,7 +516,7 @@ mod tests {
             then,
             when: "".into(),
             fired,
-            values: BTreeMap::new(),
+            values: Default::default(),
             unknown_reason: None,
             streak: 0,
             for_evaluations: 1,

@@ -177,7 +177,7 @@ struct Report {
 struct Rule {
     name: String,
     #[serde(default)]
-    values: std::collections::BTreeMap<String, serde_json::Value>,
+    values: gate_rules::SignalValues,
     #[serde(default)]
     thresholds: Vec<Threshold>,
 }
@@ -205,13 +205,7 @@ pub fn worst_burn(evidence: &Evidence) -> Option<WorstBurn> {
 
 /// [`worst_burn`] over each rule's name, values and thresholds.
 fn worst_of<'a, T>(
-    rules: impl Iterator<
-        Item = (
-            &'a str,
-            &'a std::collections::BTreeMap<String, serde_json::Value>,
-            T,
-        ),
-    >,
+    rules: impl Iterator<Item = (&'a str, &'a gate_rules::SignalValues, T)>,
 ) -> Option<WorstBurn>
 where
     T: Iterator<Item = (&'a str, f64)>,

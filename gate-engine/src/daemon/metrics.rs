@@ -37,7 +37,7 @@
 //! A cycle that changes only the values sets each train's gauges through handles it kept,
 //! without building labels or looking series up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
@@ -51,7 +51,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::prometheus::AttemptReport;
-use crate::report::{Num, SignalsReport};
+use crate::report::{Keyed, Num, SignalsReport};
 use crate::store::{Evidence, Lifecycle};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -571,7 +571,7 @@ pub fn burn_rates_in(evidence: &Evidence) -> Vec<BurnRate> {
     #[derive(serde::Deserialize, Default)]
     struct Signals {
         #[serde(default)]
-        burn_rate: BTreeMap<String, BTreeMap<String, Option<Num>>>,
+        burn_rate: Keyed<Keyed<Option<Num>>>,
     }
     if let Some(report) = evidence.report() {
         return burn_rates(&report.signals);
@@ -582,7 +582,7 @@ pub fn burn_rates_in(evidence: &Evidence) -> Vec<BurnRate> {
     }
 }
 
-fn flatten(by_slo: &BTreeMap<String, BTreeMap<String, Option<Num>>>) -> Vec<BurnRate> {
+fn flatten(by_slo: &Keyed<Keyed<Option<Num>>>) -> Vec<BurnRate> {
     by_slo
         .iter()
         .flat_map(|(slo, windows)| {
@@ -646,17 +646,17 @@ mod tests {
     #[test]
     fn burn_rates_from_the_report_and_from_its_stored_text_agree() {
         let signals = SignalsReport {
-            burn_rate: BTreeMap::from([(
+            burn_rate: Keyed::from_iter([(
                 "avail".to_string(),
-                BTreeMap::from([
+                Keyed::from_iter([
                     ("1h".to_string(), Some(Num(20.5))),
                     ("5m".to_string(), None),
                     ("6h".to_string(), Some(Num(f64::INFINITY))),
                 ]),
             )]),
-            error_ratio: BTreeMap::from([(
+            error_ratio: Keyed::from_iter([(
                 "avail".to_string(),
-                BTreeMap::from([("1h".to_string(), Some(Num(0.2)))]),
+                Keyed::from_iter([("1h".to_string(), Some(Num(0.2)))]),
             )]),
             ..SignalsReport::default()
         };

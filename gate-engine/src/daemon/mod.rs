@@ -7,6 +7,7 @@
 //!   for all the gate's trains ([`crate::evaluate::fetch`]), a decision per train, the whole
 //!   cycle written in one store transaction, then published;
 //! * [`api`] — the HTTP API of SPEC §6 (axum), reading the in-memory state;
+//! * `http` — the accept loop: each connection served with hyper's HTTP/1;
 //! * [`live`] — `GET /v1/events`, the changes of every train as server-sent events;
 //! * [`series`] — a train's signals over a time range, read from Prometheus on request;
 //! * [`state`] — that in-memory state: one immutable view per train in a watch channel;
@@ -40,6 +41,7 @@
 
 pub mod api;
 mod delivery;
+mod http;
 pub mod limits;
 pub mod list;
 pub mod live;
@@ -498,13 +500,11 @@ impl Daemon {
     /// Serves the API on `listener` until shutdown begins, then lets the requests in flight
     /// finish (long-polls return at once with the current decision).
     ///
-    /// Each connection gets a clone of the one router (`into_make_service`): served as a bare
-    /// `Router`, axum would rebuild its route tables for every connection (5 KB each, for as
-    /// long as the connection stays open — a held long-poll included).
+    /// Each connection gets a clone of the one router (an `Arc`), never route tables of its
+    /// own: they would cost 5 KB for as long as the connection stays open — a held long-poll
+    /// included. How connections are served: `http`.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router().into_make_service())
-            .with_graceful_shutdown(self.shutdown_started())
-            .await
+        http::serve(listener, self.router(), self.shutdown_started()).await
     }
 
     /// The shared state (for the webhook deliverer and tests).

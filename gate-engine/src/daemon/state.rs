@@ -47,8 +47,11 @@ pub struct TrainView {
 impl TrainView {
     /// A view of a stored train.
     pub fn new(record: TrainRecord) -> Arc<TrainView> {
+        // Exactly as long as the body: `to_vec`'s spare capacity would stay with every view.
         let decision_body = Bytes::from(
-            serde_json::to_vec(&decision_body(&record)).unwrap_or_else(|_| b"{}".to_vec()),
+            serde_json::to_vec(&decision_body(&record))
+                .unwrap_or_else(|_| b"{}".to_vec())
+                .into_boxed_slice(),
         );
         Arc::new(TrainView {
             record,

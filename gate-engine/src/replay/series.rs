@@ -14,7 +14,6 @@
 //! error delta's anytime-valid test depends on the looks before it, so it is not part of a
 //! step.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -27,10 +26,10 @@ use super::ReplayError;
 use crate::evaluate;
 use crate::planner::TrainSpec;
 use crate::prometheus::PrometheusClient;
-use crate::report::{rfc3339, Num};
+use crate::report::{rfc3339, Keyed, Num};
 
 /// Values per SLO, then per window; `null` is no data.
-pub type PerWindow = BTreeMap<String, BTreeMap<String, Option<Num>>>;
+pub type PerWindow = Keyed<Keyed<Option<Num>>>;
 
 /// The signals of one train at one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,7 +46,7 @@ pub struct SeriesPoint {
     /// `errors[slo][window]`.
     pub errors: PerWindow,
     /// `budget_remaining[slo]` (service-wide).
-    pub budget_remaining: BTreeMap<String, Option<Num>>,
+    pub budget_remaining: Keyed<Option<Num>>,
     /// The telemetry failure at this step, if any (its values are then `null`).
     pub telemetry_error: Option<String>,
 }

@@ -121,7 +121,10 @@ fn key_numbers(change: &DecisionChange) -> Vec<String> {
         })
         .flat_map(|r| {
             r.thresholds.iter().map(|t| {
-                let value = r.values.get(&t.signal).map_or("unknown".to_string(), shown);
+                let value = r
+                    .values
+                    .get(t.signal.as_str())
+                    .map_or("unknown".to_string(), shown);
                 format!(
                     "`{}` = *{}* {} {}",
                     escape(&t.signal),

@@ -56,7 +56,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Gate, Slo};
 use crate::signals::{Resolver, Signals};
-use crate::vocab::{Decision, HoldDecision, Truth};
+use crate::vocab::{Decision, HoldDecision, SignalValues, Truth};
 
 mod hold;
 mod outcome;
@@ -327,7 +327,7 @@ fn telemetry_failed(gate: &Gate, message: &str, prev: &TrainState, mode: Mode) -
             then: rule.then,
             fired: None,
             in_effect: false,
-            values: BTreeMap::new(),
+            values: SignalValues::new(),
             unknown_reason: Some("telemetry unavailable".to_string()),
             streak: prev.streaks.get(&rule.name).copied().unwrap_or(0),
             dry_run: rule.dry_run,
@@ -697,7 +697,7 @@ fn fired_text(rule: &RuleOutcome, alpha: f64) -> String {
 
 /// The values a rule read, `call=value` each; a significant `error_delta` reads as its
 /// anytime-valid bound, e.g. `error_delta("x"): error rate ≥ 1.7× baseline (99 %, anytime-valid)`.
-fn fmt_values(values: &BTreeMap<String, serde_json::Value>, alpha: f64) -> String {
+fn fmt_values(values: &SignalValues, alpha: f64) -> String {
     let parts: Vec<String> = values
         .iter()
         .map(|(call, v)| match significant_bound(v) {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::TrainState;
 use crate::sequential::Verdict as TestVerdict;
-use crate::vocab::Decision;
+use crate::vocab::{Decision, SignalValues};
 
 /// One rule's outcome in an evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,7 +23,7 @@ pub struct RuleOutcome {
     pub in_effect: bool,
     /// Every signal the rule read, by the call as written (e.g. `burn_rate("x", "1h")`), with
     /// its value (`null` for no data).
-    pub values: BTreeMap<String, serde_json::Value>,
+    pub values: SignalValues,
     /// Why the rule is unknown, if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_reason: Option<String>,

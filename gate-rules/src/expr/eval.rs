@@ -3,7 +3,7 @@
 //! into [`Truth::Unknown`] naming the call without data. See the module docs of
 //! [`crate::expr`] for why gate's functions are slots rather than registered functions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::common::ast::Expr;
@@ -13,7 +13,7 @@ use cel::context::VariableResolver;
 use cel::{Context, ExecutionError, IdedExpr, Value};
 
 use super::{CompiledExpr, ENV};
-use crate::vocab::{ErrorDelta, Resolve, Resolved, Truth};
+use crate::vocab::{ErrorDelta, Resolve, Resolved, SignalValues, Truth};
 
 impl CompiledExpr {
     /// Evaluates the condition. Returns its truth and the value of every signal read, keyed by
@@ -21,15 +21,15 @@ impl CompiledExpr {
     ///
     /// Each signal is resolved once. Values are JSON numbers (`"NaN"`, `"+Inf"`, `"-Inf"` as
     /// strings), `error_delta` objects, or `null` for no data.
-    pub fn evaluate(&self, resolver: &dyn Resolve) -> (Truth, BTreeMap<String, serde_json::Value>) {
-        let mut values = BTreeMap::new();
+    pub fn evaluate(&self, resolver: &dyn Resolve) -> (Truth, SignalValues) {
+        let mut values = SignalValues::with_capacity(self.signals.len());
         let mut slots = Slots {
             values: Vec::with_capacity(self.signals.len()),
             nan: Vec::new(),
         };
         for (index, (signal, name)) in self.signals.iter().zip(&self.names).enumerate() {
             let resolved = resolver.resolve(signal);
-            values.insert(name.clone(), resolved_json(&resolved));
+            values.insert(Arc::clone(name), resolved_json(&resolved));
             if matches!(resolved, Resolved::Number(Some(x)) if x.is_nan()) {
                 slots.nan.push(index);
             }
@@ -325,7 +325,9 @@ mod tests {
         ] {
             let (t, values) = compiled(when).evaluate(&table);
             assert!(matches!(t, Truth::Unknown(_)), "{when}: {t:?}");
-            let evidence = &values[r#"error_delta("checkout-availability")"#];
+            let evidence = &values
+                .get(r#"error_delta("checkout-availability")"#)
+                .unwrap();
             assert_eq!(evidence["significant"], serde_json::Value::Null);
             assert_eq!(evidence["p_value"], "NaN");
         }
@@ -352,7 +354,12 @@ mod tests {
         assert_eq!(t, Truth::True);
         assert_eq!(table.calls.borrow().len(), 4, "{:?}", table.calls.borrow());
         assert_eq!(
-            serde_json::Value::Object(values.into_iter().collect()),
+            serde_json::Value::Object(
+                values
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect()
+            ),
             serde_json::json!({
                 r#"burn_rate("checkout-availability", "1h")"#: "+Inf",
                 r#"error_delta("checkout-availability")"#: {
@@ -439,12 +446,16 @@ mod tests {
             t,
             Truth::Unknown(r#"no data: burn_rate("checkout-availability", "5m")"#.into())
         );
-        let burn_1h = values[r#"burn_rate("checkout-availability", "1h")"#]
+        let burn_1h = values
+            .get(r#"burn_rate("checkout-availability", "1h")"#)
+            .unwrap()
             .as_f64()
             .unwrap();
         assert!((burn_1h - 20.0).abs() < 1e-9, "{burn_1h}");
         assert_eq!(
-            values[r#"burn_rate("checkout-availability", "5m")"#],
+            *values
+                .get(r#"burn_rate("checkout-availability", "5m")"#)
+                .unwrap(),
             serde_json::Value::Null
         );
 

@@ -70,7 +70,7 @@ pub struct CompiledExpr {
     expr: Arc<IdedExpr>,
     /// Each signal's call as written, the key of its value: formatted once, not per
     /// evaluation.
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
 }
 
 /// A problem in a `when` expression, positioned within the expression text.
@@ -118,7 +118,11 @@ pub fn compile(when: &str, slos: &[&str]) -> Result<CompiledExpr, Vec<ExprError>
     eval::bind_slots(&mut expr, &checker.slots);
     Ok(CompiledExpr {
         source: when.to_string(),
-        names: checker.signals.iter().map(ToString::to_string).collect(),
+        names: checker
+            .signals
+            .iter()
+            .map(|s| s.to_string().into())
+            .collect(),
         signals: checker.signals,
         thresholds,
         expr: Arc::new(expr),
