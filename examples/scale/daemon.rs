@@ -10,6 +10,9 @@
 
 use super::*;
 
+/// The config's section that drops the per-train `/metrics` series.
+const PER_TRAIN_OFF: &str = "\nmetrics:\n  per_train: false\n";
+
 /// Daemon mode: `gate serve` with every train registered; figures per full cycle from the
 /// daemon's `/metrics` and `/proc/<pid>`; then the decision API under `wrk` (when installed)
 /// and the daemon's memory with `--long-polls` long-polls open.
@@ -21,10 +24,11 @@ pub(crate) async fn daemon_scenario(
     trains: &[TrainSpec],
 ) -> anyhow::Result<serde_json::Value> {
     let config_path = dir.join("gate.yaml");
-    std::fs::write(
-        &config_path,
-        config_text(&prometheus.url, &args.baseline, args.interval),
-    )?;
+    let mut text = config_text(&prometheus.url, &args.baseline, args.interval);
+    if args.no_per_train_metrics {
+        text.push_str(PER_TRAIN_OFF);
+    }
+    std::fs::write(&config_path, text)?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let base = format!("http://127.0.0.1:{port}");
     let log = File::create(dir.join("gate.log"))?;
@@ -151,7 +155,9 @@ pub(crate) async fn daemon_scenario(
     let scrape_per_train = scrape_cost(&http, &base, pid, SCRAPES).await?;
     println!("daemon /metrics with per-train series: {scrape_per_train}");
     let mut text = std::fs::read_to_string(&config_path)?;
-    text.push_str("\nmetrics:\n  per_train: false\n");
+    if !args.no_per_train_metrics {
+        text.push_str(PER_TRAIN_OFF);
+    }
     std::fs::write(&config_path, text)?;
     let reload = http.post(format!("{base}/v1/reload")).send().await?;
     anyhow::ensure!(reload.status().is_success(), "reload: {}", reload.status());

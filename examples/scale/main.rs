@@ -104,6 +104,10 @@ struct Args {
     /// Daemon mode: the gate's `interval`, seconds.
     #[arg(long, default_value_t = 15)]
     interval: i64,
+    /// Daemon mode: run every cycle with `metrics.per_train: false` (by default only the
+    /// second series of scrapes is).
+    #[arg(long)]
+    no_per_train_metrics: bool,
     /// Daemon mode: long-polls to hold open at once for the memory figure (0 skips).
     #[arg(long, default_value_t = 10_000)]
     long_polls: usize,
