@@ -79,27 +79,24 @@ impl QueryData {
 
 /// A series' labels, sorted by name (a JSON object read with a repeated name keeps the last
 /// value, as a map would).
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<(String, String)>);
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct Labels(litemap::LiteMap<String, String>);
 
 impl Labels {
-    fn position(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
-    }
-
     /// The value of label `name`.
     pub fn get(&self, name: &str) -> Option<&String> {
-        self.position(name).ok().map(|i| &self.0[i].1)
+        self.0.get(name)
     }
 
     /// Takes label `name` out, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.position(name).ok().map(|i| self.0.remove(i).1)
+        self.0.remove(name)
     }
 
     /// The labels, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.0.iter()
     }
 
     /// How many labels there are.
@@ -115,17 +112,7 @@ impl Labels {
 
 impl FromIterator<(String, String)> for Labels {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Labels {
-        let mut pairs: Vec<(String, String)> = pairs.into_iter().collect();
-        // Stable, so that of a repeated name the last value is kept.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        pairs.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                std::mem::swap(&mut later.1, &mut kept.1);
-            }
-            same
-        });
-        Labels(pairs)
+        Labels(pairs.into_iter().collect())
     }
 }
 
@@ -136,26 +123,6 @@ impl Index<&str> for Labels {
     fn index(&self, name: &str) -> &String {
         self.get(name)
             .unwrap_or_else(|| panic!("no label `{name}` in {}", format_labels(self)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Labels {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LabelsVisitor;
-        impl<'de> Visitor<'de> for LabelsVisitor {
-            type Value = Labels;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of label names to values")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(2));
-                while let Some(pair) = map.next_entry::<String, String>()? {
-                    pairs.push(pair);
-                }
-                Ok(pairs.into_iter().collect())
-            }
-        }
-        deserializer.deserialize_map(LabelsVisitor)
     }
 }
 

@@ -354,12 +354,7 @@ mod tests {
         assert_eq!(t, Truth::True);
         assert_eq!(table.calls.borrow().len(), 4, "{:?}", table.calls.borrow());
         assert_eq!(
-            serde_json::Value::Object(
-                values
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect()
-            ),
+            serde_json::to_value(&values).unwrap(),
             serde_json::json!({
                 r#"burn_rate("checkout-availability", "1h")"#: "+Inf",
                 r#"error_delta("checkout-availability")"#: {
